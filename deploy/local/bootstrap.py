@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Creates the demo Cognito user pool in moto and prints its ids as a shell-sourceable env file.
+
+    .venv/bin/python deploy/local/bootstrap.py --endpoint http://127.0.0.1:5000 > demo.env
+
+What it creates (moto keeps state in memory, so this runs once per moto start):
+  - a user pool (plain usernames: UsernameAttributes not set)
+  - an app client without secret, flows ADMIN_USER_PASSWORD / USER_PASSWORD / REFRESH_TOKEN
+  - a group "admin"
+  - demo@example.com, password Demo-Passw0rd!  (confirmed, in group admin)
+  - new@example.com, temporary password Temp-Passw0rd!  (FORCE_CHANGE_PASSWORD: the first
+    login answers the NEW_PASSWORD_REQUIRED challenge)
+
+stdout gets only the env file (COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID, AWS_REGION).
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+import boto3
+
+DEMO_USER = "demo@example.com"
+DEMO_PASSWORD = "Demo-Passw0rd!"
+NEW_USER = "new@example.com"
+NEW_TEMP_PASSWORD = "Temp-Passw0rd!"
+ADMIN_GROUP = "admin"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, help="moto's URL, e.g. http://127.0.0.1:5000")
+    # moto answers unsigned calls (the SDK's InitiateAuth, GlobalSignOut) from us-east-1 only.
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--pool-name", default="cognito-sidecar-demo")
+    args = parser.parse_args()
+
+    # moto accepts any credentials; set dummies so boto3 never looks for real ones.
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    idp = boto3.client(
+        "cognito-idp",
+        endpoint_url=args.endpoint,
+        region_name=args.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+    pool_id = idp.create_user_pool(
+        PoolName=args.pool_name,
+        Policies={
+            "PasswordPolicy": {
+                "MinimumLength": 8,
+                "RequireUppercase": True,
+                "RequireLowercase": True,
+                "RequireNumbers": True,
+                "RequireSymbols": True,
+            }
+        },
+    )["UserPool"]["Id"]
+
+    client_id = idp.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="cognito-sidecar-demo-client",
+        GenerateSecret=False,
+        ExplicitAuthFlows=[
+            "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+            "ALLOW_USER_PASSWORD_AUTH",
+            "ALLOW_REFRESH_TOKEN_AUTH",
+        ],
+    )["UserPoolClient"]["ClientId"]
+
+    idp.create_group(UserPoolId=pool_id, GroupName=ADMIN_GROUP, Description="demo administrators")
+
+    def create_user(username: str, password: str) -> None:
+        idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            TemporaryPassword=password,
+            MessageAction="SUPPRESS",
+            UserAttributes=[
+                {"Name": "email", "Value": username},
+                {"Name": "email_verified", "Value": "true"},
+            ],
+        )
+
+    create_user(DEMO_USER, DEMO_PASSWORD)
+    idp.admin_set_user_password(
+        UserPoolId=pool_id, Username=DEMO_USER, Password=DEMO_PASSWORD, Permanent=True
+    )
+    idp.admin_add_user_to_group(UserPoolId=pool_id, Username=DEMO_USER, GroupName=ADMIN_GROUP)
+
+    create_user(NEW_USER, NEW_TEMP_PASSWORD)
+
+    print("# written by deploy/local/bootstrap.py for the moto at " + args.endpoint)
+    for name, value in (
+        ("COGNITO_USER_POOL_ID", pool_id),
+        ("COGNITO_APP_CLIENT_ID", client_id),
+        ("AWS_REGION", args.region),
+    ):
+        print(f"{name}={shlex.quote(value)}")
+    print(
+        f"bootstrap.py: pool {pool_id}, client {client_id}; users {DEMO_USER} (group "
+        f"{ADMIN_GROUP}) and {NEW_USER} (must set a new password)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

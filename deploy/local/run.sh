@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Runs the sidecar locally against moto (the Cognito emulator) and a demo app, then prints
+# curl commands to try. Ctrl-C stops everything.
+#
+#   deploy/local/run.sh
+#
+# Environment (all optional):
+#   SIDECAR_PORT=8080   the sidecar, on 127.0.0.1
+#   MOTO_PORT=5000      moto
+#   UPSTREAM_PORT=3000  the demo app (deploy/local/upstream.py)
+#   RUN_SECONDS=N       stop everything N seconds after the sidecar is ready
+#   SIDECAR_BIN=PATH    run this binary instead of building target/debug/cognito-sidecar
+#
+# Demo users: demo@example.com / Demo-Passw0rd! (group admin), and new@example.com with the
+# temporary password Temp-Passw0rd! (must choose a new one). Logs of moto and the demo app go
+# to tmp/local/ in the repo; the sidecar logs to this terminal.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+
+SIDECAR_PORT="${SIDECAR_PORT:-8080}"
+MOTO_PORT="${MOTO_PORT:-5000}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-3000}"
+RUN_SECONDS="${RUN_SECONDS:-}"
+READY_TIMEOUT=30
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() {
+    printf 'run.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+command -v curl >/dev/null || die "curl is needed"
+if [[ -n "$RUN_SECONDS" && ! "$RUN_SECONDS" =~ ^[0-9]+$ ]]; then
+    die "RUN_SECONDS must be a whole number of seconds"
+fi
+for port in "$SIDECAR_PORT" "$MOTO_PORT" "$UPSTREAM_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "127.0.0.1:$port is already in use (set SIDECAR_PORT, MOTO_PORT or UPSTREAM_PORT)"
+    fi
+done
+
+work="$REPO/tmp/local"
+mkdir -p "$work"
+
+moto_pid=""
+upstream_pid=""
+sidecar_pid=""
+# Stops one process by pid: TERM, up to 5 s to exit, then KILL. (moto is not our child: moto.sh
+# started it, so `wait` cannot be used for it.)
+stop_pid() {
+    local pid="$1" i
+    [[ -n "$pid" ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_pid "$sidecar_pid"
+    stop_pid "$upstream_pid"
+    stop_pid "$moto_pid"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "Python venv (.venv)"
+bash "$REPO/deploy/venv.sh"
+
+say "moto on 127.0.0.1:$MOTO_PORT (log: tmp/local/moto.log)"
+# moto.sh writes the pid file before it waits, so cleanup can stop a moto that never answered.
+bash "$REPO/deploy/local/moto.sh" "$MOTO_PORT" "$work/moto.pid" "$work/moto.log" ||
+    { moto_pid="$(cat "$work/moto.pid" 2>/dev/null || true)"; exit 1; }
+moto_pid="$(cat "$work/moto.pid")"
+
+say "demo user pool"
+"$REPO/.venv/bin/python" "$REPO/deploy/local/bootstrap.py" \
+    --endpoint "http://127.0.0.1:$MOTO_PORT" >"$work/cognito.env"
+set -a
+# shellcheck source=/dev/null
+source "$work/cognito.env"
+set +a
+POOL_ID="$COGNITO_USER_POOL_ID"
+
+say "demo app on 127.0.0.1:$UPSTREAM_PORT (log: tmp/local/upstream.log)"
+"$REPO/.venv/bin/python" "$REPO/deploy/local/upstream.py" --port "$UPSTREAM_PORT" \
+    >"$work/upstream.log" 2>&1 &
+upstream_pid=$!
+deadline=$((SECONDS + 10))
+until curl -fsS -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/public/hello" 2>/dev/null; do
+    kill -0 "$upstream_pid" 2>/dev/null || die "the demo app exited; see tmp/local/upstream.log"
+    ((SECONDS < deadline)) || die "the demo app did not answer within 10s; see tmp/local/upstream.log"
+    sleep 0.2
+done
+
+if [[ -n "${SIDECAR_BIN:-}" ]]; then
+    bin="$SIDECAR_BIN"
+else
+    say "cargo build --locked"
+    cargo build --locked --bin cognito-sidecar
+    bin="$REPO/target/debug/cognito-sidecar"
+fi
+[[ -x "$bin" ]] || die "no sidecar binary at $bin"
+
+say "cognito-sidecar on 127.0.0.1:$SIDECAR_PORT"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+export SIDECAR_COGNITO__ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+export SIDECAR_VERIFY__JWKS_URL="http://127.0.0.1:$MOTO_PORT/$POOL_ID/.well-known/jwks.json"
+export SIDECAR_UPSTREAM__URL="http://127.0.0.1:$UPSTREAM_PORT"
+export SIDECAR_SERVER__LISTEN="127.0.0.1:$SIDECAR_PORT"
+"$bin" --config "$REPO/proxy.toml" &
+sidecar_pid=$!
+
+deadline=$((SECONDS + READY_TIMEOUT))
+until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SIDECAR_PORT/readyz" 2>/dev/null)" == 200 ]]; do
+    kill -0 "$sidecar_pid" 2>/dev/null || die "the sidecar exited during start-up (its log is above)"
+    ((SECONDS < deadline)) || die "the sidecar was not ready within ${READY_TIMEOUT}s (its log is above)"
+    sleep 0.2
+done
+
+say "Ready: the sidecar is at http://127.0.0.1:$SIDECAR_PORT. Try, in another shell:"
+{
+    echo
+    printf 'S=http://127.0.0.1:%s\n' "$SIDECAR_PORT"
+    cat <<'EOF'
+json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]) or "")' "$1"; }
+
+# Log in as the demo user (group admin) and keep the tokens.
+LOGIN=$(curl -s -X POST "$S/api/user/login" -H 'content-type: application/json' \
+  -d '{"email":"demo@example.com","password":"Demo-Passw0rd!"}'); echo "$LOGIN"
+TOKEN=$(echo "$LOGIN" | json access_token); REFRESH=$(echo "$LOGIN" | json refresh_token)
+
+# Without a token: 401. With it: the app sees the X-Auth-* identity headers.
+curl -i "$S/whoami"
+curl -s "$S/whoami" -H "authorization: Bearer $TOKEN"
+
+# A spoofed identity header is replaced by the real one.
+curl -s "$S/whoami" -H "authorization: Bearer $TOKEN" -H 'x-auth-sub: somebody-else'
+
+# /public/* needs no token; /admin/* needs group admin (the demo user has it).
+curl -i "$S/public/hello"
+curl -s "$S/admin/" -H "authorization: Bearer $TOKEN"
+
+# Server-sent events stream through the proxy.
+curl -N "$S/events" -H "authorization: Bearer $TOKEN"
+
+# New access and id tokens from the refresh token.
+curl -s -X POST "$S/api/user/refresh" -H 'content-type: application/json' \
+  -d "{\"refresh_token\":\"$REFRESH\"}"
+
+# Log out; the same token is then rejected (401).
+curl -s -X POST "$S/api/user/logout" -H "authorization: Bearer $TOKEN"
+curl -i "$S/whoami" -H "authorization: Bearer $TOKEN"
+
+# new@example.com must choose a password: login answers a NEW_PASSWORD_REQUIRED challenge.
+NEW=$(curl -s -X POST "$S/api/user/login" -H 'content-type: application/json' \
+  -d '{"email":"new@example.com","password":"Temp-Passw0rd!"}'); echo "$NEW"
+SESSION=$(echo "$NEW" | json session)
+NEWTOKEN=$(curl -s -X POST "$S/api/user/new-password" -H 'content-type: application/json' \
+  -d '{"email":"new@example.com","new_password":"New-Passw0rd!","session":"'"$SESSION"'"}' | json access_token)
+curl -s "$S/whoami" -H "authorization: Bearer $NEWTOKEN"
+# ... but new@example.com is not in group admin: 403.
+curl -i "$S/admin/" -H "authorization: Bearer $NEWTOKEN"
+EOF
+    echo
+}
+if [[ -n "$RUN_SECONDS" ]]; then
+    say "Stopping in $RUN_SECONDS seconds (RUN_SECONDS)."
+else
+    say "Ctrl-C stops the sidecar, the demo app and moto."
+fi
+
+stopped_by_timer=""
+if [[ -n "$RUN_SECONDS" ]]; then
+    deadline=$((SECONDS + RUN_SECONDS))
+    while kill -0 "$sidecar_pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.2
+    done
+    if kill -0 "$sidecar_pid" 2>/dev/null; then
+        stopped_by_timer=1
+        kill -TERM "$sidecar_pid"
+    fi
+fi
+
+status=0
+wait "$sidecar_pid" || status=$?
+sidecar_pid=""
+if [[ -n "$stopped_by_timer" ]] && ((status == 0 || status == 143)); then
+    say "stopped after RUN_SECONDS=$RUN_SECONDS"
+    exit 0
+fi
+if ((status != 0)); then
+    die "the sidecar exited with status $status"
+fi

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# THE test command: starts moto (the Cognito emulator) on a free loopback port, then runs
+# `cargo test --locked --all-targets` with extra arguments passed through, e.g.
+#
+#   deploy/test.sh                      # everything
+#   deploy/test.sh login -- --nocapture # a filter and test-binary flags
+#
+# The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
+# and .venv/bin first on PATH.
+# Exits with cargo's status; moto is stopped on the way out.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+bash "$REPO/deploy/venv.sh"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/cognito-sidecar-test.XXXXXX")"
+moto_pid=""
+status=1
+# shellcheck disable=SC2329 # run by the EXIT trap
+cleanup() {
+    local i
+    trap - EXIT INT TERM
+    if [[ -n "$moto_pid" ]] && kill -TERM "$moto_pid" 2>/dev/null; then
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$moto_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$moto_pid" 2>/dev/null || true
+    fi
+    if ((status != 0)) && [[ -s "$work/moto.log" ]]; then
+        echo "---- last lines of the moto log ----" >&2
+        tail -n 30 "$work/moto.log" >&2 || true
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'status=130; exit' INT
+trap 'status=143; exit' TERM
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+# moto.sh writes the pid file before it waits; read it even if moto.sh fails.
+moto_ok=1
+bash "$REPO/deploy/local/moto.sh" "$port" "$work/moto.pid" "$work/moto.log" || moto_ok=0
+moto_pid="$(cat "$work/moto.pid" 2>/dev/null || true)"
+((moto_ok)) || exit
+
+export MOTO_URL="http://127.0.0.1:$port"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+
+export PATH="$REPO/.venv/bin:$PATH"
+
+status=0
+cargo test --locked --all-targets "$@" || status=$?
+exit "$status"

@@ -1,0 +1,245 @@
+//! The composition root: builds the long-lived clients once (Cognito SDK, reqwest for the
+//! JWKS, the pooled upstream client) and holds `handle`, the one branch every request takes:
+//! route → health | auth API | gate → identity headers → proxy. Every failure becomes HTTP
+//! through `ApiError::into_response`, and each request is logged once here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+
+use crate::auth::{json, AuthApi};
+use crate::body::Body;
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::gate::Gate;
+use crate::headers::{self, IdentityHeaders};
+use crate::idp::{Cognito, CognitoSettings};
+use crate::proxy::{self, Upstream};
+use crate::router::{Route, Router, Rule};
+use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
+
+/// The whole sidecar behind the listener; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    auth: AuthApi,
+    gate: Gate,
+    upstream: Upstream,
+    trusted_proxies: Vec<IpNet>,
+    forward_authorization: bool,
+    max_token_bytes: usize,
+}
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl App {
+    /// Validates `config` and builds every client. `sdk` carries the AWS credentials chain
+    /// (the default chain in `main`, static test credentials in tests).
+    pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
+        let d = config.validate()?;
+        let c = &config.cognito;
+        let idp = Arc::new(Cognito::new(
+            sdk,
+            CognitoSettings {
+                region: d.region.clone(),
+                user_pool_id: d.user_pool_id.clone(),
+                client_id: d.client_id.clone(),
+                client_secret: c.client_secret.clone(),
+                endpoint_url: c.endpoint_url.clone(),
+                flow: c.auth_flow,
+                timeout: c.timeout,
+                max_attempts: c.max_attempts,
+            },
+        ));
+
+        let v = &config.verify;
+        let http = reqwest::Client::builder()
+            .timeout(v.jwks_timeout)
+            .connect_timeout(v.jwks_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let algorithm = verify::parse_alg(&v.algorithm);
+        let jwks = JwksCache::new(
+            JwksSettings {
+                url: d.jwks_url.clone(),
+                algorithm: verify::alg_name(algorithm),
+                max_bytes: v.jwks_max_bytes,
+                cooldown: v.jwks_cooldown,
+                refresh_interval: v.jwks_refresh_interval,
+            },
+            http,
+        );
+        let verifier = Verifier::new(
+            VerifierSettings {
+                issuer: d.issuer.clone(),
+                algorithm,
+                accept_access: v.token_use.iter().any(|u| u == "access"),
+                accept_id: v.token_use.iter().any(|u| u == "id"),
+                client_ids: d.client_ids.clone(),
+                leeway_secs: v.leeway.as_secs(),
+            },
+            jwks,
+        );
+        let identity = IdentityHeaders::new(&config.identity).map_err(|_| ConfigError {
+            key: "identity.headers".into(),
+            problem: "invalid header name".into(),
+        })?;
+        let gate = Gate::new(verifier, identity, v.cache_max_entries, v.revocation_ttl);
+        let upstream = Upstream::new(&d.upstream, &config.upstream).map_err(|_| ConfigError {
+            key: "upstream.url".into(),
+            problem: "not a usable upstream URL".into(),
+        })?;
+        Ok(App {
+            inner: Arc::new(Inner {
+                router: Router::new(config),
+                auth: AuthApi::new(
+                    idp,
+                    gate.clone(),
+                    config.api.max_body_bytes,
+                    v.max_token_bytes,
+                ),
+                gate,
+                upstream,
+                trusted_proxies: config.server.trusted_proxies.clone(),
+                forward_authorization: config.upstream.forward_authorization,
+                max_token_bytes: v.max_token_bytes,
+            }),
+        })
+    }
+
+    /// Starts the background JWKS loader/refresher (fetches immediately).
+    pub fn start_background(&self) -> tokio::task::JoinHandle<()> {
+        self.inner.gate.verifier().jwks().spawn_refresher()
+    }
+
+    /// True once the pool's signing keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.gate.is_ready()
+    }
+
+    /// The JWKS cache (fetch counters for tests and metrics).
+    pub fn jwks(&self) -> &JwksCache {
+        self.inner.gate.verifier().jwks()
+    }
+
+    /// Serves one request from `peer`. Never fails: errors become JSON answers.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let start = tokio::time::Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut sub: Option<String> = None;
+        let result = match self.inner.router.route(&method, &path) {
+            Err(_) => Err(ApiError::bad_request(
+                "invalid_path",
+                "the request path cannot be interpreted safely",
+            )),
+            Ok(Route::Live) => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+            Ok(Route::Ready) if self.is_ready() => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ready" }),
+            )),
+            Ok(Route::Ready) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the signing keys of the user pool are not loaded yet",
+            )),
+            Ok(Route::Auth(ep)) => self.inner.auth.handle(ep, req).await.map(|(resp, s)| {
+                sub = s;
+                resp
+            }),
+            Ok(Route::Gate(rule)) => self.pass(rule, req, peer, &mut sub).await,
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.is_client_fault() {
+                    tracing::debug!(code = e.code, "refused");
+                } else {
+                    tracing::warn!(code = e.code, "failed");
+                }
+                e.into_response()
+            }
+        };
+        tracing::info!(
+            target: "access",
+            method = %method,
+            path = %path,
+            status = resp.status().as_u16(),
+            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            sub = sub.as_deref().unwrap_or("-"),
+        );
+        resp
+    }
+
+    /// The gate: authenticate (unless public), authorize, rewrite headers, forward.
+    async fn pass(
+        &self,
+        rule: Rule,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        sub: &mut Option<String>,
+    ) -> Result<Response<Body>, ApiError> {
+        let inner = &self.inner;
+        let identity = match &rule {
+            Rule::Public => None,
+            Rule::Authenticated | Rule::Groups(_) => {
+                let token = verify::bearer(req.headers(), inner.max_token_bytes)?;
+                let id = inner.gate.check(token).await?;
+                *sub = Some(id.claims.sub.clone());
+                if let Rule::Groups(required) = &rule {
+                    if !id.claims.groups.iter().any(|g| required.contains(g)) {
+                        return Err(ApiError::insufficient_scope());
+                    }
+                }
+                Some(id)
+            }
+        };
+
+        let upgrade = proxy::is_upgrade_request(&req);
+        let (mut parts, body) = req.into_parts();
+        let h = &mut parts.headers;
+        // Order matters: hop-by-hop first (so `Connection: X-Auth-Sub` cannot remove what we
+        // add), then every client-sent identity header, then ours.
+        headers::strip_hop_by_hop(h, upgrade);
+        let stripped = inner.gate.identity_headers().strip(h);
+        if stripped > 0 {
+            tracing::debug!(stripped, "removed client-sent identity headers");
+        }
+        if !inner.forward_authorization {
+            h.remove(AUTHORIZATION);
+        }
+        if let Some(id) = &identity {
+            for (name, value) in &id.headers {
+                h.insert(name.clone(), value.clone());
+            }
+        }
+        let trusted = inner.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
+        let host = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+        headers::set_forwarded(&mut parts.headers, peer.ip(), trusted, host.as_ref());
+        Ok(inner
+            .upstream
+            .forward(Request::from_parts(parts, body), upgrade)
+            .await?)
+    }
+}

@@ -1,0 +1,789 @@
+//! Configuration: the typed tree, how it is loaded (defaults, then `proxy.toml`, then the
+//! seed's `COGNITO_*`/`AWS_REGION` variables, then `SIDECAR_<SECTION>__<KEY>`), and the
+//! start-up validation that turns it into values the rest of the crate can trust.
+//!
+//! This is the only module that reads the process environment. It performs no network I/O.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use http::Uri;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem found at start-up: names the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// Dotted key, as written in `proxy.toml` (for example `cognito.user_pool_id`).
+    pub key: String,
+    /// What is wrong, in a few words.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole configuration. Every section has defaults; only the pool id and client id
+/// have none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cognito: CognitoConfig,
+    pub api: ApiConfig,
+    pub verify: VerifyConfig,
+    pub upstream: UpstreamConfig,
+    pub identity: IdentityConfig,
+    pub health: HealthConfig,
+    pub log: LogConfig,
+    /// Authorization rules, first match wins; a path no rule matches needs a valid token.
+    pub routes: Vec<RouteRule>,
+}
+
+/// The listener and its connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` / `X-Forwarded-Host` are believed
+    /// (for example the ALB's subnets). Everyone else's are replaced.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(25),
+            max_connections: 16_384,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Which Cognito API the login and new-password endpoints call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFlow {
+    /// `AdminInitiateAuth` with `ADMIN_USER_PASSWORD_AUTH` (the seed's `ADMIN_NO_SRP_AUTH`); needs IAM.
+    AdminUserPassword,
+    /// `InitiateAuth` with `USER_PASSWORD_AUTH`; needs no AWS credentials.
+    UserPassword,
+}
+
+/// The user pool and app client.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CognitoConfig {
+    /// Defaults to the region prefix of the pool id (`ap-northeast-1_XXXX`).
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Set when the app client has a secret; SECRET_HASH is then sent on every call.
+    pub client_secret: Option<String>,
+    /// Override for emulators (moto); unset in production.
+    pub endpoint_url: Option<String>,
+    pub auth_flow: AuthFlow,
+    /// Per-call deadline, retries included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per call, the first included (the SDK retries throttling and 5xx).
+    pub max_attempts: u32,
+}
+
+impl Default for CognitoConfig {
+    fn default() -> Self {
+        CognitoConfig {
+            region: None,
+            user_pool_id: None,
+            client_id: None,
+            client_secret: None,
+            endpoint_url: None,
+            auth_flow: AuthFlow::AdminUserPassword,
+            timeout: Duration::from_secs(5),
+            max_attempts: 2,
+        }
+    }
+}
+
+impl std::fmt::Debug for CognitoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CognitoConfig")
+            .field("region", &self.region)
+            .field("user_pool_id", &self.user_pool_id)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("endpoint_url", &self.endpoint_url)
+            .field("auth_flow", &self.auth_flow)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+/// The auth API the sidecar serves itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub prefix: String,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            prefix: "/api/user".into(),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Token verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Defaults to `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    pub issuer: Option<String>,
+    /// Defaults to `<issuer>/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// The only signature algorithm accepted (RS256, RS384 or RS512); the token header must agree.
+    pub algorithm: String,
+    /// Accepted `token_use` values: `access`, `id`.
+    pub token_use: Vec<String>,
+    /// Accepted app clients (`client_id` of access tokens, `aud` of id tokens); defaults to
+    /// `cognito.client_id`.
+    pub client_ids: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    pub max_token_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh_interval: Duration,
+    /// Minimum time between two fetches caused by unknown `kid`s (and between start-up retries).
+    #[serde(with = "humantime_serde")]
+    pub jwks_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_timeout: Duration,
+    pub jwks_max_bytes: usize,
+    /// Verified tokens kept so they are not verified again; 0 turns the cache off.
+    pub cache_max_entries: u64,
+    /// How long a logout is remembered: at least the longest token lifetime of the pool.
+    #[serde(with = "humantime_serde")]
+    pub revocation_ttl: Duration,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            issuer: None,
+            jwks_url: None,
+            algorithm: "RS256".into(),
+            token_use: vec!["access".into()],
+            client_ids: Vec::new(),
+            leeway: Duration::from_secs(5),
+            max_token_bytes: 8 * 1024,
+            jwks_refresh_interval: Duration::from_secs(15 * 60),
+            jwks_cooldown: Duration::from_secs(10),
+            jwks_timeout: Duration::from_secs(5),
+            jwks_max_bytes: 64 * 1024,
+            cache_max_entries: 100_000,
+            revocation_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The protected app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `http://host:port` with an optional path prefix.
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time to the response head; the body then streams without a deadline.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Below the app's keep-alive, so the pool never reuses a connection the app closed.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+    /// Keep the client's `Host` (true) or send the upstream's authority (false).
+    pub preserve_host: bool,
+    /// Pass the client's `Authorization` header to the app.
+    pub forward_authorization: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "http://127.0.0.1:3000".into(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(4),
+            pool_max_idle: 256,
+            preserve_host: true,
+            forward_authorization: true,
+        }
+    }
+}
+
+/// One identity header: its name and the claims it is filled from (first present wins).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderClaim {
+    pub name: String,
+    pub claims: Vec<String>,
+}
+
+/// The identity headers added to proxied requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Every inbound header whose name starts with one of these (case folded, `_` and `.`
+    /// read as `-`) is removed from every request, public routes included.
+    pub strip_prefixes: Vec<String>,
+    pub headers: Vec<HeaderClaim>,
+    /// Optional header carrying all verified claims as base64url JSON.
+    pub claims_header: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let h = |name: &str, claims: &[&str]| HeaderClaim {
+            name: name.into(),
+            claims: claims.iter().map(|c| (*c).into()).collect(),
+        };
+        IdentityConfig {
+            strip_prefixes: vec!["x-auth-".into()],
+            headers: vec![
+                h("X-Auth-Sub", &["sub"]),
+                h("X-Auth-Username", &["username", "cognito:username"]),
+                h("X-Auth-Groups", &["cognito:groups"]),
+                h("X-Auth-Client-Id", &["client_id", "aud"]),
+                h("X-Auth-Scope", &["scope"]),
+                h("X-Auth-Email", &["email"]),
+                h("X-Auth-Token-Use", &["token_use"]),
+            ],
+            claims_header: None,
+        }
+    }
+}
+
+/// The sidecar's own health endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub live_path: String,
+    pub ready_path: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            live_path: "/healthz".into(),
+            ready_path: "/readyz".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `cognito_sidecar=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// No token needed (identity headers are still stripped).
+    Public,
+    /// A valid token; with `groups`, also membership in one of them.
+    Authenticated,
+}
+
+/// One authorization rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// `/exact/path`, or `/prefix/*` for the prefix itself and everything under it.
+    pub path: String,
+    /// Methods the rule applies to; empty means all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default = "default_access")]
+    pub access: Access,
+    /// With `access = "authenticated"`: the token's `cognito:groups` must hold one of these.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_access() -> Access {
+    Access::Authenticated
+}
+
+/// Values derived from the configuration once, at start-up.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub region: String,
+    pub user_pool_id: String,
+    pub client_id: String,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub client_ids: Vec<String>,
+    pub upstream: Uri,
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (if it exists), then the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = Self::figment(path)
+            .extract()
+            .map_err(|e| figment_error(&e))?;
+        // The seed treats an empty `COGNITO_APP_CLIENT_SECRET` as "no secret".
+        if config.cognito.client_secret.as_deref() == Some("") {
+            config.cognito.client_secret = None;
+        }
+        Ok(config)
+    }
+
+    /// The provider stack, exposed so tests can use `figment::Jail`.
+    pub fn figment(path: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(seed_env())
+            .merge(Env::prefixed("SIDECAR_").split("__"))
+    }
+
+    /// Checks everything that can be checked without I/O and derives the values the rest of
+    /// the crate needs. The first problem found is returned.
+    pub fn validate(&self) -> Result<Derived, ConfigError> {
+        let c = &self.cognito;
+        let user_pool_id = non_empty(&c.user_pool_id, "cognito.user_pool_id")?;
+        let client_id = non_empty(&c.client_id, "cognito.client_id")?;
+        let region = match c.region.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => r.to_string(),
+            None => match user_pool_id.split_once('_') {
+                Some((r, _)) if !r.is_empty() => r.to_string(),
+                _ => {
+                    return Err(ConfigError::new(
+                        "cognito.region",
+                        "missing, and the pool id has no region prefix",
+                    ))
+                }
+            },
+        };
+        if let Some(url) = &c.endpoint_url {
+            http_url(url, "cognito.endpoint_url")?;
+        }
+        positive(c.timeout, "cognito.timeout")?;
+        if c.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "cognito.max_attempts",
+                "must be at least 1",
+            ));
+        }
+
+        let prefix = &self.api.prefix;
+        if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+            return Err(ConfigError::new(
+                "api.prefix",
+                "must start with / and not end with / (for example /api/user)",
+            ));
+        }
+
+        let v = &self.verify;
+        let issuer = v.issuer.clone().unwrap_or_else(|| {
+            format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}")
+        });
+        http_url(&issuer, "verify.issuer")?;
+        let jwks_url = v
+            .jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        http_url(&jwks_url, "verify.jwks_url")?;
+        if !matches!(v.algorithm.as_str(), "RS256" | "RS384" | "RS512") {
+            return Err(ConfigError::new(
+                "verify.algorithm",
+                format!(
+                    "unsupported algorithm {:?}; use RS256, RS384 or RS512",
+                    v.algorithm
+                ),
+            ));
+        }
+        if v.token_use.is_empty() {
+            return Err(ConfigError::new(
+                "verify.token_use",
+                "must list access and/or id",
+            ));
+        }
+        for u in &v.token_use {
+            if u != "access" && u != "id" {
+                return Err(ConfigError::new(
+                    "verify.token_use",
+                    format!("unknown token use {u:?}; use access or id"),
+                ));
+            }
+        }
+        let client_ids = if v.client_ids.is_empty() {
+            vec![client_id.clone()]
+        } else {
+            v.client_ids.clone()
+        };
+        positive(v.jwks_refresh_interval, "verify.jwks_refresh_interval")?;
+        positive(v.jwks_timeout, "verify.jwks_timeout")?;
+        if v.max_token_bytes < 64 {
+            return Err(ConfigError::new(
+                "verify.max_token_bytes",
+                "must be at least 64",
+            ));
+        }
+
+        let upstream = http_url(&self.upstream.url, "upstream.url")?;
+        if upstream.query().is_some() {
+            return Err(ConfigError::new("upstream.url", "must not have a query"));
+        }
+        positive(self.upstream.connect_timeout, "upstream.connect_timeout")?;
+        positive(self.upstream.response_timeout, "upstream.response_timeout")?;
+        positive(
+            self.server.header_read_timeout,
+            "server.header_read_timeout",
+        )?;
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+
+        let mut seen = BTreeSet::new();
+        for (i, h) in self.identity.headers.iter().enumerate() {
+            let key = format!("identity.headers[{i}].name");
+            let name = http::HeaderName::try_from(h.name.as_str()).map_err(|_| {
+                ConfigError::new(&key, format!("{:?} is not a header name", h.name))
+            })?;
+            if !seen.insert(crate::headers::fold_name(name.as_str())) {
+                return Err(ConfigError::new(key, "duplicate header"));
+            }
+            if h.claims.is_empty() {
+                return Err(ConfigError::new(
+                    format!("identity.headers[{i}].claims"),
+                    "must name at least one claim",
+                ));
+            }
+        }
+        if let Some(name) = &self.identity.claims_header {
+            http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                ConfigError::new(
+                    "identity.claims_header",
+                    format!("{name:?} is not a header name"),
+                )
+            })?;
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].path"),
+                    "must start with /",
+                ));
+            }
+            for m in &r.methods {
+                http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ConfigError::new(
+                        format!("routes[{i}].methods"),
+                        format!("{m:?} is not a method"),
+                    )
+                })?;
+            }
+            if r.access == Access::Public && !r.groups.is_empty() {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].groups"),
+                    "a public route cannot require groups",
+                ));
+            }
+        }
+        for (key, p) in [
+            ("health.live_path", &self.health.live_path),
+            ("health.ready_path", &self.health.ready_path),
+        ] {
+            if !p.starts_with('/') {
+                return Err(ConfigError::new(key, "must start with /"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+
+        Ok(Derived {
+            region,
+            user_pool_id,
+            client_id,
+            issuer,
+            jwks_url,
+            client_ids,
+            upstream,
+        })
+    }
+
+    /// The effective configuration as JSON, with the client secret redacted.
+    pub fn redacted_json(&self) -> String {
+        let mut copy = self.clone();
+        if copy.cognito.client_secret.is_some() {
+            copy.cognito.client_secret = Some("<redacted>".into());
+        }
+        serde_json::to_string_pretty(&copy).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// The seed's variable names, so an existing ECS task definition keeps working.
+fn seed_env() -> Env {
+    Env::raw()
+        .only(&[
+            "AWS_REGION",
+            "COGNITO_USER_POOL_ID",
+            "COGNITO_APP_CLIENT_ID",
+            "COGNITO_APP_CLIENT_SECRET",
+        ])
+        .map(|k| match k.as_str().to_ascii_uppercase().as_str() {
+            "AWS_REGION" => "cognito.region".into(),
+            "COGNITO_USER_POOL_ID" => "cognito.user_pool_id".into(),
+            "COGNITO_APP_CLIENT_ID" => "cognito.client_id".into(),
+            _ => "cognito.client_secret".into(),
+        })
+}
+
+fn figment_error(e: &figment::Error) -> ConfigError {
+    let key = if e.path.is_empty() {
+        "config".to_string()
+    } else {
+        e.path.join(".")
+    };
+    let problem = match &e.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let key = if e.path.last() == Some(field) || e.path.is_empty() && key == *field {
+                key
+            } else if e.path.is_empty() {
+                field.clone()
+            } else {
+                format!("{key}.{field}")
+            };
+            return ConfigError::new(key, "unknown key");
+        }
+        other => other.to_string(),
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    ConfigError::new(key, format!("{problem}{source}"))
+}
+
+fn non_empty(v: &Option<String>, key: &str) -> Result<String, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(ConfigError::new(key, "missing (required)")),
+    }
+}
+
+fn positive(d: Duration, key: &str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::new(key, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn http_url(s: &str, key: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|_| ConfigError::new(key, format!("{s:?} is not a URL")))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(ConfigError::new(
+            key,
+            format!("{s:?} is not an http:// or https:// URL"),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        let mut c = Config::default();
+        c.cognito.user_pool_id = Some("ap-northeast-1_AbC".into());
+        c.cognito.client_id = Some("client".into());
+        c
+    }
+
+    #[test]
+    fn derives_region_issuer_and_jwks_url() {
+        let d = base().validate().expect("valid");
+        assert_eq!(d.region, "ap-northeast-1");
+        assert_eq!(
+            d.issuer,
+            "https://cognito-idp.ap-northeast-1.amazonaws.com/ap-northeast-1_AbC"
+        );
+        assert_eq!(d.jwks_url, format!("{}/.well-known/jwks.json", d.issuer));
+        assert_eq!(d.client_ids, vec!["client".to_string()]);
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_key() {
+        type Edit = fn(&mut Config);
+        let cases: &[(Edit, &str)] = &[
+            (|c| c.cognito.user_pool_id = None, "cognito.user_pool_id"),
+            (
+                |c| c.cognito.client_id = Some(" ".into()),
+                "cognito.client_id",
+            ),
+            (
+                |c| {
+                    c.cognito.user_pool_id = Some("nopool".into());
+                },
+                "cognito.region",
+            ),
+            (
+                |c| c.cognito.endpoint_url = Some("not a url".into()),
+                "cognito.endpoint_url",
+            ),
+            (|c| c.upstream.url = "ftp://x".into(), "upstream.url"),
+            (
+                |c| c.verify.jwks_url = Some("/relative".into()),
+                "verify.jwks_url",
+            ),
+            (|c| c.verify.algorithm = "HS256".into(), "verify.algorithm"),
+            (
+                |c| c.verify.token_use = vec!["refresh".into()],
+                "verify.token_use",
+            ),
+            (|c| c.api.prefix = "api/".into(), "api.prefix"),
+            (|c| c.log.level = "cognito_sidecar=lol=".into(), "log.level"),
+            (|c| c.cognito.timeout = Duration::ZERO, "cognito.timeout"),
+            (
+                |c| {
+                    c.routes.push(RouteRule {
+                        path: "/x".into(),
+                        methods: vec![],
+                        access: Access::Public,
+                        groups: vec!["admin".into()],
+                    })
+                },
+                "routes[0].groups",
+            ),
+            (
+                |c| {
+                    c.identity.headers.push(HeaderClaim {
+                        name: "x_auth.SUB".into(),
+                        claims: vec!["sub".into()],
+                    })
+                },
+                "identity.headers[7].name",
+            ),
+        ];
+        for (edit, key) in cases {
+            let mut c = base();
+            edit(&mut c);
+            let err = c.validate().expect_err(key);
+            assert_eq!(err.key, *key, "{err}");
+        }
+    }
+
+    #[test]
+    fn file_then_seed_env_then_sidecar_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxy.toml",
+                r#"
+                [cognito]
+                user_pool_id = "us-east-1_file"
+                client_id = "file-client"
+                auth_flow = "user_password"
+                [upstream]
+                response_timeout = "3s"
+                "#,
+            )?;
+            jail.set_env("COGNITO_APP_CLIENT_ID", "seed-client");
+            jail.set_env("COGNITO_APP_CLIENT_SECRET", "s3cret");
+            jail.set_env("AWS_REGION", "eu-west-1");
+            jail.set_env("SIDECAR_SERVER__LISTEN", "127.0.0.1:9999");
+            jail.set_env("SIDECAR_COGNITO__REGION", "us-west-2");
+            let c = Config::load(Path::new("proxy.toml")).expect("loads");
+            assert_eq!(c.cognito.user_pool_id.as_deref(), Some("us-east-1_file"));
+            assert_eq!(c.cognito.client_id.as_deref(), Some("seed-client"));
+            assert_eq!(c.cognito.client_secret.as_deref(), Some("s3cret"));
+            assert_eq!(c.cognito.region.as_deref(), Some("us-west-2"));
+            assert_eq!(c.cognito.auth_flow, AuthFlow::UserPassword);
+            assert_eq!(c.upstream.response_timeout, Duration::from_secs(3));
+            assert_eq!(c.server.listen, "127.0.0.1:9999".parse().expect("addr"));
+            assert!(!c.redacted_json().contains("s3cret"));
+            assert!(!format!("{c:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let cases = [
+            (
+                "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 1\n",
+                "server.listne",
+            ),
+            ("[cognito]\nauth_flow = \"srp\"\n", "cognito.auth_flow"),
+            (
+                "[upstream]\nconnect_timeout = \"soon\"\n",
+                "upstream.connect_timeout",
+            ),
+            ("[nope]\nx = 1\n", "nope"),
+        ];
+        for (toml, key) in cases {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("proxy.toml", toml)?;
+                let err = Config::load(Path::new("proxy.toml")).expect_err(key);
+                assert_eq!(err.key, key, "{err}");
+                Ok(())
+            });
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Every failure the sidecar answers with, classified by who is at fault, and the one place
+//! where failures become HTTP responses (`ApiError::into_response`).
+//!
+//! Leaf modules own small error enums (`VerifyError`, `IdpError`, `ProxyError`); the `From`
+//! impls here decide status, stable `code` and client-facing message. Messages never carry
+//! Cognito/SDK text, tokens, passwords or other secret material.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::body::{full, Body};
+use crate::idp::IdpError;
+use crate::proxy::ProxyError;
+use crate::verify::VerifyError;
+
+/// An error answer: status, stable snake_case code and a message safe to show a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    challenge: Option<&'static str>,
+    allow: Option<&'static str>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A plain error answer.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            challenge: None,
+            allow: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request body or a field is wrong.
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 400 naming a missing or empty field.
+    pub fn missing_field(field: &str) -> Self {
+        Self::bad_request(
+            "missing_field",
+            format!("field `{field}` is required and must not be empty"),
+        )
+    }
+
+    /// 401 from the gate (RFC 6750 `invalid_token`).
+    pub fn invalid_token(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.challenge = Some("Bearer error=\"invalid_token\"");
+        e
+    }
+
+    /// 401 when no token was sent at all (RFC 6750 §3.1: no error code then).
+    pub fn token_missing() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "token_missing",
+            "an `Authorization: Bearer <access token>` header is required",
+        );
+        e.challenge = Some("Bearer");
+        e
+    }
+
+    /// 403: valid token, but not in a group the route requires (RFC 6750 `insufficient_scope`).
+    pub fn insufficient_scope() -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the user is not in a group this route requires",
+        );
+        e.challenge = Some("Bearer error=\"insufficient_scope\"");
+        e
+    }
+
+    /// 405 with the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("use {allow}"),
+        );
+        e.allow = Some(allow);
+        e
+    }
+
+    /// 429 with `Retry-After` (seconds).
+    pub fn too_many_requests(code: &'static str, message: &'static str, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
+    /// 500: a bug or a state that should not happen; details go to the log, not the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        )
+    }
+
+    /// Whether the fault is the client's (logged at debug) or ours/a neighbour's (logged at warn).
+    pub fn is_client_fault(&self) -> bool {
+        self.status.is_client_error()
+    }
+
+    /// The one conversion to HTTP: JSON `{"message", "code"}` plus the headers the status needs.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "message": self.message, "code": self.code });
+        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(c) = self.challenge {
+            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(a) = self.allow {
+            h.insert(ALLOW, HeaderValue::from_static(a));
+        }
+        if let Some(s) = self.retry_after {
+            h.insert(RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        use VerifyError as V;
+        match e {
+            V::Missing => ApiError::token_missing(),
+            V::NotReady => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keys_unavailable",
+                "the signing keys of the user pool are not loaded yet; retry shortly",
+            ),
+            other => ApiError::invalid_token(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<IdpError> for ApiError {
+    /// The generic mapping; endpoints map the errors whose meaning depends on the call
+    /// (`NotAuthorized` on login vs. refresh) before falling back to this.
+    fn from(e: IdpError) -> Self {
+        match e {
+            IdpError::Throttled => ApiError::too_many_requests(
+                "idp_throttled",
+                "the identity provider is throttling requests; retry later",
+                1,
+            ),
+            IdpError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idp_unavailable",
+                "the identity provider could not be reached in time",
+            ),
+            IdpError::InvalidPassword => ApiError::bad_request(
+                "weak_password",
+                "the new password does not meet the password policy",
+            ),
+            IdpError::PasswordResetRequired => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_reset_required",
+                "the password must be reset before signing in",
+            ),
+            IdpError::UserNotConfirmed => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "user_not_confirmed",
+                "the user has not been confirmed",
+            ),
+            IdpError::InvalidParameter => ApiError::bad_request(
+                "invalid_request",
+                "the identity provider rejected the request's parameters",
+            ),
+            IdpError::NotAuthorized | IdpError::UserNotFound | IdpError::SessionInvalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "not authorized")
+            }
+            IdpError::Unexpected(_) | IdpError::BadResponse => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "idp_error",
+                "the identity provider answered unexpectedly",
+            ),
+        }
+    }
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(e: ProxyError) -> Self {
+        match e {
+            ProxyError::Timeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the application did not answer in time",
+            ),
+            ProxyError::Unavailable | ProxyError::BadUri => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the application could not be reached",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_json_and_headers() {
+        let cases = [
+            (
+                ApiError::token_missing(),
+                401,
+                "token_missing",
+                Some("Bearer"),
+                None,
+            ),
+            (
+                ApiError::from(VerifyError::Expired),
+                401,
+                "token_expired",
+                Some("Bearer error=\"invalid_token\""),
+                None,
+            ),
+            (
+                ApiError::insufficient_scope(),
+                403,
+                "insufficient_scope",
+                Some("Bearer error=\"insufficient_scope\""),
+                None,
+            ),
+            (
+                ApiError::method_not_allowed("POST"),
+                405,
+                "method_not_allowed",
+                None,
+                Some("POST"),
+            ),
+            (
+                ApiError::from(IdpError::Throttled),
+                429,
+                "idp_throttled",
+                None,
+                None,
+            ),
+            (
+                ApiError::from(IdpError::Unavailable),
+                503,
+                "idp_unavailable",
+                None,
+                None,
+            ),
+            (
+                ApiError::from(IdpError::BadResponse),
+                502,
+                "idp_error",
+                None,
+                None,
+            ),
+            (
+                ApiError::from(ProxyError::Timeout),
+                504,
+                "upstream_timeout",
+                None,
+                None,
+            ),
+            (
+                ApiError::from(VerifyError::NotReady),
+                503,
+                "keys_unavailable",
+                None,
+                None,
+            ),
+        ];
+        for (err, status, code, challenge, allow) in cases {
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), status, "{code}");
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(
+                resp.headers()
+                    .get(WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().expect("ascii")),
+                challenge
+            );
+            assert_eq!(
+                resp.headers()
+                    .get(ALLOW)
+                    .map(|v| v.to_str().expect("ascii")),
+                allow
+            );
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["code"], code);
+            assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+}

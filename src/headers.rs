@@ -1,0 +1,453 @@
+//! Pure header rules for the proxy path: hop-by-hop removal (RFC 9110 §7.6.1), the identity
+//! namespace (strip everything a client sent in it, then add what the token says), claim
+//! value encoding, and `X-Forwarded-*`.
+//!
+//! No I/O here, and no knowledge of tokens beyond a JSON claims map.
+
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, TE, UPGRADE};
+use http::HeaderMap;
+use percent_encoding::{AsciiSet, CONTROLS};
+use serde_json::{Map, Value};
+
+use crate::config::IdentityConfig;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1 plus the legacy ones proxies must not forward
+/// (`keep-alive`, `proxy-connection`). `Connection` itself and every header it names are
+/// removed too, by `strip_hop_by_hop`.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// RFC 9110 §7.6.1: "a proxy or gateway MUST parse a received Connection header field before
+/// a message is forwarded and, for each connection-option in this field, remove any header
+/// field(s) from the message with the same name as the connection-option, and then remove
+/// the Connection header field itself". `Upgrade` is kept only for an upgrade the proxy
+/// forwards on purpose (`keep_upgrade`), in which case `Connection: upgrade` is set again.
+/// `TE: trailers` survives, as it is end-to-end meaningful to gRPC-style peers.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let te_trailers = headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in named {
+        if keep_upgrade && name == UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(UPGRADE);
+    } else {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Folds a header name the way spoofing attempts are matched: ASCII lower case, `_` and `.`
+/// read as `-` (servers such as Django/WSGI and some proxies treat them alike).
+pub fn fold_name(name: &str) -> String {
+    name.bytes().map(fold_byte).map(char::from).collect()
+}
+
+fn fold_byte(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn folded_starts_with(name: &[u8], folded_prefix: &[u8]) -> bool {
+    name.len() >= folded_prefix.len()
+        && name
+            .iter()
+            .zip(folded_prefix)
+            .all(|(a, b)| fold_byte(*a) == *b)
+}
+
+fn folded_eq(name: &[u8], folded: &[u8]) -> bool {
+    name.len() == folded.len() && folded_starts_with(name, folded)
+}
+
+/// Claim values are percent-encoded as UTF-8 where they hold anything but visible ASCII and
+/// space, and `%` itself is encoded so the upstream can always percent-decode. CR, LF and
+/// NUL are controls, so they can never reach a header raw.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+/// Inside a joined array, `,` is the separator, so elements escape it too.
+const ELEMENT_ESCAPES: &AsciiSet = &VALUE_ESCAPES.add(b',');
+
+/// Encodes one claim value for a header (see `VALUE_ESCAPES`).
+pub fn encode_value(value: &str) -> HeaderValue {
+    encode_with(value, VALUE_ESCAPES)
+}
+
+fn encode_with(value: &str, set: &'static AsciiSet) -> HeaderValue {
+    let encoded: std::borrow::Cow<'_, str> =
+        percent_encoding::utf8_percent_encode(value, set).into();
+    // Only visible ASCII, space and `%XX` remain, which is always a valid header value.
+    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The identity header rules, compiled once from `IdentityConfig`.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    mappings: Vec<(HeaderName, Vec<String>)>,
+    claims_header: Option<HeaderName>,
+    strip_prefixes: Vec<Vec<u8>>,
+    strip_names: Vec<Vec<u8>>,
+}
+
+impl IdentityHeaders {
+    /// Compiles the rules; names were checked by `Config::validate`.
+    pub fn new(cfg: &IdentityConfig) -> Result<Self, http::header::InvalidHeaderName> {
+        let mut mappings = Vec::with_capacity(cfg.headers.len());
+        let mut strip_names = Vec::new();
+        for h in &cfg.headers {
+            let name = HeaderName::try_from(h.name.as_str())?;
+            strip_names.push(fold_name(name.as_str()).into_bytes());
+            mappings.push((name, h.claims.clone()));
+        }
+        let claims_header = match &cfg.claims_header {
+            Some(n) => {
+                let name = HeaderName::try_from(n.as_str())?;
+                strip_names.push(fold_name(name.as_str()).into_bytes());
+                Some(name)
+            }
+            None => None,
+        };
+        Ok(IdentityHeaders {
+            mappings,
+            claims_header,
+            strip_prefixes: cfg
+                .strip_prefixes
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| fold_name(p).into_bytes())
+                .collect(),
+            strip_names,
+        })
+    }
+
+    /// Whether `name` is in the identity namespace (any spelling).
+    pub fn is_identity(&self, name: &str) -> bool {
+        let n = name.as_bytes();
+        self.strip_prefixes.iter().any(|p| folded_starts_with(n, p))
+            || self.strip_names.iter().any(|s| folded_eq(n, s))
+    }
+
+    /// Removes every inbound header in the identity namespace; returns how many names went.
+    pub fn strip(&self, headers: &mut HeaderMap) -> usize {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| self.is_identity(k.as_str()))
+            .cloned()
+            .collect();
+        for name in &doomed {
+            headers.remove(name);
+        }
+        doomed.len()
+    }
+
+    /// The headers a verified token's claims produce, in configuration order.
+    pub fn values(&self, claims: &Map<String, Value>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.mappings.len() + 1);
+        for (name, keys) in &self.mappings {
+            if let Some(v) = keys
+                .iter()
+                .find_map(|k| claims.get(k))
+                .and_then(claim_value)
+            {
+                out.push((name.clone(), v));
+            }
+        }
+        if let Some(name) = &self.claims_header {
+            let json = serde_json::to_vec(claims).unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)) {
+                out.push((name.clone(), v));
+            }
+        }
+        out
+    }
+}
+
+/// One claim as a header value: strings encoded, arrays joined with `,`, numbers and
+/// booleans as JSON; null and objects give no header.
+fn claim_value(v: &Value) -> Option<HeaderValue> {
+    match v {
+        Value::String(s) => Some(encode_value(s)),
+        Value::Number(n) => Some(encode_value(&n.to_string())),
+        Value::Bool(b) => Some(HeaderValue::from_static(if *b { "true" } else { "false" })),
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
+                .map(|s| percent_encoding::utf8_percent_encode(&s, ELEMENT_ESCAPES).to_string())
+                .collect();
+            HeaderValue::from_str(&parts.join(",")).ok()
+        }
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+/// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`. From a trusted proxy
+/// (an ALB), its `-Proto`/`-Host` are kept and its `-For` chain extended; from anyone else
+/// the client's values are replaced, so the app never believes a forged chain.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted_peer: bool,
+    host: Option<&HeaderValue>,
+) {
+    let peer_s = peer.to_string();
+    let xff = match (trusted_peer, joined(headers, &X_FORWARDED_FOR)) {
+        (true, Some(prev)) => format!("{prev}, {peer_s}"),
+        _ => peer_s,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host.or_else(|| headers.get(HOST)).cloned() {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "close, X-Auth-Sub, x-custom"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom", "1"),
+            ("x-auth-sub", "forged"),
+            ("te", "trailers, deflate"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-keep", "te"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn upgrade_kept_only_when_asked() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn identity_namespace_matches_every_spelling() {
+        let ids = IdentityHeaders::new(&IdentityConfig::default()).expect("valid");
+        for spoof in [
+            "x-auth-sub",
+            "X-AUTH-SUB",
+            "x_auth_sub",
+            "x.auth.sub",
+            "X_Auth-Groups",
+            "x-auth-anything-else",
+            "x.auth_",
+        ] {
+            assert!(ids.is_identity(spoof), "{spoof}");
+        }
+        for fine in [
+            "x-authorization",
+            "authorization",
+            "x-au",
+            "x-forwarded-for",
+            "xauth-sub",
+        ] {
+            assert!(!ids.is_identity(fine), "{fine}");
+        }
+        let mut h = map(&[
+            ("x_auth_sub", "a"),
+            ("x.auth.sub", "b"),
+            ("X-Auth-Sub", "c"),
+            ("x-other", "keep"),
+        ]);
+        assert_eq!(ids.strip(&mut h), 3);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn configured_names_outside_the_prefix_are_stripped_too() {
+        let cfg = IdentityConfig {
+            strip_prefixes: vec![],
+            headers: vec![crate::config::HeaderClaim {
+                name: "X-User-Sub".into(),
+                claims: vec!["sub".into()],
+            }],
+            claims_header: Some("X-Claims".into()),
+        };
+        let ids = IdentityHeaders::new(&cfg).expect("valid");
+        assert!(ids.is_identity("x_user.sub"));
+        assert!(ids.is_identity("X_CLAIMS"));
+        assert!(!ids.is_identity("x-user-subway"));
+    }
+
+    #[test]
+    fn claim_values_are_encoded_safely() {
+        let cases: &[(Value, Option<&str>)] = &[
+            (json!("plain-ascii value"), Some("plain-ascii value")),
+            (
+                json!("山田 太郎"),
+                Some("%E5%B1%B1%E7%94%B0 %E5%A4%AA%E9%83%8E"),
+            ),
+            (
+                json!("evil\r\nX-Auth-Sub: admin"),
+                Some("evil%0D%0AX-Auth-Sub: admin"),
+            ),
+            (json!("nul\0"), Some("nul%00")),
+            (json!("100%"), Some("100%25")),
+            (
+                json!(["admin", "a,b", "日本"]),
+                Some("admin,a%2Cb,%E6%97%A5%E6%9C%AC"),
+            ),
+            (json!(42), Some("42")),
+            (json!(true), Some("true")),
+            (json!(null), None),
+            (json!({"a": 1}), None),
+        ];
+        for (v, want) in cases {
+            let got = claim_value(v);
+            assert_eq!(
+                got.as_ref().map(|h| h.to_str().expect("ascii")),
+                *want,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_follow_the_map_and_fallbacks() {
+        let ids = IdentityHeaders::new(&IdentityConfig {
+            claims_header: Some("x-auth-claims".into()),
+            ..IdentityConfig::default()
+        })
+        .expect("valid");
+        let claims = json!({
+            "sub": "s-1", "cognito:username": "alice", "cognito:groups": ["a", "b"],
+            "aud": "client-1", "token_use": "id"
+        });
+        let Value::Object(m) = claims else {
+            unreachable!()
+        };
+        let got: Vec<(String, String)> = ids
+            .values(&m)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_string()))
+            .collect();
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "x-auth-sub",
+                "x-auth-username",
+                "x-auth-groups",
+                "x-auth-client-id",
+                "x-auth-token-use",
+                "x-auth-claims"
+            ]
+        );
+        assert_eq!(got[1].1, "alice");
+        assert_eq!(got[2].1, "a,b");
+        let decoded = URL_SAFE_NO_PAD.decode(&got[5].1).expect("b64");
+        let back: Value = serde_json::from_slice(&decoded).expect("json");
+        assert_eq!(back["sub"], "s-1");
+    }
+
+    #[test]
+    fn forwarded_headers_trust_only_trusted_peers() {
+        let peer: IpAddr = "10.0.0.9".parse().expect("ip");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("host", "app.example"),
+        ]);
+        set_forwarded(&mut h, peer, false, None);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example");
+
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+        ]);
+        set_forwarded(&mut h, peer, true, None);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+    }
+}

@@ -1,0 +1,170 @@
+//! The binary: parse the command line, load and validate the configuration (exit 64 with one
+//! line on error), set up logging, build the app, serve until SIGTERM/SIGINT, drain, exit 0.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cognito_sidecar::config::{Config, LogFormat};
+use cognito_sidecar::{server, App};
+
+/// sysexits.h EX_USAGE: the configuration is wrong.
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Authentication sidecar for apps behind AWS Cognito user pools"
+)]
+struct Cli {
+    /// Configuration file (TOML); environment variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Run,
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig,
+    /// Exit 0 if the local sidecar is ready (GET <ready_path> on the listener), 1 otherwise.
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = match &cli.config {
+        Some(p) if !p.exists() => {
+            eprintln!("cognito-sidecar: config: file {} not found", p.display());
+            return ExitCode::from(EX_USAGE);
+        }
+        Some(p) => p.clone(),
+        None => PathBuf::from("proxy.toml"),
+    };
+    let config = match Config::load(&path).and_then(|c| c.validate().map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cognito-sidecar: invalid configuration: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("{}", config.redacted_json());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck => healthcheck(&config),
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cognito-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let region = config
+            .validate()
+            .map(|d| d.region)
+            .unwrap_or_else(|_| "us-east-1".into());
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .load()
+            .await;
+        let app = match App::build(&config, &sdk) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("cognito-sidecar: invalid configuration: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "cognito-sidecar: cannot listen on {}: {e}",
+                    config.server.listen
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let _refresher = app.start_background();
+        tracing::info!(
+            listen = %config.server.listen,
+            upstream = %config.upstream.url,
+            auth_flow = ?config.cognito.auth_flow,
+            "cognito-sidecar listening"
+        );
+        server::serve(listener, app, &config.server, server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A dependency-free readiness probe for images without a shell or curl.
+fn healthcheck(config: &Config) -> ExitCode {
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        addr = SocketAddr::new(
+            if addr.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        );
+    }
+    let probe = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
+        write!(
+            s,
+            "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+            config.health.ready_path
+        )?;
+        let mut head = [0u8; 16];
+        let n = s.read(&mut head)?;
+        Ok(head[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("cognito-sidecar: not ready");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cognito-sidecar: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

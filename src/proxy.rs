@@ -1,0 +1,164 @@
+//! Forwarding to the protected app: one pooled HTTP/1.1 client, built once; the URI rewrite
+//! and `Host` policy; streaming both ways; HTTP/1.1 upgrades spliced end to end after a 101.
+//!
+//! Knows nothing about tokens. The caller has already decided the request may pass and set
+//! its headers; this module only strips hop-by-hop headers from the response.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{streamed, Body};
+use crate::config::UpstreamConfig;
+use crate::headers;
+
+/// Why a request could not be forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream could not be reached")]
+    Unavailable,
+    #[error("the upstream URI could not be built")]
+    BadUri,
+}
+
+/// The protected app.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    host: HeaderValue,
+    prefix: String,
+    response_timeout: Duration,
+    preserve_host: bool,
+}
+
+impl Upstream {
+    /// Builds the pooled client. `uri` was validated as `http(s)://authority[/prefix]`.
+    pub fn new(uri: &Uri, cfg: &UpstreamConfig) -> Result<Self, ProxyError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        // The pool's idle timeout stays below common app keep-alives (Node: 5 s) and the
+        // timer makes the reaper run (hyper-util only expires idle connections with one).
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(http);
+        let authority = uri.authority().cloned().ok_or(ProxyError::BadUri)?;
+        Ok(Upstream {
+            client,
+            scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+            host: HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::BadUri)?,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            response_timeout: cfg.response_timeout,
+            preserve_host: cfg.preserve_host,
+        })
+    }
+
+    fn target(&self, original: &Uri) -> Result<Uri, ProxyError> {
+        let pq = original
+            .path_and_query()
+            .map(PathAndQuery::as_str)
+            .unwrap_or("/");
+        let pq: PathAndQuery = if self.prefix.is_empty() {
+            PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
+        } else {
+            format!("{}{}", self.prefix, pq).parse()
+        }
+        .map_err(|_| ProxyError::BadUri)?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| ProxyError::BadUri)
+    }
+
+    /// Sends the request upstream and returns the response head with its body streaming.
+    /// An upgrade request (`upgrade == true`, headers already kept by the caller) that gets a
+    /// 101 is spliced to the client's connection in a spawned task.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        upgrade: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let uri = self.target(req.uri())?;
+        // HTTP/2 clients send `:authority` and no Host: give the app the host they asked for.
+        if !self.preserve_host {
+            req.headers_mut().insert(HOST, self.host.clone());
+        } else if !req.headers().contains_key(HOST) {
+            let host = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| self.host.clone());
+            req.headers_mut().insert(HOST, host);
+        }
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+
+        let mut resp =
+            match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+                Err(_) => return Err(ProxyError::Timeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+                    return Err(ProxyError::Unavailable);
+                }
+                Ok(Ok(r)) => r,
+            };
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        match (switching, client_upgrade) {
+            (true, Some(client_upgrade)) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((client, upstream)) => {
+                            let mut client = TokioIo::new(client);
+                            let mut upstream = TokioIo::new(upstream);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+                headers::strip_hop_by_hop(resp.headers_mut(), true);
+                if !resp.headers().contains_key(UPGRADE) {
+                    resp.headers_mut().remove(CONNECTION);
+                }
+            }
+            (true, None) => {
+                // A 101 nobody asked for cannot be relayed.
+                tracing::warn!("upstream answered 101 to a request without Upgrade");
+                return Err(ProxyError::Unavailable);
+            }
+            (false, _) => headers::strip_hop_by_hop(resp.headers_mut(), false),
+        }
+        Ok(resp.map(streamed))
+    }
+}
+
+/// Whether an HTTP/1.1 request asks for a protocol upgrade (WebSocket and friends).
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}

@@ -1,0 +1,413 @@
+//! Cognito token verification: bearer extraction, then header → key → signature → claims,
+//! in that order (as aws-jwt-verify does), failing closed at every step.
+//!
+//! The algorithm comes from configuration and must agree with the token header and the JWK;
+//! `jku`, `x5u` and embedded `jwk` headers are never read. This module knows nothing about
+//! bodies, sockets or header mapping.
+
+pub mod jwks;
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use jwks::{JwksCache, JwksSettings};
+
+/// Why a token was refused. `code()` is the stable code clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("the Authorization scheme must be Bearer")]
+    Scheme,
+    #[error("more than one Authorization header")]
+    Multiple,
+    #[error("the token is larger than allowed")]
+    TooLarge,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token has no key id")]
+    KidMissing,
+    #[error("the token's key id is not one of the user pool's keys")]
+    KidUnknown,
+    #[error("the token's signature does not verify")]
+    Signature,
+    #[error("the token was issued by another issuer")]
+    Issuer,
+    #[error("the token's use is not accepted here")]
+    TokenUse,
+    #[error("the token was issued to another app client")]
+    Client,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token lacks a required claim")]
+    ClaimMissing,
+    #[error("the token was revoked by a logout")]
+    Revoked,
+    #[error("the signing keys are not loaded yet")]
+    NotReady,
+}
+
+impl VerifyError {
+    /// The stable snake_case code of this failure.
+    pub fn code(self) -> &'static str {
+        use VerifyError::*;
+        match self {
+            Missing => "token_missing",
+            Scheme => "invalid_scheme",
+            Multiple => "multiple_authorization",
+            TooLarge => "token_too_large",
+            Malformed => "token_malformed",
+            Algorithm => "alg_not_allowed",
+            KidMissing => "kid_missing",
+            KidUnknown => "kid_unknown",
+            Signature => "bad_signature",
+            Issuer => "wrong_issuer",
+            TokenUse => "wrong_token_use",
+            Client => "wrong_client",
+            Expired => "token_expired",
+            NotYetValid => "token_not_yet_valid",
+            IssuedInFuture => "token_issued_in_future",
+            ClaimMissing => "claim_missing",
+            Revoked => "token_revoked",
+            NotReady => "keys_unavailable",
+        }
+    }
+}
+
+/// The single `Authorization: Bearer <token>` of a request, checked before any crypto:
+/// exactly one header, scheme `Bearer` (any case), a non-empty token within `max_bytes`
+/// made only of base64url characters and dots.
+pub fn bearer(headers: &HeaderMap, max_bytes: usize) -> Result<&str, VerifyError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(VerifyError::Missing)?;
+    if values.next().is_some() {
+        return Err(VerifyError::Multiple);
+    }
+    bearer_value(value.as_bytes(), max_bytes)
+}
+
+/// `bearer` on one header value.
+pub fn bearer_value(value: &[u8], max_bytes: usize) -> Result<&str, VerifyError> {
+    let value = std::str::from_utf8(value).map_err(|_| VerifyError::Malformed)?;
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(VerifyError::Scheme);
+    }
+    let token = token.trim_matches(|c| c == ' ' || c == '\t');
+    if token.is_empty() {
+        return Err(VerifyError::Missing);
+    }
+    if token.len() > max_bytes {
+        return Err(VerifyError::TooLarge);
+    }
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(VerifyError::Malformed);
+    }
+    Ok(token)
+}
+
+/// Which tokens are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Access,
+    Id,
+}
+
+/// The verified claims of a token: the full JSON map plus the fields the gate uses.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub map: Map<String, Value>,
+    pub sub: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub token_use: TokenUse,
+    /// `username` (access tokens) or `cognito:username` (id tokens).
+    pub username: Option<String>,
+    pub origin_jti: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// Settings for `Verifier::new`.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub issuer: String,
+    pub algorithm: Algorithm,
+    pub accept_access: bool,
+    pub accept_id: bool,
+    pub client_ids: Vec<String>,
+    pub leeway_secs: u64,
+}
+
+/// Verifies tokens against the pool's keys and Cognito's claim rules.
+#[derive(Clone)]
+pub struct Verifier {
+    s: VerifierSettings,
+    jwks: JwksCache,
+}
+
+#[derive(Deserialize)]
+struct JwtHeader<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
+}
+
+/// The current time as seconds since the epoch (a clock before 1970 reads as 0).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Verifier {
+    /// A verifier over a (shared) JWKS cache.
+    pub fn new(s: VerifierSettings, jwks: JwksCache) -> Self {
+        Verifier { s, jwks }
+    }
+
+    /// The key cache, for readiness and refresh.
+    pub fn jwks(&self) -> &JwksCache {
+        &self.jwks
+    }
+
+    /// The clock leeway in seconds.
+    pub fn leeway_secs(&self) -> u64 {
+        self.s.leeway_secs
+    }
+
+    /// Full verification at time `now` (seconds since the epoch).
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
+        self.verify_inner(token, now, true).await
+    }
+
+    /// Signature, issuer, use and client, but an expired token is accepted: used only to
+    /// learn the username for a refresh, never to let a request through.
+    pub async fn verify_ignoring_expiry(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Claims, VerifyError> {
+        self.verify_inner(token, now, false).await
+    }
+
+    async fn verify_inner(
+        &self,
+        token: &str,
+        now: u64,
+        check_time: bool,
+    ) -> Result<Claims, VerifyError> {
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        if h64.is_empty() || p64.is_empty() || sig.is_empty() {
+            return Err(VerifyError::Malformed);
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(h64)
+            .map_err(|_| VerifyError::Malformed)?;
+        let header: JwtHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| VerifyError::Malformed)?;
+        // The algorithm is ours; the header may only agree with it.
+        match header.alg.as_deref() {
+            Some(a) if alg_name(self.s.algorithm) == a => {}
+            _ => return Err(VerifyError::Algorithm),
+        }
+        let kid = header.kid.as_deref().ok_or(VerifyError::KidMissing)?;
+        let key = self.jwks.key(kid).await?;
+        let signed = &token[..h64.len() + 1 + p64.len()];
+        match jsonwebtoken::crypto::verify(sig, signed.as_bytes(), &key, self.s.algorithm) {
+            Ok(true) => {}
+            _ => return Err(VerifyError::Signature),
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(p64)
+            .map_err(|_| VerifyError::Malformed)?;
+        let map: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
+        self.check_claims(map, now, check_time)
+    }
+
+    /// Cognito's claim rules (aws-jwt-verify `validateCognitoJwtFields`), then time.
+    fn check_claims(
+        &self,
+        map: Map<String, Value>,
+        now: u64,
+        check_time: bool,
+    ) -> Result<Claims, VerifyError> {
+        let s = &self.s;
+        if map.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
+            return Err(VerifyError::Issuer);
+        }
+        let token_use = match map.get("token_use").and_then(Value::as_str) {
+            Some("access") if s.accept_access => TokenUse::Access,
+            Some("id") if s.accept_id => TokenUse::Id,
+            _ => return Err(VerifyError::TokenUse),
+        };
+        let client = match token_use {
+            TokenUse::Access => map.get("client_id").and_then(Value::as_str),
+            TokenUse::Id => map.get("aud").and_then(Value::as_str),
+        };
+        if !client.is_some_and(|c| s.client_ids.iter().any(|a| a == c)) {
+            return Err(VerifyError::Client);
+        }
+        let exp = numeric(&map, "exp").ok_or(VerifyError::ClaimMissing)?;
+        let iat = numeric(&map, "iat").ok_or(VerifyError::ClaimMissing)?;
+        let sub = map
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(VerifyError::ClaimMissing)?
+            .to_owned();
+        if check_time {
+            let leeway = s.leeway_secs;
+            if now >= exp.saturating_add(leeway) {
+                return Err(VerifyError::Expired);
+            }
+            if let Some(nbf) = map.get("nbf") {
+                let nbf = nbf.as_f64().ok_or(VerifyError::Malformed)?;
+                if nbf > (now + leeway) as f64 {
+                    return Err(VerifyError::NotYetValid);
+                }
+            }
+            if iat > now + leeway {
+                return Err(VerifyError::IssuedInFuture);
+            }
+        }
+        let username = match token_use {
+            TokenUse::Access => map.get("username"),
+            TokenUse::Id => map.get("cognito:username"),
+        }
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+        let origin_jti = map
+            .get("origin_jti")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let groups = match map.get("cognito:groups") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Claims {
+            map,
+            sub,
+            exp,
+            iat,
+            token_use,
+            username,
+            origin_jti,
+            groups,
+        })
+    }
+}
+
+/// A NumericDate claim as whole seconds (fractions are floored, negatives refused).
+fn numeric(map: &Map<String, Value>, key: &str) -> Option<u64> {
+    let v = map.get(key)?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// The JOSE name of an algorithm we accept.
+pub fn alg_name(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        _ => "RS256",
+    }
+}
+
+/// Parses a configured algorithm name (validated by `Config::validate`).
+pub fn parse_alg(name: &str) -> Algorithm {
+    match name {
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        _ => Algorithm::RS256,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn bearer_extraction_table() {
+        let tok = "aaa.bbb.ccc";
+        let cases: &[(&[&str], Result<&str, VerifyError>)] = &[
+            (&[], Err(VerifyError::Missing)),
+            (&["Bearer aaa.bbb.ccc"], Ok(tok)),
+            (&["bearer aaa.bbb.ccc"], Ok(tok)),
+            (&["BEARER   aaa.bbb.ccc  "], Ok(tok)),
+            (&["Bearer"], Err(VerifyError::Missing)),
+            (&["Bearer "], Err(VerifyError::Missing)),
+            (&["Basic dXNlcjpwYXNz"], Err(VerifyError::Scheme)),
+            (&["Token aaa.bbb.ccc"], Err(VerifyError::Scheme)),
+            (&["aaa.bbb.ccc"], Err(VerifyError::Scheme)),
+            (&["Bearer a b"], Err(VerifyError::Malformed)),
+            (&["Bearer aaa.bbb.ccc=="], Err(VerifyError::Malformed)),
+            (
+                &["Bearer aaa.bbb.ccc", "Bearer aaa.bbb.ccc"],
+                Err(VerifyError::Multiple),
+            ),
+        ];
+        for (values, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *values {
+                h.append(AUTHORIZATION, HeaderValue::from_str(v).expect("value"));
+            }
+            assert_eq!(bearer(&h, 64), *want, "{values:?}");
+        }
+        let mut h = HeaderMap::new();
+        let big = format!("Bearer {}", "a".repeat(65));
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&big).expect("value"));
+        assert_eq!(bearer(&h, 64), Err(VerifyError::TooLarge));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("value"),
+        );
+        assert_eq!(bearer(&h, 64), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn numeric_dates() {
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"a": 5, "b": 5.9, "c": -1, "d": "5", "e": 1e300}"#)
+                .expect("json");
+        assert_eq!(numeric(&m, "a"), Some(5));
+        assert_eq!(numeric(&m, "b"), Some(5));
+        assert_eq!(numeric(&m, "c"), None);
+        assert_eq!(numeric(&m, "d"), None);
+        assert_eq!(numeric(&m, "e"), Some(u64::MAX));
+        assert_eq!(numeric(&m, "z"), None);
+    }
+}
