@@ -438,11 +438,13 @@ pub fn moto_url() -> String {
              while kill -0 $PPID 2>/dev/null; do sleep 1; done; kill $m",
             bin.display()
         );
-        std::process::Command::new("sh")
+        // Not waited for: the shell outlives no one (see above), and the OnceLock keeps it.
+        let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
             .spawn()
             .expect("start moto (run deploy/venv.sh first, or use deploy/test.sh)");
+        std::mem::forget(child);
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..150 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
