@@ -222,7 +222,7 @@ impl Verifier {
         else {
             return Err(VerifyError::Malformed);
         };
-        if h64.is_empty() || p64.is_empty() || sig.is_empty() {
+        if h64.is_empty() || p64.is_empty() {
             return Err(VerifyError::Malformed);
         }
         let header_json = URL_SAFE_NO_PAD
@@ -234,6 +234,9 @@ impl Verifier {
         match header.alg.as_deref() {
             Some(a) if alg_name(self.s.algorithm) == a => {}
             _ => return Err(VerifyError::Algorithm),
+        }
+        if sig.is_empty() {
+            return Err(VerifyError::Malformed);
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::KidMissing)?;
         let key = self.jwks.key(kid).await?;
