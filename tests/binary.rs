@@ -1,0 +1,215 @@
+//! The real binary: configuration errors exit 64 with one line naming the key; `check-config`
+//! redacts the secret; with `proxy.toml` it serves, and SIGTERM lets an in-flight request
+//! finish before it exits 0; `healthcheck` reports readiness.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Response;
+use http_body_util::Full;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-sidecar");
+
+fn sidecar() -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_key() {
+    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+        (
+            vec![],
+            vec!["--config", "proxy.toml"],
+            "cognito.user_pool_id: missing",
+        ),
+        (
+            vec![("COGNITO_USER_POOL_ID", "us-east-1_x")],
+            vec!["--config", "proxy.toml"],
+            "cognito.client_id: missing",
+        ),
+        (
+            vec![
+                ("COGNITO_USER_POOL_ID", "us-east-1_x"),
+                ("COGNITO_APP_CLIENT_ID", "c"),
+                ("SIDECAR_UPSTREAM__URL", "not a url"),
+            ],
+            vec!["--config", "proxy.toml"],
+            "upstream.url",
+        ),
+        (
+            vec![
+                ("COGNITO_USER_POOL_ID", "us-east-1_x"),
+                ("COGNITO_APP_CLIENT_ID", "c"),
+                ("SIDECAR_COGNITO__AUTH_FLOW", "srp"),
+            ],
+            vec!["--config", "proxy.toml"],
+            "cognito.auth_flow",
+        ),
+        (
+            vec![
+                ("COGNITO_USER_POOL_ID", "us-east-1_x"),
+                ("COGNITO_APP_CLIENT_ID", "c"),
+                ("SIDECAR_UPSTREAM__CONNECT_TIMEOUT", "soonish"),
+            ],
+            vec!["--config", "proxy.toml"],
+            "upstream.connect_timeout",
+        ),
+        (
+            vec![
+                ("COGNITO_USER_POOL_ID", "us-east-1_x"),
+                ("COGNITO_APP_CLIENT_ID", "c"),
+            ],
+            vec!["--config", "does-not-exist.toml"],
+            "not found",
+        ),
+    ];
+    for (env, args, want) in cases {
+        let out = sidecar()
+            .envs(env.clone())
+            .args(&args)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{env:?}: {stderr}");
+        assert!(stderr.contains(want), "{env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_config_redacted() {
+    let out = sidecar()
+        .args(["check-config", "--config", "proxy.toml"])
+        .env("COGNITO_USER_POOL_ID", "ap-northeast-1_Abc")
+        .env("COGNITO_APP_CLIENT_ID", "client-1")
+        .env("COGNITO_APP_CLIENT_SECRET", "very-secret-value")
+        .env("SIDECAR_UPSTREAM__URL", "http://127.0.0.1:3999")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("very-secret-value"));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["cognito"]["client_secret"], "<redacted>");
+    assert_eq!(v["cognito"]["user_pool_id"], "ap-northeast-1_Abc");
+    assert_eq!(v["upstream"]["url"], "http://127.0.0.1:3999");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_with_proxy_toml_and_drains_on_sigterm() {
+    let jwks = JwksServer::start().await;
+    // An upstream that takes a second: the request is in flight when SIGTERM arrives.
+    let (upstream, _stop) = serve_fn(Arc::new(|_req| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            Response::new(Full::new(Bytes::from_static(b"slow but complete")))
+        })
+    }))
+    .await;
+    let port = free_port();
+    let mut child = sidecar()
+        .args(["--config", "proxy.toml"])
+        .env("AWS_REGION", "us-east-1")
+        .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+        .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+        .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
+        .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
+        .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
+        .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "binary became ready");
+
+    // The healthcheck subcommand agrees.
+    let hc = sidecar()
+        .args(["healthcheck", "--config", "proxy.toml"])
+        .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+        .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+        .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .status()
+        .expect("healthcheck");
+    assert!(hc.success());
+
+    let token = valid_token("u-bin");
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        let url = format!("{base}/slow");
+        async move { http.get(url).bearer_auth(token).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+
+    let resp = in_flight
+        .await
+        .expect("task")
+        .expect("in-flight request completed");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), "slow but complete");
+
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    // New connections are refused once it has stopped.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+
+    // After exit, the healthcheck fails.
+    let hc = sidecar()
+        .args(["healthcheck", "--config", "proxy.toml"])
+        .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+        .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+        .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("healthcheck");
+    assert_eq!(hc.code(), Some(1));
+}
