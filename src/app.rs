@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use http::header::AUTHORIZATION;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ipnet::IpNet;
@@ -19,6 +19,8 @@ use crate::error::ApiError;
 use crate::gate::Gate;
 use crate::headers::{self, IdentityHeaders};
 use crate::idp::{Cognito, CognitoSettings};
+use crate::limit::{self, Limiter, Quota};
+use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::proxy::{self, Upstream};
 use crate::router::{Route, Router, Rule};
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
@@ -37,7 +39,13 @@ struct Inner {
     trusted_proxies: Vec<IpNet>,
     forward_authorization: bool,
     max_token_bytes: usize,
+    access_log: bool,
+    metrics: SharedMetrics,
+    by_address: Limiter<std::net::IpAddr>,
 }
+
+/// `X-Request-Id`: taken from the client when sane, else generated; passed upstream and back.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +61,7 @@ impl App {
     /// (the default chain in `main`, static test credentials in tests).
     pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
         let d = config.validate()?;
+        let metrics: SharedMetrics = Arc::new(Metrics::new());
         let c = &config.cognito;
         let idp = Arc::new(Cognito::new(
             sdk,
@@ -66,6 +75,7 @@ impl App {
                 timeout: c.timeout,
                 max_attempts: c.max_attempts,
             },
+            Arc::clone(&metrics),
         ));
 
         let v = &config.verify;
@@ -102,7 +112,28 @@ impl App {
             key: "identity.headers".into(),
             problem: "invalid header name".into(),
         })?;
-        let gate = Gate::new(verifier, identity, v.cache_max_entries, v.revocation_ttl);
+        let gate = Gate::new(
+            verifier,
+            identity,
+            v.cache_max_entries,
+            v.revocation_ttl,
+            Arc::clone(&metrics),
+        );
+        let rl = &config.rate_limit;
+        let by_username = Limiter::new(
+            Quota {
+                per_minute: rl.username_per_minute,
+                burst: rl.username_burst,
+            },
+            rl.max_tracked,
+        );
+        let by_address = Limiter::new(
+            Quota {
+                per_minute: rl.address_per_minute,
+                burst: rl.address_burst,
+            },
+            rl.max_tracked,
+        );
         let upstream = Upstream::new(&d.upstream, &config.upstream).map_err(|_| ConfigError {
             key: "upstream.url".into(),
             problem: "not a usable upstream URL".into(),
@@ -115,12 +146,17 @@ impl App {
                     gate.clone(),
                     config.api.max_body_bytes,
                     v.max_token_bytes,
+                    by_username,
+                    Arc::clone(&metrics),
                 ),
                 gate,
                 upstream,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 forward_authorization: config.upstream.forward_authorization,
                 max_token_bytes: v.max_token_bytes,
+                access_log: config.log.access,
+                metrics,
+                by_address,
             }),
         })
     }
@@ -135,18 +171,38 @@ impl App {
         self.inner.gate.is_ready()
     }
 
+    /// The metrics (the server counts connections into them).
+    pub fn metrics(&self) -> &SharedMetrics {
+        &self.inner.metrics
+    }
+
+    /// The Prometheus text exposition, JWKS state included.
+    pub fn render_metrics(&self) -> String {
+        let jwks = self.jwks();
+        self.inner.metrics.render(&JwksStats {
+            fetches: jwks.fetch_count(),
+            failures: jwks.failure_count(),
+            keys: jwks.key_count(),
+            age: jwks.key_age(),
+        })
+    }
+
     /// The JWKS cache (fetch counters for tests and metrics).
     pub fn jwks(&self) -> &JwksCache {
         self.inner.gate.verifier().jwks()
     }
 
     /// Serves one request from `peer`. Never fails: errors become JSON answers.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let inner = &*self.inner;
         let start = tokio::time::Instant::now();
+        let request_id = request_id(req.headers());
+        req.headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut sub: Option<String> = None;
-        let result = match self.inner.router.route(&method, &path) {
+        let result = match inner.router.route(&method, &path) {
             Err(_) => Err(ApiError::bad_request(
                 "invalid_path",
                 "the request path cannot be interpreted safely",
@@ -161,13 +217,38 @@ impl App {
                 "not_ready",
                 "the signing keys of the user pool are not loaded yet",
             )),
-            Ok(Route::Auth(ep)) => self.inner.auth.handle(ep, req).await.map(|(resp, s)| {
-                sub = s;
-                resp
-            }),
-            Ok(Route::Gate(rule)) => self.pass(rule, req, peer, &mut sub).await,
+            Ok(Route::Auth(ep)) => {
+                let client = limit::client_ip(peer.ip(), req.headers(), &inner.trusted_proxies);
+                let result = match inner.by_address.check(&client) {
+                    Err(wait) => {
+                        inner.metrics.rate_limited("address");
+                        Err(ApiError::too_many_requests(
+                            "rate_limited",
+                            "too many requests from this address; retry later",
+                            wait.as_secs_f64().ceil() as u64,
+                        ))
+                    }
+                    Ok(()) => inner.auth.handle(ep, req).await.map(|(resp, s)| {
+                        sub = s;
+                        resp
+                    }),
+                };
+                inner
+                    .metrics
+                    .auth(ep.name(), result.as_ref().err().map_or("ok", |e| e.code));
+                result
+            }
+            Ok(Route::Gate(rule)) => {
+                let public = rule == Rule::Public;
+                let result = self.pass(rule, req, peer, &mut sub).await;
+                match &result {
+                    Ok(_) => inner.metrics.forwarded(public),
+                    Err(e) => inner.metrics.refused(e.code),
+                }
+                result
+            }
         };
-        let resp = match result {
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.is_client_fault() {
@@ -178,14 +259,18 @@ impl App {
                 e.into_response()
             }
         };
-        tracing::info!(
-            target: "access",
-            method = %method,
-            path = %path,
-            status = resp.status().as_u16(),
-            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-            sub = sub.as_deref().unwrap_or("-"),
-        );
+        if inner.access_log {
+            tracing::info!(
+                target: "access",
+                request_id = request_id.to_str().unwrap_or("-"),
+                method = %method,
+                path = %path,
+                status = resp.status().as_u16(),
+                latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+                sub = sub.as_deref().unwrap_or("-"),
+            );
+        }
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
         resp
     }
 
@@ -237,9 +322,38 @@ impl App {
             .authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
         headers::set_forwarded(&mut parts.headers, peer.ip(), trusted, host.as_ref());
-        Ok(inner
+        let started = tokio::time::Instant::now();
+        match inner
             .upstream
             .forward(Request::from_parts(parts, body), upgrade)
-            .await?)
+            .await
+        {
+            Ok(resp) => {
+                inner.metrics.upstream(started.elapsed());
+                Ok(resp)
+            }
+            Err(e) => {
+                inner.metrics.upstream_error(match e {
+                    proxy::ProxyError::Timeout => "timeout",
+                    _ => "unavailable",
+                });
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The client's `X-Request-Id` if it is short visible ASCII, else a new UUID.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    match headers.get(&X_REQUEST_ID) {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 128
+                && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+        {
+            v.clone()
+        }
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-")),
     }
 }

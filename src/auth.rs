@@ -22,6 +22,8 @@ use crate::body::{full, Body};
 use crate::error::ApiError;
 use crate::gate::Gate;
 use crate::idp::{AuthOutcome, Cognito, IdpError, Tokens};
+use crate::limit::Limiter;
+use crate::metrics::SharedMetrics;
 use crate::router::Endpoint;
 use crate::verify::{self, now_secs};
 
@@ -46,6 +48,8 @@ pub struct AuthApi {
     gate: Gate,
     max_body: usize,
     max_token_bytes: usize,
+    by_username: Arc<Limiter<String>>,
+    metrics: SharedMetrics,
 }
 
 /// A successful answer and the `sub` of the user, when known, for the access log.
@@ -53,13 +57,37 @@ pub type Answer = (Response<Body>, Option<String>);
 
 impl AuthApi {
     /// The endpoints over a Cognito client and the gate (for logout and refresh).
-    pub fn new(idp: Arc<Cognito>, gate: Gate, max_body: usize, max_token_bytes: usize) -> Self {
+    pub fn new(
+        idp: Arc<Cognito>,
+        gate: Gate,
+        max_body: usize,
+        max_token_bytes: usize,
+        by_username: Limiter<String>,
+        metrics: SharedMetrics,
+    ) -> Self {
         AuthApi {
             idp,
             gate,
             max_body,
             max_token_bytes,
+            by_username: Arc::new(by_username),
+            metrics,
         }
+    }
+
+    /// Password attempts per username are limited, whoever sends them (credential stuffing
+    /// from many addresses against one account still spends that account's budget only).
+    fn limit_username(&self, username: &str) -> Result<(), ApiError> {
+        self.by_username
+            .check(&username.trim().to_lowercase())
+            .map_err(|wait| {
+                self.metrics.rate_limited("username");
+                ApiError::too_many_requests(
+                    "rate_limited",
+                    "too many attempts for this user; retry later",
+                    wait.as_secs_f64().ceil() as u64,
+                )
+            })
     }
 
     /// Serves one auth request.
@@ -90,6 +118,7 @@ impl AuthApi {
     async fn login(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let password = field(body, "password")?;
+        self.limit_username(email)?;
         match self.idp.login(email, password).await {
             Ok(outcome) => answer(outcome),
             Err(IdpError::NotAuthorized | IdpError::UserNotFound) => Err(invalid_credentials()),
@@ -101,6 +130,7 @@ impl AuthApi {
         let email = field(body, "email")?;
         let new_password = field(body, "new_password")?;
         let session = field(body, "session")?;
+        self.limit_username(email)?;
         match self.idp.new_password(email, new_password, session).await {
             Ok(outcome) => answer(outcome),
             Err(IdpError::NotAuthorized | IdpError::SessionInvalid | IdpError::UserNotFound) => {

@@ -47,6 +47,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub rate_limit: RateLimitConfig,
     /// Authorization rules, first match wins; a path no rule matches needs a valid token.
     pub routes: Vec<RouteRule>,
 }
@@ -61,6 +63,10 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more get 431.
+    pub max_headers: usize,
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` / `X-Forwarded-Host` are believed
     /// (for example the ALB's subnets). Everyone else's are replaced.
     pub trusted_proxies: Vec<IpNet>,
@@ -73,6 +79,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(25),
             max_connections: 16_384,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
             trusted_proxies: Vec::new(),
         }
     }
@@ -320,6 +328,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter: `info`, `debug`, `cognito_sidecar=debug,info`, ...
     pub level: String,
+    /// One line per request (method, path, status, latency, sub, request id).
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -327,6 +337,51 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             level: "info".into(),
+            access: true,
+        }
+    }
+}
+
+/// The admin listener (metrics); keep it off the ALB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where `/metrics` is served; unset turns the admin listener off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        }
+    }
+}
+
+/// Rate limits on the auth API (0 turns a limit off).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained auth API requests per minute from one client address.
+    pub address_per_minute: u32,
+    /// Requests one address may make at once.
+    pub address_burst: u32,
+    /// Sustained login / new-password attempts per minute for one username (email).
+    pub username_per_minute: u32,
+    /// Attempts one username may get at once.
+    pub username_burst: u32,
+    /// Addresses and usernames tracked at most (least recently used are forgotten).
+    pub max_tracked: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            address_per_minute: 60,
+            address_burst: 20,
+            username_per_minute: 10,
+            username_burst: 5,
+            max_tracked: 100_000,
         }
     }
 }
@@ -488,6 +543,15 @@ impl Config {
             self.server.header_read_timeout,
             "server.header_read_timeout",
         )?;
+        if self.server.max_header_bytes < 8192 {
+            return Err(ConfigError::new(
+                "server.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        if self.server.max_headers == 0 {
+            return Err(ConfigError::new("server.max_headers", "must be at least 1"));
+        }
         if self.server.max_connections == 0 {
             return Err(ConfigError::new(
                 "server.max_connections",

@@ -14,6 +14,7 @@ use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::headers::IdentityHeaders;
+use crate::metrics::SharedMetrics;
 use crate::verify::{now_secs, Claims, Verifier, VerifyError};
 
 /// What the gate knows about a verified token.
@@ -31,6 +32,7 @@ pub struct Gate {
     identity: Arc<IdentityHeaders>,
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
     revocations: Revocations,
+    metrics: SharedMetrics,
 }
 
 struct UntilExp;
@@ -56,6 +58,7 @@ impl Gate {
         identity: IdentityHeaders,
         cache_entries: u64,
         revocation_ttl: Duration,
+        metrics: SharedMetrics,
     ) -> Self {
         let cache = (cache_entries > 0).then(|| {
             Cache::builder()
@@ -68,6 +71,7 @@ impl Gate {
             identity: Arc::new(identity),
             cache,
             revocations: Revocations::new(revocation_ttl),
+            metrics,
         }
     }
 
@@ -95,7 +99,9 @@ impl Gate {
             .as_ref()
             .map(|_| Sha256::digest(token.as_bytes()).into());
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(id) = cache.get(key) {
+            let hit = cache.get(key);
+            self.metrics.token_cache(hit.is_some());
+            if let Some(id) = hit {
                 if now >= id.claims.exp.saturating_add(leeway) {
                     cache.invalidate(key);
                     return Err(VerifyError::Expired);

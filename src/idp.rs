@@ -21,6 +21,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::AuthFlow;
+use crate::metrics::SharedMetrics;
 
 /// The Cognito operations each auth flow calls, in one place: the IAM policy in `deploy/`
 /// is checked against this list by a test.
@@ -72,6 +73,25 @@ pub enum IdpError {
     Unexpected(String),
 }
 
+impl IdpError {
+    /// A short label for metrics and logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            IdpError::NotAuthorized => "not_authorized",
+            IdpError::UserNotFound => "user_not_found",
+            IdpError::SessionInvalid => "session_invalid",
+            IdpError::InvalidPassword => "invalid_password",
+            IdpError::PasswordResetRequired => "password_reset_required",
+            IdpError::UserNotConfirmed => "user_not_confirmed",
+            IdpError::InvalidParameter => "invalid_parameter",
+            IdpError::Throttled => "throttled",
+            IdpError::Unavailable => "unavailable",
+            IdpError::BadResponse => "bad_response",
+            IdpError::Unexpected(_) => "unexpected",
+        }
+    }
+}
+
 /// The tokens of a successful authentication, as Cognito returned them.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
@@ -121,12 +141,13 @@ pub struct Cognito {
     client_id: String,
     secret: Option<String>,
     flow: AuthFlow,
+    metrics: SharedMetrics,
 }
 
 impl Cognito {
     /// Builds the SDK client on top of `sdk` (credentials chain, HTTP client), with our
     /// region, endpoint override, deadline and retry budget.
-    pub fn new(sdk: &SdkConfig, s: CognitoSettings) -> Self {
+    pub fn new(sdk: &SdkConfig, s: CognitoSettings, metrics: SharedMetrics) -> Self {
         let timeouts = TimeoutConfig::builder()
             .operation_timeout(s.timeout)
             .connect_timeout(s.timeout.min(Duration::from_secs(3)))
@@ -144,6 +165,7 @@ impl Cognito {
             client_id: s.client_id,
             secret: s.client_secret,
             flow: s.flow,
+            metrics,
         }
     }
 
@@ -175,8 +197,8 @@ impl Cognito {
                     .auth_parameters("PASSWORD", password)
                     .set_secret_hash(hash)
                     .send()
-                    .await
-                    .map_err(|e| classify("AdminInitiateAuth", e))?;
+                    .timed(&self.metrics, "AdminInitiateAuth")
+                    .await?;
                 Ok(outcome(
                     out.authentication_result(),
                     out.challenge_name(),
@@ -195,8 +217,8 @@ impl Cognito {
                     .auth_parameters("PASSWORD", password)
                     .set_secret_hash(hash)
                     .send()
-                    .await
-                    .map_err(|e| classify("InitiateAuth", e))?;
+                    .timed(&self.metrics, "InitiateAuth")
+                    .await?;
                 Ok(outcome(
                     out.authentication_result(),
                     out.challenge_name(),
@@ -231,8 +253,8 @@ impl Cognito {
                     .challenge_responses("NEW_PASSWORD", new_password)
                     .set_challenge_secret_hash(hash)
                     .send()
-                    .await
-                    .map_err(|e| classify("AdminRespondToAuthChallenge", e))?;
+                    .timed(&self.metrics, "AdminRespondToAuthChallenge")
+                    .await?;
                 Ok(outcome(
                     out.authentication_result(),
                     out.challenge_name(),
@@ -252,8 +274,8 @@ impl Cognito {
                     .challenge_responses("NEW_PASSWORD", new_password)
                     .set_challenge_secret_hash(hash)
                     .send()
-                    .await
-                    .map_err(|e| classify("RespondToAuthChallenge", e))?;
+                    .timed(&self.metrics, "RespondToAuthChallenge")
+                    .await?;
                 Ok(outcome(
                     out.authentication_result(),
                     out.challenge_name(),
@@ -281,8 +303,8 @@ impl Cognito {
             .auth_parameters("REFRESH_TOKEN", refresh_token)
             .set_secret_hash(hash)
             .send()
-            .await
-            .map_err(|e| classify("InitiateAuth", e))?;
+            .timed(&self.metrics, "InitiateAuth")
+            .await?;
         match outcome(
             out.authentication_result(),
             out.challenge_name(),
@@ -305,9 +327,32 @@ impl Cognito {
             .global_sign_out()
             .access_token(access_token)
             .send()
+            .timed(&self.metrics, "GlobalSignOut")
             .await
             .map(|_| ())
-            .map_err(|e| classify("GlobalSignOut", e))
+    }
+}
+
+/// Times a Cognito call, records it, and classifies its error.
+trait Timed<T, E, R> {
+    async fn timed(self, metrics: &SharedMetrics, op: &'static str) -> Result<T, IdpError>;
+}
+
+impl<F, T, E, R> Timed<T, E, R> for F
+where
+    F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    async fn timed(self, metrics: &SharedMetrics, op: &'static str) -> Result<T, IdpError> {
+        let started = tokio::time::Instant::now();
+        let result = self.await.map_err(|e| classify(op, e));
+        metrics.cognito(
+            op,
+            started.elapsed(),
+            result.as_ref().err().map(IdpError::class),
+        );
+        result
     }
 }
 

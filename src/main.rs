@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cognito_sidecar::config::{Config, LogFormat};
-use cognito_sidecar::{server, App};
+use cognito_sidecar::config::Config;
+use cognito_sidecar::{logging, server, App};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    init_tracing(&config);
+    logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,6 +103,21 @@ fn run(config: Config) -> ExitCode {
             }
         };
         let _refresher = app.start_background();
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(addr) = config.admin.listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(listen = %addr, "metrics on /metrics");
+                    tokio::spawn(server::serve_admin(l, app.clone(), async {
+                        let _ = admin_stopped.await;
+                    }));
+                }
+                Err(e) => {
+                    eprintln!("cognito-sidecar: cannot listen on {addr} (admin.listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         tracing::info!(
             listen = %config.server.listen,
             upstream = %config.upstream.url,
@@ -110,24 +125,9 @@ fn run(config: Config) -> ExitCode {
             "cognito-sidecar listening"
         );
         server::serve(listener, app, &config.server, server::shutdown_signal()).await;
+        let _ = stop_admin.send(());
         ExitCode::SUCCESS
     })
-}
-
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 /// A dependency-free readiness probe for images without a shell or curl.

@@ -4,11 +4,17 @@
 //! Knows nothing about tokens. The caller has already decided the request may pass and set
 //! its headers; this module only strips hop-by-hop headers from the response.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -32,7 +38,7 @@ pub enum ProxyError {
 /// The protected app.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Tracked>,
     scheme: Scheme,
     authority: Authority,
     host: HeaderValue,
@@ -110,15 +116,29 @@ impl Upstream {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let mut resp =
-            match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-                Err(_) => return Err(ProxyError::Timeout),
+        // The deadline counts from the last request-body frame the upstream took, so an
+        // upload longer than `response_timeout` is not cut while the app keeps reading it,
+        // and an app that stops reading (or never answers) still times out.
+        let progress = Arc::new(Progress::new());
+        let req = req.map(|inner| Tracked {
+            inner,
+            progress: Arc::clone(&progress),
+        });
+        let sent = self.client.request(req);
+        tokio::pin!(sent);
+        let mut resp = loop {
+            let deadline = progress.last() + self.response_timeout;
+            match tokio::time::timeout_at(deadline, &mut sent).await {
+                Ok(Ok(r)) => break r,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
                     return Err(ProxyError::Unavailable);
                 }
-                Ok(Ok(r)) => r,
-            };
+                // The body moved on while we waited: wait again from its last frame.
+                Err(_) if progress.last() + self.response_timeout > deadline => continue,
+                Err(_) => return Err(ProxyError::Timeout),
+            }
+        };
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
@@ -147,6 +167,61 @@ impl Upstream {
             (false, _) => headers::strip_hop_by_hop(resp.headers_mut(), false),
         }
         Ok(resp.map(streamed))
+    }
+}
+
+/// When the upstream connection last took a frame of the request body (or when the request
+/// started), as milliseconds since `origin`.
+struct Progress {
+    origin: tokio::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            origin: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The client's request body on its way upstream, unchanged, noting each frame's progress.
+struct Tracked {
+    inner: Incoming,
+    progress: Arc<Progress>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.progress.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

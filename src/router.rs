@@ -22,6 +22,18 @@ pub enum Endpoint {
     Logout,
 }
 
+impl Endpoint {
+    /// The endpoint's path segment, for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Login => "login",
+            Endpoint::NewPassword => "new-password",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Logout => "logout",
+        }
+    }
+}
+
 /// Who may pass the gate for a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {

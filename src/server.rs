@@ -30,9 +30,17 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a request head, so it also closes
+        // keep-alive connections idle for longer.
         .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(cfg.max_header_bytes.max(8192))
+        .max_headers(cfg.max_headers)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
 
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
@@ -57,6 +65,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let metrics = Arc::clone(app.metrics());
+        metrics.connections(1);
         let svc = service_fn(move |req| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
@@ -67,6 +77,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            metrics.connections(-1);
             drop(permit);
         });
     }
@@ -79,6 +90,52 @@ pub async fn serve(
     match tokio::time::timeout(cfg.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) for `app` on the admin listener until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let app = app.clone();
+        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            async move {
+                let resp = if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+                    let mut r = http::Response::new(crate::body::full(app.render_metrics()));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                } else {
+                    crate::error::ApiError::new(
+                        http::StatusCode::NOT_FOUND,
+                        "not_found",
+                        "only /metrics here",
+                    )
+                    .into_response()
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }
 

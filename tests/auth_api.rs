@@ -445,3 +445,59 @@ async fn request_errors_have_exact_status_and_code() {
         }
     }
 }
+
+#[tokio::test]
+async fn rate_limits_per_username_and_per_address() {
+    let pool = Pool::create(false, false).await;
+    let user = pool.confirmed_user("rl@example.com", &[]).await;
+    let mut c = pool.config(&closed_url().await);
+    c.rate_limit.username_per_minute = 1;
+    c.rate_limit.username_burst = 2;
+    c.rate_limit.address_per_minute = 1;
+    c.rate_limit.address_burst = 6;
+    c.server.trusted_proxies = vec!["127.0.0.0/8".parse().expect("net")];
+    let sc = Sidecar::start(c).await;
+
+    // Per username: two attempts, then 429 with Retry-After, even with the right password.
+    assert_eq!(login(&sc, &user, "Wrong-1!").await.0, 401);
+    assert_eq!(login(&sc, &user, "Wrong-2!").await.0, 401);
+    let resp = client()
+        .post(sc.url("/api/user/login"))
+        .json(&json!({"email": user.to_uppercase(), "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let retry = resp.headers().get("retry-after").cloned();
+    let (status, v) = status_json(resp).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+    let secs: u64 = retry
+        .expect("Retry-After")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&secs), "{secs}");
+    // Another user is not affected.
+    assert_eq!(login(&sc, "other@example.com", "x").await.0, 401);
+
+    // Per address: behind a trusted proxy the X-Forwarded-For client counts, each with its
+    // own budget (distinct usernames, so only the address limit applies).
+    let from = |ip: &str| {
+        client()
+            .post(sc.url("/api/user/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": format!("{}@example.com", uuid_like()), "password": "x"}))
+    };
+    for _ in 0..6 {
+        let (s, _) = status_json(from("198.51.100.7").send().await.expect("login")).await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = status_json(from("198.51.100.7").send().await.expect("login")).await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    let (s, _) = status_json(from("198.51.100.8").send().await.expect("login")).await;
+    assert_eq!(s, 401, "another client address has its own budget");
+}

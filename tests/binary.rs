@@ -36,7 +36,8 @@ fn free_port() -> u16 {
 
 #[test]
 fn bad_configuration_exits_64_naming_the_key() {
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+    type Case = (Vec<(&'static str, &'static str)>, Vec<&'static str>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec!["--config", "proxy.toml"],
@@ -128,6 +129,7 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
     }))
     .await;
     let port = free_port();
+    let admin_port = free_port();
     let mut child = sidecar()
         .args(["--config", "proxy.toml"])
         .env("AWS_REGION", "us-east-1")
@@ -138,6 +140,7 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
         .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
+        .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -166,7 +169,35 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         .expect("healthcheck");
     assert!(hc.success());
 
+    // Metrics on the admin listener move with traffic.
     let token = valid_token("u-bin");
+    assert_eq!(
+        http.get(format!("{base}/x"))
+            .send()
+            .await
+            .expect("401")
+            .status(),
+        401
+    );
+    let metrics = http
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "sidecar_gate_requests_total{outcome=\"token_missing\"} 1",
+        "sidecar_jwks_keys 1",
+        "# TYPE sidecar_open_connections gauge",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("sidecar_jwks_fetches_total 0"),
+        "{metrics}"
+    );
     let in_flight = tokio::spawn({
         let http = http.clone();
         let url = format!("{base}/slow");

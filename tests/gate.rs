@@ -743,3 +743,24 @@ async fn health_endpoints_are_the_sidecars_and_configurable() {
     assert_eq!(get(&e.sc, "/healthz", None).await.0, 401);
     assert_eq!(e.echo.count(), 0);
 }
+
+#[tokio::test]
+async fn metrics_count_outcomes_and_cache_hits() {
+    let e = env().await;
+    let token = valid_token("u-17");
+    for _ in 0..3 {
+        assert_eq!(get(&e.sc, "/x", Some(&token)).await.0, 200);
+    }
+    assert_eq!(get(&e.sc, "/x", None).await.0, 401);
+    let text = e.sc.app.render_metrics();
+    for line in [
+        "sidecar_gate_requests_total{outcome=\"proxied\"} 3",
+        "sidecar_gate_requests_total{outcome=\"token_missing\"} 1",
+        "sidecar_token_cache_total{outcome=\"miss\"} 1",
+        "sidecar_token_cache_total{outcome=\"hit\"} 2",
+        "sidecar_upstream_response_duration_seconds_count 3",
+        "sidecar_jwks_keys 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

@@ -101,6 +101,11 @@ impl JwksCache {
         !self.snapshot().is_empty()
     }
 
+    /// Number of keys loaded.
+    pub fn key_count(&self) -> usize {
+        self.snapshot().len()
+    }
+
     /// Number of fetch attempts so far (for metrics and tests).
     pub fn fetch_count(&self) -> u64 {
         self.inner.fetches.load(Ordering::Relaxed)

@@ -1,0 +1,205 @@
+//! Rate limits for the auth API, per client address and per username, so one client cannot
+//! spend the account-wide Cognito password-auth quota (about 120 requests/s) for everyone.
+//!
+//! Each key has a GCRA bucket (a rate per minute and a burst) held in a bounded moka cache, so
+//! a flood of distinct addresses or usernames costs bounded memory: the least recently used
+//! keys are forgotten, which can only ever let a forgotten key start afresh.
+//!
+//! Also decides which address a request comes from: the peer, unless the peer is a trusted
+//! proxy (an ALB), in which case `X-Forwarded-For` is read right to left, skipping trusted
+//! hops; the first untrusted address is the client's.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+use moka::sync::Cache;
+
+use crate::headers::X_FORWARDED_FOR;
+
+/// One limit: `per_minute` requests sustained, `burst` at once. `per_minute == 0` disables it.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// A GCRA limiter keyed by `K`.
+pub struct Limiter<K: Hash + Eq + Send + Sync + 'static> {
+    /// Nanoseconds between two requests at the sustained rate.
+    interval: u64,
+    /// How far ahead of now the theoretical arrival time may run (the burst).
+    tolerance: u64,
+    epoch: Instant,
+    buckets: Option<Cache<K, Arc<AtomicU64>>>,
+}
+
+impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
+    /// A limiter tracking at most `max_keys` keys.
+    pub fn new(q: Quota, max_keys: u64) -> Self {
+        let interval = if q.per_minute == 0 {
+            0
+        } else {
+            60_000_000_000 / u64::from(q.per_minute)
+        };
+        Limiter {
+            interval,
+            tolerance: interval * u64::from(q.burst.max(1) - 1),
+            epoch: Instant::now(),
+            buckets: (q.per_minute > 0).then(|| {
+                Cache::builder()
+                    .max_capacity(max_keys)
+                    // An idle bucket is full again after `tolerance + interval`; forget it then.
+                    .time_to_idle(Duration::from_nanos(
+                        interval * u64::from(q.burst.max(1)) + 1,
+                    ))
+                    .build()
+            }),
+        }
+    }
+
+    /// Takes one token for `key`; on refusal, returns how long until one is available.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.check_at(key, self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    fn check_at(&self, key: &K, now: u64) -> Result<(), Duration> {
+        let Some(buckets) = &self.buckets else {
+            return Ok(());
+        };
+        let tat = buckets.get_with_by_ref(key, || Arc::new(AtomicU64::new(0)));
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let start = current.max(now);
+            if start - now > self.tolerance {
+                return Err(Duration::from_nanos(start - now - self.tolerance));
+            }
+            match tat.compare_exchange_weak(
+                current,
+                start + self.interval,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// The client's address (see the module docs).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage in the chain: nothing left of it can be believed.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn gcra_allows_the_burst_then_the_rate() {
+        let l: Limiter<&str> = Limiter::new(
+            Quota {
+                per_minute: 60,
+                burst: 3,
+            },
+            10,
+        );
+        let s = 1_000_000_000;
+        assert!(l.check_at(&"a", 10 * s).is_ok());
+        assert!(l.check_at(&"a", 10 * s).is_ok());
+        assert!(l.check_at(&"a", 10 * s).is_ok());
+        let wait = l.check_at(&"a", 10 * s).expect_err("burst spent");
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(l.check_at(&"b", 10 * s).is_ok(), "keys are independent");
+        assert!(l.check_at(&"a", 11 * s).is_ok(), "one more after a second");
+        assert!(l.check_at(&"a", 11 * s).is_err());
+        assert!(l.check_at(&"a", 20 * s).is_ok(), "refilled");
+        let off: Limiter<&str> = Limiter::new(
+            Quota {
+                per_minute: 0,
+                burst: 0,
+            },
+            10,
+        );
+        for _ in 0..100 {
+            assert!(off.check_at(&"a", 0).is_ok());
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded_under_a_flood_of_keys() {
+        let l: Limiter<u32> = Limiter::new(
+            Quota {
+                per_minute: 1,
+                burst: 1,
+            },
+            1000,
+        );
+        for k in 0..50_000u32 {
+            let _ = l.check(&k);
+        }
+        let buckets = l.buckets.as_ref().expect("enabled");
+        buckets.run_pending_tasks();
+        assert!(buckets.entry_count() <= 1000, "{}", buckets.entry_count());
+    }
+
+    #[test]
+    fn client_address_table() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).expect("value"));
+            m
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let cases = [
+            // untrusted peer: its XFF is ignored
+            ("203.0.113.9", "1.1.1.1", "203.0.113.9"),
+            // trusted ALB: the right-most untrusted hop
+            ("10.0.1.5", "1.1.1.1", "1.1.1.1"),
+            ("10.0.1.5", "6.6.6.6, 1.1.1.1", "1.1.1.1"),
+            ("10.0.1.5", "6.6.6.6, 1.1.1.1, 10.0.2.2", "1.1.1.1"),
+            // all trusted: the left-most
+            ("10.0.1.5", "10.9.9.9", "10.9.9.9"),
+            // garbage stops the walk
+            ("10.0.1.5", "1.1.1.1, junk", "10.0.1.5"),
+        ];
+        for (peer, xff, want) in cases {
+            assert_eq!(
+                client_ip(ip(peer), &h(xff), &trusted),
+                ip(want),
+                "{peer} {xff}"
+            );
+        }
+        assert_eq!(
+            client_ip(ip("10.0.1.5"), &HeaderMap::new(), &trusted),
+            ip("10.0.1.5")
+        );
+    }
+}

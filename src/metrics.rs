@@ -1,0 +1,296 @@
+//! Prometheus metrics, served in text format on the admin listener (never through the ALB).
+//!
+//! Counters the hot path touches are resolved once at start-up, so a request costs an atomic
+//! increment, not a label lookup. JWKS state is read from the key cache at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthResult {
+    endpoint: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationError {
+    operation: &'static str,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// All metrics of one sidecar.
+pub struct Metrics {
+    registry: Registry,
+    gate: Family<Outcome, Counter>,
+    proxied: Counter,
+    public: Counter,
+    auth: Family<AuthResult, Counter>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cognito_latency: Histograms<Operation>,
+    cognito_errors: Family<OperationError, Counter>,
+    upstream_latency: Histogram,
+    upstream_errors: Family<Kind, Counter>,
+    open_connections: Gauge,
+    rate_limited: Family<Kind, Counter>,
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sidecar");
+        let gate = Family::<Outcome, Counter>::default();
+        registry.register(
+            "gate_requests",
+            "Requests through the gate by outcome: proxied, public, or the refusal code",
+            gate.clone(),
+        );
+        let auth = Family::<AuthResult, Counter>::default();
+        registry.register(
+            "auth_requests",
+            "Auth API requests by endpoint and result (ok or the error code)",
+            auth.clone(),
+        );
+        let cache = Family::<Outcome, Counter>::default();
+        registry.register(
+            "token_cache",
+            "Verified-token cache lookups by outcome (hit, miss)",
+            cache.clone(),
+        );
+        let cognito_latency: Histograms<Operation> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "cognito_request_duration_seconds",
+            "Cognito call latency by operation",
+            cognito_latency.clone(),
+        );
+        let cognito_errors = Family::<OperationError, Counter>::default();
+        registry.register(
+            "cognito_errors",
+            "Failed Cognito calls by operation and error class",
+            cognito_errors.clone(),
+        );
+        let upstream_latency = latency_histogram();
+        registry.register(
+            "upstream_response_duration_seconds",
+            "Time to the upstream app's response head",
+            upstream_latency.clone(),
+        );
+        let upstream_errors = Family::<Kind, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Requests the upstream app failed, by kind (timeout, unavailable)",
+            upstream_errors.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections currently open",
+            open_connections.clone(),
+        );
+        let rate_limited = Family::<Kind, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Auth API requests refused by the rate limiter, by key kind (address, username)",
+            rate_limited.clone(),
+        );
+        let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
+        let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
+        let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
+        let cache_misses = cache.get_or_create(&Outcome { outcome: "miss" }).clone();
+        Metrics {
+            proxied,
+            public,
+            cache_hits,
+            cache_misses,
+            registry,
+            gate,
+            auth,
+            cognito_latency,
+            cognito_errors,
+            upstream_latency,
+            upstream_errors,
+            open_connections,
+            rate_limited,
+        }
+    }
+
+    /// A request passed the gate and was forwarded (`public`: without a token).
+    pub fn forwarded(&self, public: bool) {
+        if public { &self.public } else { &self.proxied }.inc();
+    }
+
+    /// A request the gate refused, by code.
+    pub fn refused(&self, code: &'static str) {
+        self.gate.get_or_create(&Outcome { outcome: code }).inc();
+    }
+
+    /// An auth API answer.
+    pub fn auth(&self, endpoint: &'static str, result: &'static str) {
+        self.auth
+            .get_or_create(&AuthResult { endpoint, result })
+            .inc();
+    }
+
+    /// A verified-token cache lookup.
+    pub fn token_cache(&self, hit: bool) {
+        if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        }
+        .inc();
+    }
+
+    /// A Cognito call finished.
+    pub fn cognito(&self, operation: &'static str, took: Duration, error: Option<&'static str>) {
+        self.cognito_latency
+            .get_or_create(&Operation { operation })
+            .observe(took.as_secs_f64());
+        if let Some(class) = error {
+            self.cognito_errors
+                .get_or_create(&OperationError { operation, class })
+                .inc();
+        }
+    }
+
+    /// The upstream answered (its head) after `took`.
+    pub fn upstream(&self, took: Duration) {
+        self.upstream_latency.observe(took.as_secs_f64());
+    }
+
+    /// The upstream failed.
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> i64 {
+        self.open_connections.get()
+    }
+
+    /// The rate limiter refused a request.
+    pub fn rate_limited(&self, kind: &'static str) {
+        self.rate_limited.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// The text exposition, with the JWKS state appended.
+    pub fn render(&self, jwks: &JwksStats) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        let _ = write!(
+            out,
+            "# HELP sidecar_jwks_fetches JWKS fetch attempts.\n\
+             # TYPE sidecar_jwks_fetches counter\n\
+             sidecar_jwks_fetches_total {}\n\
+             # HELP sidecar_jwks_fetch_failures JWKS fetches that failed (last good keys kept).\n\
+             # TYPE sidecar_jwks_fetch_failures counter\n\
+             sidecar_jwks_fetch_failures_total {}\n\
+             # HELP sidecar_jwks_keys Signing keys loaded.\n\
+             # TYPE sidecar_jwks_keys gauge\n\
+             sidecar_jwks_keys {}\n\
+             # HELP sidecar_jwks_key_age_seconds Seconds since the keys were last loaded (-1: never).\n\
+             # TYPE sidecar_jwks_key_age_seconds gauge\n\
+             sidecar_jwks_key_age_seconds {}\n",
+            jwks.fetches,
+            jwks.failures,
+            jwks.keys,
+            jwks.age.map(|a| a.as_secs_f64()).unwrap_or(-1.0),
+        );
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// JWKS state at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JwksStats {
+    pub fetches: u64,
+    pub failures: u64,
+    pub keys: usize,
+    pub age: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_moved() {
+        let m = Metrics::new();
+        m.forwarded(false);
+        m.forwarded(false);
+        m.refused("token_expired");
+        m.auth("login", "ok");
+        m.token_cache(true);
+        m.cognito("InitiateAuth", Duration::from_millis(12), Some("throttled"));
+        m.connections(3);
+        m.connections(-1);
+        let text = m.render(&JwksStats {
+            fetches: 2,
+            failures: 1,
+            keys: 1,
+            age: None,
+        });
+        for line in [
+            "sidecar_gate_requests_total{outcome=\"proxied\"} 2",
+            "sidecar_gate_requests_total{outcome=\"token_expired\"} 1",
+            "sidecar_auth_requests_total{endpoint=\"login\",result=\"ok\"} 1",
+            "sidecar_token_cache_total{outcome=\"hit\"} 1",
+            "sidecar_cognito_errors_total{operation=\"InitiateAuth\",class=\"throttled\"} 1",
+            "sidecar_cognito_request_duration_seconds_count{operation=\"InitiateAuth\"} 1",
+            "sidecar_open_connections 2",
+            "sidecar_jwks_fetches_total 2",
+            "sidecar_jwks_key_age_seconds -1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
