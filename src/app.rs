@@ -42,6 +42,7 @@ struct Inner {
     access_log: bool,
     metrics: SharedMetrics,
     by_address: Limiter<std::net::IpAddr>,
+    openapi: bytes::Bytes,
 }
 
 /// `X-Request-Id`: taken from the client when sane, else generated; passed upstream and back.
@@ -157,6 +158,7 @@ impl App {
                 access_log: config.log.access,
                 metrics,
                 by_address,
+                openapi: openapi_document(config),
             }),
         })
     }
@@ -208,6 +210,15 @@ impl App {
                 "the request path cannot be interpreted safely",
             )),
             Ok(Route::Live) => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+            Ok(Route::WrongMethod(allow)) => Err(ApiError::method_not_allowed(allow)),
+            Ok(Route::OpenApi) => {
+                let mut r = Response::new(crate::body::full(inner.openapi.clone()));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(r)
+            }
             Ok(Route::Ready) if self.is_ready() => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "status": "ready" }),
@@ -341,6 +352,29 @@ impl App {
             }
         }
     }
+}
+
+/// The OpenAPI document of the auth API (`src/openapi.json`, written for the default paths),
+/// with the configured prefix and health paths.
+fn openapi_document(config: &Config) -> bytes::Bytes {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("openapi.json")).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let old = std::mem::take(paths);
+        for (path, item) in old {
+            let path = if let Some(rest) = path.strip_prefix("/api/user") {
+                format!("{}{rest}", config.api.prefix)
+            } else if path == "/healthz" {
+                config.health.live_path.clone()
+            } else if path == "/readyz" {
+                config.health.ready_path.clone()
+            } else {
+                path
+            };
+            paths.insert(path, item);
+        }
+    }
+    bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
 }
 
 /// The client's `X-Request-Id` if it is short visible ASCII, else a new UUID.

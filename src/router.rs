@@ -48,6 +48,10 @@ pub enum Rule {
 pub enum Route {
     Live,
     Ready,
+    /// The auth API's OpenAPI document, `<prefix>/openapi.json`.
+    OpenApi,
+    /// A sidecar-owned path with a method it does not serve (the `Allow` value).
+    WrongMethod(&'static str),
     Auth(Endpoint),
     Gate(Rule),
 }
@@ -109,13 +113,24 @@ impl Router {
 
     /// Routes a request by method and raw path (without query).
     pub fn route(&self, method: &Method, path: &str) -> Result<Route, BadPath> {
+        let readable = method == Method::GET || method == Method::HEAD;
+        let own = |route: Route| {
+            Ok(if readable {
+                route
+            } else {
+                Route::WrongMethod("GET, HEAD")
+            })
+        };
         if path == self.live {
-            return Ok(Route::Live);
+            return own(Route::Live);
         }
         if path == self.ready {
-            return Ok(Route::Ready);
+            return own(Route::Ready);
         }
         if let Some(rest) = path.strip_prefix(self.auth_prefix.as_str()) {
+            if rest == "/openapi.json" {
+                return own(Route::OpenApi);
+            }
             let ep = match rest {
                 "/login" => Some(Endpoint::Login),
                 "/new-password" => Some(Endpoint::NewPassword),
@@ -244,6 +259,13 @@ mod tests {
         let groups = Rule::Groups(vec!["admin".to_string(), "ops".to_string()].into());
         let cases: Vec<(Method, &str, Result<Route, BadPath>)> = vec![
             (Method::GET, "/healthz", Ok(Route::Live)),
+            (Method::HEAD, "/healthz", Ok(Route::Live)),
+            (
+                Method::POST,
+                "/healthz",
+                Ok(Route::WrongMethod("GET, HEAD")),
+            ),
+            (Method::GET, "/api/user/openapi.json", Ok(Route::OpenApi)),
             (Method::GET, "/readyz", Ok(Route::Ready)),
             (
                 Method::POST,

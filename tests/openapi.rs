@@ -1,0 +1,172 @@
+//! The OpenAPI document cannot drift from the code: it is served with the configured paths,
+//! its `LoginOut` is the struct the endpoints serialize, and every error code the code can
+//! answer with is in its `ErrorCode` enum and in the README's error table. (The schemathesis
+//! run in deploy/test.sh checks live answers against it.)
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+
+fn spec() -> Value {
+    serde_json::from_str(include_str!("../src/openapi.json")).expect("spec is JSON")
+}
+
+fn src(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect("source")
+}
+
+/// Every code literal passed to an `ApiError` constructor or returned by `VerifyError::code`.
+fn codes_in_source() -> BTreeSet<String> {
+    let ctor = regex::Regex::new(
+        r#"(?s)(?:StatusCode::[A-Z_]+,|bad_request\(|invalid_token\(|too_many_requests\()\s*"([a-z]+(?:_[a-z]+)+)""#,
+    )
+    .expect("regex");
+    let mut codes = BTreeSet::new();
+    for file in [
+        "src/error.rs",
+        "src/auth.rs",
+        "src/app.rs",
+        "src/server.rs",
+        "src/limit.rs",
+    ] {
+        for c in ctor.captures_iter(&src(file)) {
+            codes.insert(c[1].to_string());
+        }
+    }
+    let verify = src("src/verify/mod.rs");
+    let start = verify.find("pub fn code(self)").expect("VerifyError::code");
+    let arm = regex::Regex::new(r#"=> "([a-z_]+)""#).expect("regex");
+    for c in arm.captures_iter(&verify[start..start + 1500]) {
+        codes.insert(c[1].to_string());
+    }
+    // Constructors with a fixed code.
+    for fixed in [
+        "missing_field",
+        "token_missing",
+        "insufficient_scope",
+        "method_not_allowed",
+        "internal_error",
+    ] {
+        assert!(
+            src("src/error.rs").contains(&format!("\"{fixed}\"")),
+            "{fixed}"
+        );
+        codes.insert(fixed.to_string());
+    }
+    codes
+}
+
+#[test]
+fn every_error_code_is_in_the_spec_and_the_readme() {
+    let spec = spec();
+    let documented: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("enum")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_string())
+        .collect();
+    let found = codes_in_source();
+    assert!(found.len() > 30, "the scan found too little: {found:?}");
+    let missing: Vec<&String> = found.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "codes missing from src/openapi.json: {missing:?}"
+    );
+    let stale: Vec<&String> = documented.difference(&found).collect();
+    assert!(
+        stale.is_empty(),
+        "codes in src/openapi.json the code never answers: {stale:?}"
+    );
+    let readme = src("README.md");
+    for code in &found {
+        assert!(
+            readme.contains(&format!("`{code}`")),
+            "{code} missing from README.md"
+        );
+    }
+}
+
+#[test]
+fn login_out_schema_is_the_struct() {
+    let spec = spec();
+    let schema = &spec["components"]["schemas"]["LoginOut"];
+    let props: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .cloned()
+        .collect();
+    let Value::Object(out) =
+        serde_json::to_value(cognito_sidecar::auth::LoginOut::default()).expect("json")
+    else {
+        panic!("LoginOut is an object")
+    };
+    let fields: BTreeSet<String> = out.keys().cloned().collect();
+    assert_eq!(props, fields);
+    let required: BTreeSet<String> = schema["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .map(|v| v.as_str().expect("string").to_string())
+        .collect();
+    assert_eq!(
+        required, fields,
+        "every field is always present (null when absent)"
+    );
+}
+
+#[tokio::test]
+async fn served_with_the_configured_paths() {
+    let jwks = JwksServer::start().await;
+    let mut c = gate_config(&jwks.url, &closed_url().await, &closed_url().await);
+    c.api.prefix = "/auth/v2".into();
+    c.health.ready_path = "/__ready".into();
+    let sc = Sidecar::start(c).await;
+    let resp = client()
+        .get(sc.url("/auth/v2/openapi.json"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let doc: Value = resp.json().await.expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let want: BTreeSet<&str> = [
+        "/auth/v2/login",
+        "/auth/v2/new-password",
+        "/auth/v2/refresh",
+        "/auth/v2/logout",
+        "/healthz",
+        "/__ready",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(paths, want);
+    // Each documented auth path is routed to the auth API (a GET is 405 with Allow: POST).
+    for p in [
+        "/auth/v2/login",
+        "/auth/v2/new-password",
+        "/auth/v2/refresh",
+        "/auth/v2/logout",
+    ] {
+        let r = client().get(sc.url(p)).send().await.expect("get");
+        assert_eq!(r.status(), 405, "{p}");
+        assert_eq!(r.headers()["allow"], "POST");
+    }
+    let r = client()
+        .post(sc.url("/healthz"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+}
