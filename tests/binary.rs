@@ -36,7 +36,11 @@ fn free_port() -> u16 {
 
 #[test]
 fn bad_configuration_exits_64_naming_the_key() {
-    type Case = (Vec<(&'static str, &'static str)>, Vec<&'static str>, &'static str);
+    type Case = (
+        Vec<(&'static str, &'static str)>,
+        Vec<&'static str>,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             vec![],
