@@ -616,6 +616,8 @@ impl WsEcho {
             while let Ok((stream, _)) = listener.accept().await {
                 let (h, s) = (Arc::clone(&h), Arc::clone(&s));
                 tokio::spawn(async move {
+                    // The signature is tungstenite's `Callback`, large error and all.
+                    #[allow(clippy::result_large_err)]
                     let cb = |req: &WsRequest, resp: WsResponse| {
                         h.fetch_add(1, Ordering::SeqCst);
                         let sub = req
@@ -710,10 +712,49 @@ async fn websocket_upgrades_are_gated_and_spliced() {
         assert_eq!(back.into_data().as_ref(), big.as_slice());
         ws.close(None).await.expect("close");
 
-        assert_eq!(up.handshakes.load(Ordering::SeqCst), 1);
+        // Firefox sends `Connection: keep-alive, Upgrade`: still an upgrade (RFC 6455 §4.2.1
+        // sample key and accept value).
+        let mut raw = TcpStream::connect(sc.addr).await.expect("connect");
+        let handshake = format!(
+            "GET /socket HTTP/1.1\r\n\
+             Host: app.test\r\n\
+             Authorization: Bearer {}\r\n\
+             Connection: keep-alive, Upgrade\r\n\
+             Upgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             \r\n",
+            valid_token("firefox")
+        );
+        raw.write_all(handshake.as_bytes()).await.expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = raw.read(&mut byte).await.expect("read");
+            assert!(n > 0, "closed during the handshake: {head:?}");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101 "), "{head}");
+        assert!(
+            head.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            raw,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        ws.send(Message::text("from firefox")).await.expect("send");
+        let back = ws.next().await.expect("an echo").expect("a message");
+        assert_eq!(back.to_text().expect("text"), "from firefox");
+
+        assert_eq!(up.handshakes.load(Ordering::SeqCst), 2);
         assert_eq!(
             up.subs.lock().expect("lock").as_slice(),
-            &[Some("ws-user".to_string())]
+            &[Some("ws-user".to_string()), Some("firefox".to_string())]
         );
     })
     .await;
@@ -796,6 +837,87 @@ async fn a_silent_upstream_is_a_504_and_the_next_request_is_served() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.bytes().await.expect("body").as_ref(), b"fast");
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+/// The response deadline is for the app's answer, not for the client's upload: a body that
+/// takes longer than `response_timeout` to arrive, while the app keeps reading it, passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_response_timeout_is_not_cut() {
+    bounded(async {
+        let received = Arc::new(AtomicU64::new(0));
+        let (addr, _stop) = streaming_upstream(Arc::clone(&received)).await;
+        let (sc, _jwks) = sidecar_for(&format!("http://{addr}"), |c| {
+            c.upstream.response_timeout = Duration::from_millis(400);
+        })
+        .await;
+        // Seven chunks 150 ms apart: 900 ms of upload, never 400 ms without progress.
+        let chunks = futures_util::stream::unfold(0u8, |i| async move {
+            if i == 7 {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            Some((Ok::<_, std::io::Error>(Bytes::from(vec![i; 1000])), i + 1))
+        });
+        let start = Instant::now();
+        let resp = client()
+            .post(sc.url("/upload"))
+            .bearer_auth(valid_token("slow-upload"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .expect("answer");
+        let (status, v) = status_json(resp).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["body_len"], 7000);
+        assert_eq!(received.load(Ordering::SeqCst), 7000);
+        assert!(start.elapsed() >= Duration::from_millis(800));
+    })
+    .await;
+}
+
+/// An app that stops reading the body and never answers still gets a 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_the_body_is_a_504() {
+    bounded(async {
+        let (addr, _stop) = serve_fn(Arc::new(|req: Request<Incoming>| {
+            Box::pin(async move {
+                let _held = req;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Response::new(Full::new(Bytes::new()))
+            })
+        }))
+        .await;
+        let (sc, _jwks) = sidecar_for(&format!("http://{addr}"), |c| {
+            c.upstream.response_timeout = Duration::from_millis(300);
+        })
+        .await;
+        // Far more than the socket buffers hold, produced only as fast as it is taken.
+        let chunk = Bytes::from(vec![b's'; 64 * 1024]);
+        let chunks = futures_util::stream::iter(
+            (0..4096).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+        );
+        let start = Instant::now();
+        let resp = client()
+            .post(sc.url("/upload"))
+            .bearer_auth(valid_token("stalled"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await;
+        let took = start.elapsed();
+        match resp {
+            Ok(resp) => {
+                let (status, v) = status_json(resp).await;
+                assert_eq!(status, 504, "{v}");
+                assert_eq!(v["code"], "upstream_timeout");
+            }
+            // The sidecar may close the connection while the client is still writing.
+            Err(e) => assert!(!e.is_timeout(), "no answer: {e}"),
+        }
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
     })
     .await;
 }
