@@ -227,7 +227,8 @@ pub struct UpstreamConfig {
     pub url: String,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Time to the response head; the body then streams without a deadline.
+    /// Time to the response head, counted from the last request-body bytes the app read (a
+    /// slow upload is not cut); the response body then streams without a deadline.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
     /// Below the app's keep-alive, so the pool never reuses a connection the app closed.
