@@ -6,8 +6,10 @@
 #   deploy/test.sh login -- --nocapture # a filter and test-binary flags
 #
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
-# and .venv/bin first on PATH.
-# Exits with cargo's status; moto is stopped on the way out.
+# and .venv/bin first on PATH. When cargo test passes, cfn-lint then checks
+# deploy/cloudformation.yaml (errors and warnings both fail; it uses the specs it ships and
+# fetches nothing).
+# Exits with cargo's status if that failed, else cfn-lint's; moto is stopped on the way out.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +20,7 @@ bash "$REPO/deploy/venv.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/cognito-sidecar-test.XXXXXX")"
 moto_pid=""
 status=1
+moto_log_on_failure=1
 # shellcheck disable=SC2329 # run by the EXIT trap
 cleanup() {
     local i
@@ -29,7 +32,7 @@ cleanup() {
         done
         kill -KILL "$moto_pid" 2>/dev/null || true
     fi
-    if ((status != 0)) && [[ -s "$work/moto.log" ]]; then
+    if ((status != 0 && moto_log_on_failure)) && [[ -s "$work/moto.log" ]]; then
         echo "---- last lines of the moto log ----" >&2
         tail -n 30 "$work/moto.log" >&2 || true
     fi
@@ -54,4 +57,15 @@ export PATH="$REPO/.venv/bin:$PATH"
 
 status=0
 cargo test --locked --all-targets "$@" || status=$?
+((status == 0)) || exit
+
+moto_log_on_failure=0 # moto has nothing to do with the template
+cfn_status=0
+.venv/bin/cfn-lint deploy/cloudformation.yaml || cfn_status=$?
+if ((cfn_status == 0)); then
+    echo "cfn-lint deploy/cloudformation.yaml: OK (no errors, no warnings)"
+else
+    echo "cfn-lint deploy/cloudformation.yaml: FAILED (exit $cfn_status; 2 = errors, 4 = warnings)" >&2
+    status=$cfn_status
+fi
 exit "$status"

@@ -134,6 +134,8 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
     .await;
     let port = free_port();
     let admin_port = free_port();
+    let log_path = std::env::temp_dir().join(format!("sidecar-binary-{}.log", uuid_like()));
+    let log_file = std::fs::File::create(&log_path).expect("log file");
     let mut child = sidecar()
         .args(["--config", "proxy.toml"])
         .env("AWS_REGION", "us-east-1")
@@ -145,8 +147,9 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
         .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env("SIDECAR_LOG__FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log_file))
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");
@@ -234,6 +237,37 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(0));
+    // JSON logs: one object per line, the access line with the operator's fields.
+    let logs = std::fs::read_to_string(&log_path).expect("logs");
+    let _ = std::fs::remove_file(&log_path);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["path"] == "/slow")
+        .unwrap_or_else(|| panic!("no access line for /slow in\n{logs}"));
+    assert_eq!(access["level"], "info");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["sub"], "u-bin");
+    assert!(
+        access["latency_ms"].as_f64().is_some_and(|l| l >= 900.0),
+        "{access}"
+    );
+    assert!(
+        access["request_id"].as_str().is_some_and(|r| r.len() >= 16),
+        "{access}"
+    );
+    assert!(access.get("msg").is_some());
+    assert!(lines
+        .iter()
+        .any(|l| l["msg"].as_str().is_some_and(|m| m.contains("SIGTERM"))));
+    assert!(
+        !logs.contains(&valid_token("u-bin")[..40]),
+        "a token reached the log"
+    );
     // New connections are refused once it has stopped.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 

@@ -764,3 +764,38 @@ async fn metrics_count_outcomes_and_cache_hits() {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
 }
+
+#[tokio::test]
+async fn request_ids_are_kept_or_made_and_passed_both_ways() {
+    let e = env().await;
+    let token = valid_token("u-18");
+    let resp = client()
+        .get(e.sc.url("/x"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-from-client-1")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.headers()["x-request-id"], "req-from-client-1");
+    assert_eq!(
+        e.echo.last().header("x-request-id"),
+        Some("req-from-client-1")
+    );
+    // A missing or unusable id is replaced by a fresh one, the same upstream and back.
+    for sent in [None, Some("has space"), Some("")] {
+        let mut req = client().get(e.sc.url("/x")).bearer_auth(&token);
+        if let Some(id) = sent {
+            req = req.header("x-request-id", id);
+        }
+        let resp = req.send().await.expect("get");
+        let id = resp.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(e.echo.last().header("x-request-id"), Some(id.as_str()));
+    }
+    // Refusals carry one too.
+    let resp = client().get(e.sc.url("/x")).send().await.expect("get");
+    assert!(resp.headers().contains_key("x-request-id"));
+}

@@ -1,0 +1,695 @@
+//! The deployment files agree with the code: `deploy/iam/task-role-policy.json` and the
+//! CloudFormation task role grant exactly the calls `idp::iam_actions` says are signed with AWS
+//! credentials; the ECS task definition (standalone and in the template) has the shape the
+//! sidecar needs; its environment is a valid configuration on top of `proxy.toml`; and the
+//! Dockerfile builds with `deploy/build-release.sh` and puts the binary where the health checks
+//! look for it.
+
+#![allow(clippy::result_large_err)] // figment::Jail's closure signature
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cognito_sidecar::config::{AuthFlow, LogFormat};
+use cognito_sidecar::idp::iam_actions;
+use cognito_sidecar::Config;
+use figment::providers::{Format, Toml};
+use serde_json::{json, Value as Json};
+use serde_norway::Value as Yaml;
+
+const SIDECAR: &str = "cognito-sidecar";
+const APP: &str = "legacy-app";
+/// Where the Dockerfile puts the binary, and what the health checks run.
+const BINARY: &str = "/cognito-sidecar";
+const SIDECAR_PORT: u64 = 8080;
+const SEED_ENV: [&str; 3] = [
+    "AWS_REGION",
+    "COGNITO_USER_POOL_ID",
+    "COGNITO_APP_CLIENT_ID",
+];
+const SECRET_ENV: &str = "COGNITO_APP_CLIENT_SECRET";
+/// Fargate's largest stopTimeout.
+const MAX_STOP_TIMEOUT: u64 = 120;
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+fn read_json(rel: &str) -> Json {
+    serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: invalid JSON: {e}"))
+}
+
+/// The template as JSON, with every key's first letter lowered (CloudFormation's `PortMappings`
+/// becomes the ECS API's `portMappings`) so one set of checks reads both task definitions.
+/// Short-form intrinsics become `{"!Tag": value}`: `!Ref X` is `{"!Ref": "X"}`; long-form ones
+/// keep their keys (`{"Fn::GetAtt": [...]}`).
+fn template() -> Json {
+    let text = read("deploy/cloudformation.yaml");
+    let yaml: Yaml = serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("deploy/cloudformation.yaml: invalid YAML: {e}"));
+    yaml_to_json(&yaml)
+}
+
+fn yaml_to_json(v: &Yaml) -> Json {
+    match v {
+        Yaml::Null => Json::Null,
+        Yaml::Bool(b) => json!(b),
+        Yaml::Number(n) => {
+            if let Some(i) = n.as_u64() {
+                json!(i)
+            } else if let Some(i) = n.as_i64() {
+                json!(i)
+            } else {
+                json!(n.as_f64())
+            }
+        }
+        Yaml::String(s) => json!(s),
+        Yaml::Sequence(items) => Json::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Mapping(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let k = k.as_str().expect("template keys are strings");
+                    (lower_first(k), yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(t) => json!({ t.tag.to_string(): yaml_to_json(&t.value) }),
+    }
+}
+
+fn lower_first(k: &str) -> String {
+    // Long-form intrinsics keep their names: `Ref`, `Fn::GetAtt`, ...
+    if k == "Ref" || k.starts_with("Fn::") {
+        return k.to_owned();
+    }
+    let mut c = k.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// `Action` (or any IAM field) as a list: a string or an array of strings.
+fn strings(v: &Json) -> Vec<String> {
+    match v {
+        Json::String(s) => vec![s.clone()],
+        Json::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().expect("a string").to_owned())
+            .collect(),
+        other => panic!("expected a string or a list of strings, got {other}"),
+    }
+}
+
+/// Every string anywhere in `v`.
+fn all_strings(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(items) => items.iter().for_each(|i| all_strings(i, out)),
+        Json::Object(m) => m.values().for_each(|i| all_strings(i, out)),
+        _ => {}
+    }
+}
+
+fn expected_actions() -> BTreeSet<String> {
+    iam_actions(AuthFlow::AdminUserPassword)
+        .iter()
+        .map(|a| format!("cognito-idp:{a}"))
+        .collect()
+}
+
+/// The actions of an IAM policy document's statements, checking on the way that every
+/// statement allows, names its actions and resources positively, and holds no `*`.
+fn policy_actions(doc: &Json, what: &str) -> (BTreeSet<String>, Vec<Json>) {
+    let statements = match &doc["Statement"] {
+        Json::Array(s) => s.clone(),
+        s @ Json::Object(_) => vec![s.clone()],
+        other => panic!("{what}: Statement is {other}"),
+    };
+    assert!(!statements.is_empty(), "{what}: no statement");
+    let mut actions = BTreeSet::new();
+    let mut resources = Vec::new();
+    for s in &statements {
+        assert_eq!(s["Effect"], "Allow", "{what}: {s}");
+        for negative in ["NotAction", "NotResource", "NotPrincipal"] {
+            assert!(s.get(negative).is_none(), "{what}: {negative} in {s}");
+        }
+        let mut text = Vec::new();
+        all_strings(s, &mut text);
+        assert!(
+            text.iter().all(|t| !t.contains('*')),
+            "{what}: a wildcard in {s}"
+        );
+        actions.extend(strings(&s["Action"]));
+        resources.push(s["Resource"].clone());
+    }
+    (actions, resources)
+}
+
+#[test]
+fn iam_policy_grants_exactly_the_calls_signed_with_aws_credentials() {
+    let expected = expected_actions();
+    assert!(!expected.is_empty());
+    // The README's claim: the user_password flow needs no Cognito permission in the task role.
+    assert!(iam_actions(AuthFlow::UserPassword).is_empty());
+
+    let doc = read_json("deploy/iam/task-role-policy.json");
+    assert_eq!(doc["Version"], "2012-10-17");
+    let (actions, resources) = policy_actions(&doc, "task-role-policy.json");
+    assert_eq!(actions, expected);
+    for r in resources {
+        for r in strings(&r) {
+            assert_eq!(
+                r, "arn:aws:cognito-idp:<REGION>:<ACCOUNT>:userpool/<POOL_ID>",
+                "the policy is for the user pool only"
+            );
+        }
+    }
+}
+
+#[test]
+fn cloudformation_task_role_grants_the_same_actions_on_the_pool() {
+    let t = template();
+    let r = &t["resources"];
+    let role = &r["taskRole"]["properties"];
+    let policies = role["policies"].as_array().expect("TaskRole.Policies");
+    assert_eq!(policies.len(), 1, "one inline policy");
+    let mut doc = policies[0]["policyDocument"].clone();
+    // Back to IAM's own key spelling for the shared checks.
+    for s in doc["statement"].as_array_mut().expect("Statement list") {
+        let m = s.as_object_mut().expect("statement");
+        *s = Json::Object(
+            m.iter()
+                .map(|(k, v)| (format!("{}{}", k[..1].to_uppercase(), &k[1..]), v.clone()))
+                .collect(),
+        );
+    }
+    let doc = json!({ "Statement": doc["statement"] });
+    let (actions, resources) = policy_actions(&doc, "TaskRole");
+    assert_eq!(actions, expected_actions());
+    for res in resources {
+        let pool_arn = [
+            json!({"!GetAtt": "UserPool.Arn"}),
+            json!({"Fn::GetAtt": ["UserPool", "Arn"]}),
+        ];
+        assert!(
+            pool_arn.contains(&res),
+            "Resource must be the pool's Arn, got {res}"
+        );
+    }
+    assert!(
+        role.get("managedPolicyArns").is_none(),
+        "the task role has only its policy"
+    );
+    assert_eq!(r["userPool"]["type"], "AWS::Cognito::UserPool");
+    assert_eq!(
+        r["taskDefinition"]["properties"]["taskRoleArn"],
+        json!({"!GetAtt": "TaskRole.Arn"})
+    );
+}
+
+/// Name → value of a container's `environment`.
+fn env_of(container: &Json) -> Vec<(String, Json)> {
+    container["environment"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|kv| {
+                    let name = kv["name"].as_str().expect("environment name").to_owned();
+                    (name, kv["value"].clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn container<'a>(task: &'a Json, name: &str, what: &str) -> &'a Json {
+    task["containerDefinitions"]
+        .as_array()
+        .expect("containerDefinitions")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{what}: no container {name}"))
+}
+
+/// The checks both task definitions must pass. `secret`: whether the client secret is
+/// injected (the standalone file shows how; the template's app client has no secret).
+fn check_task_definition(task: &Json, what: &str, secret: bool) {
+    assert_eq!(task["networkMode"], "awsvpc", "{what}");
+    assert!(
+        strings(&task["requiresCompatibilities"]).contains(&"FARGATE".to_owned()),
+        "{what}"
+    );
+    assert!(!task["taskRoleArn"].is_null(), "{what}: taskRoleArn");
+    assert!(
+        !task["executionRoleArn"].is_null(),
+        "{what}: executionRoleArn"
+    );
+    let containers = task["containerDefinitions"].as_array().expect("containers");
+    let names: BTreeSet<_> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from([SIDECAR, APP]), "{what}");
+
+    // Only the sidecar is reachable from outside the task, on 8080.
+    for c in containers {
+        let ports: Vec<u64> = c["portMappings"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|m| m["containerPort"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want: Vec<u64> = if c["name"] == SIDECAR {
+            vec![SIDECAR_PORT]
+        } else {
+            vec![]
+        };
+        assert_eq!(ports, want, "{what}: portMappings of {}", c["name"]);
+        assert_eq!(c["essential"], true, "{what}: {} essential", c["name"]);
+        let log = &c["logConfiguration"];
+        assert_eq!(log["logDriver"], "awslogs", "{what}: {}", c["name"]);
+        for opt in ["awslogs-group", "awslogs-region", "awslogs-stream-prefix"] {
+            assert!(
+                !log["options"][opt].is_null(),
+                "{what}: {} {opt}",
+                c["name"]
+            );
+        }
+        // The secret never sits in plain environment, in any container.
+        for (name, _) in env_of(c) {
+            assert!(
+                !name.contains("SECRET"),
+                "{what}: {name} in {}'s environment",
+                c["name"]
+            );
+        }
+    }
+
+    let sidecar = container(task, SIDECAR, what);
+    let env = env_of(sidecar);
+    let env_names: BTreeSet<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    for seed in SEED_ENV {
+        assert!(env_names.contains(seed), "{what}: {seed} missing");
+    }
+    let value = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(
+        value("SIDECAR_UPSTREAM__URL"),
+        Some(json!("http://127.0.0.1:3000")),
+        "{what}"
+    );
+    if let Some(listen) = value("SIDECAR_SERVER__LISTEN") {
+        assert_eq!(listen, json!(format!("0.0.0.0:{SIDECAR_PORT}")), "{what}");
+    }
+
+    let secrets = sidecar["secrets"].as_array().cloned().unwrap_or_default();
+    if secret {
+        let s = secrets
+            .iter()
+            .find(|s| s["name"] == SECRET_ENV)
+            .unwrap_or_else(|| panic!("{what}: {SECRET_ENV} not under secrets"));
+        let from = s["valueFrom"].as_str().expect("valueFrom");
+        assert!(
+            from.starts_with("arn:aws:secretsmanager:"),
+            "{what}: {from}"
+        );
+    } else {
+        assert!(secrets.is_empty(), "{what}: the app client has no secret");
+    }
+
+    let depends = sidecar["dependsOn"].as_array().expect("sidecar dependsOn");
+    assert!(
+        depends.iter().any(|d| d["containerName"] == APP
+            && ["START", "HEALTHY"].contains(&d["condition"].as_str().unwrap_or(""))),
+        "{what}: the sidecar must wait for the app: {depends:?}"
+    );
+
+    assert_eq!(
+        sidecar["healthCheck"]["command"],
+        json!(["CMD", BINARY, "healthcheck"]),
+        "{what}"
+    );
+
+    let grace = Config::default().server.shutdown_grace.as_secs();
+    assert_eq!(grace, 25);
+    for c in containers {
+        let stop = c["stopTimeout"].as_u64().unwrap_or(0);
+        assert!(
+            stop > grace && stop <= MAX_STOP_TIMEOUT,
+            "{what}: {} stopTimeout {stop} must exceed shutdown_grace {grace}s",
+            c["name"]
+        );
+    }
+}
+
+#[test]
+fn task_definition_has_the_sidecar_shape() {
+    let task = read_json("deploy/ecs/task-definition.json");
+    check_task_definition(&task, "task-definition.json", true);
+    let app = container(&task, APP, "task-definition.json");
+    assert!(app["image"]
+        .as_str()
+        .is_some_and(|i| i.ends_with("/legacy-app:latest")));
+}
+
+#[test]
+fn cloudformation_template_has_the_sidecar_shape() {
+    let t = template();
+    let r = &t["resources"];
+    let kind = |name: &str| r[name]["type"].as_str().unwrap_or("").to_owned();
+    let p = |name: &str| &r[name]["properties"];
+
+    assert_eq!(kind("taskDefinition"), "AWS::ECS::TaskDefinition");
+    check_task_definition(p("taskDefinition"), "cloudformation.yaml", false);
+
+    assert_eq!(kind("userPoolClient"), "AWS::Cognito::UserPoolClient");
+    let client = p("userPoolClient");
+    assert_eq!(client["generateSecret"], false);
+    let flows: BTreeSet<String> = strings(&client["explicitAuthFlows"]).into_iter().collect();
+    for f in [
+        "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+    ] {
+        assert!(flows.contains(f), "app client lacks {f}");
+    }
+
+    assert_eq!(
+        kind("targetGroup"),
+        "AWS::ElasticLoadBalancingV2::TargetGroup"
+    );
+    let tg = p("targetGroup");
+    assert_eq!(tg["targetType"], "ip");
+    assert_eq!(tg["port"], SIDECAR_PORT);
+    assert_eq!(tg["healthCheckPath"], Config::default().health.ready_path);
+    assert_eq!(tg["healthCheckPath"], "/readyz");
+
+    assert_eq!(kind("listener"), "AWS::ElasticLoadBalancingV2::Listener");
+    assert_eq!(p("listener")["port"], 80);
+
+    assert_eq!(kind("service"), "AWS::ECS::Service");
+    let svc = p("service");
+    assert_eq!(svc["launchType"], "FARGATE");
+    assert_eq!(svc["deploymentConfiguration"]["minimumHealthyPercent"], 100);
+    assert_eq!(svc["deploymentConfiguration"]["maximumPercent"], 200);
+    assert_eq!(
+        svc["loadBalancers"],
+        json!([{
+            "containerName": SIDECAR,
+            "containerPort": SIDECAR_PORT,
+            "targetGroupArn": {"!Ref": "TargetGroup"},
+        }])
+    );
+
+    for (name, ty) in [
+        ("executionRole", "AWS::IAM::Role"),
+        ("taskRole", "AWS::IAM::Role"),
+        ("logGroup", "AWS::Logs::LogGroup"),
+        ("cluster", "AWS::ECS::Cluster"),
+        ("loadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer"),
+        ("loadBalancerSecurityGroup", "AWS::EC2::SecurityGroup"),
+        ("taskSecurityGroup", "AWS::EC2::SecurityGroup"),
+    ] {
+        assert_eq!(kind(name), ty, "{name}");
+    }
+    // Only the load balancer reaches the tasks, only on the sidecar's port.
+    assert_eq!(
+        p("taskSecurityGroup")["securityGroupIngress"],
+        json!([{
+            "description": "The sidecar, from the load balancer",
+            "ipProtocol": "tcp",
+            "fromPort": SIDECAR_PORT,
+            "toPort": SIDECAR_PORT,
+            "sourceSecurityGroupId": {"!Ref": "LoadBalancerSecurityGroup"},
+        }])
+    );
+    for param in [
+        "vpcId",
+        "loadBalancerSubnetIds",
+        "taskSubnetIds",
+        "sidecarImage",
+        "appImage",
+    ] {
+        assert!(t["parameters"].get(param).is_some(), "parameter {param}");
+    }
+}
+
+/// Placeholder → a sample value, for loading the task definition's environment.
+const PLACEHOLDERS: [(&str, &str); 4] = [
+    ("<REGION>", "eu-west-1"),
+    ("<POOL_ID>", "eu-west-1_Example"),
+    ("<APP_CLIENT_ID>", "exampleclientid0123456789"),
+    ("<VPC_CIDR>", "10.0.0.0/16"),
+];
+
+#[test]
+fn task_definition_environment_is_a_valid_configuration_over_proxy_toml() {
+    let task = read_json("deploy/ecs/task-definition.json");
+    let sidecar = container(&task, SIDECAR, "task-definition.json");
+    let port = sidecar["portMappings"][0]["containerPort"]
+        .as_u64()
+        .expect("port");
+    let stop = sidecar["stopTimeout"].as_u64().expect("stopTimeout");
+    let env: Vec<(String, String)> = env_of(sidecar)
+        .into_iter()
+        .map(|(k, v)| {
+            let mut v = v.as_str().expect("a string value").to_owned();
+            for (p, sample) in PLACEHOLDERS {
+                v = v.replace(p, sample);
+            }
+            assert!(!v.contains('<'), "{k}: unknown placeholder in {v}");
+            (k, v)
+        })
+        .collect();
+    let toml = repo("proxy.toml");
+
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        for (k, v) in &env {
+            jail.set_env(k, v);
+        }
+        // What ECS injects from Secrets Manager.
+        jail.set_env(SECRET_ENV, "injected-secret");
+        let config = Config::load(&toml).map_err(|e| e.to_string())?;
+        let derived = config.validate().map_err(|e| e.to_string())?;
+        assert_eq!(derived.region, "eu-west-1");
+        assert_eq!(
+            config.cognito.user_pool_id.as_deref(),
+            Some("eu-west-1_Example")
+        );
+        assert_eq!(
+            config.cognito.client_id.as_deref(),
+            Some("exampleclientid0123456789")
+        );
+        assert_eq!(
+            config.cognito.client_secret.as_deref(),
+            Some("injected-secret")
+        );
+        assert_eq!(config.cognito.auth_flow, AuthFlow::AdminUserPassword);
+        assert_eq!(config.upstream.url, "http://127.0.0.1:3000");
+        assert_eq!(u64::from(config.server.listen.port()), port);
+        assert!(config.server.listen.ip().is_unspecified());
+        assert_eq!(config.log.format, LogFormat::Json);
+        let proxies: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/16"]);
+        assert_eq!(config.health.ready_path, "/readyz");
+        assert!(stop > config.server.shutdown_grace.as_secs());
+        Ok(())
+    });
+}
+
+#[test]
+fn proxy_toml_loads_with_the_real_loader() {
+    let toml = repo("proxy.toml");
+    // In a Jail only to keep the other tests' environments out; the process environment is
+    // merged in as it is, and whatever it holds, the file must parse.
+    figment::Jail::expect_with(|_| {
+        let config: Config = Config::figment(&toml)
+            .extract()
+            .map_err(|e| e.to_string())?;
+        Config::load(&toml).map_err(|e| e.to_string())?;
+        assert!(config.server.shutdown_grace.as_secs() < 30);
+        Ok(())
+    });
+}
+
+/// The image's default configuration is proxy.toml cut at its first `[[routes]]` (the
+/// Dockerfile's sed): that only drops the demo rules if nothing but route tables follows.
+#[test]
+fn image_config_is_proxy_toml_without_its_demo_routes() {
+    let text = read("proxy.toml");
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("[[routes]]"))
+        .expect("proxy.toml has demo [[routes]]");
+    for l in &lines[first..] {
+        if l.trim_start().starts_with('[') {
+            assert_eq!(
+                l.trim(),
+                "[[routes]]",
+                "only [[routes]] tables may follow the first one in proxy.toml: the image's \
+                 config drops everything after it (deploy/Dockerfile)"
+            );
+        }
+    }
+    let image_config = lines[..first].join("\n");
+    let toml = repo("proxy.toml");
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.create_file("image.toml", &image_config)?;
+        let config = Config::load(Path::new("image.toml")).map_err(|e| e.to_string())?;
+        assert!(
+            config.routes.is_empty(),
+            "no rule: every path needs a token"
+        );
+        let full = Config::load(&toml).map_err(|e| e.to_string())?;
+        assert!(!full.routes.is_empty());
+        // Everything but the routes is the same.
+        let mut a = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+        let mut b = serde_json::to_value(&full).map_err(|e| e.to_string())?;
+        a["routes"] = Json::Null;
+        b["routes"] = Json::Null;
+        assert_eq!(a, b);
+        Ok(())
+    });
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains(r"sed -e '/^\[\[routes\]\]/,$d'"));
+}
+
+/// `ARG NAME=default` values, to resolve `FROM ${NAME}`.
+fn arg_default<'a>(dockerfile: &'a str, name: &str) -> Option<&'a str> {
+    dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG "))
+        .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[test]
+fn dockerfile_builds_with_the_release_script_and_runs_as_the_task_definition_expects() {
+    let script = read("deploy/build-release.sh");
+    assert!(script.contains("\ncargo build --release --locked"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(repo("deploy/build-release.sh"))
+            .expect("build-release.sh")
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "deploy/build-release.sh is executable");
+    }
+
+    let d = read("deploy/Dockerfile");
+    let runs: Vec<&str> = d
+        .lines()
+        .filter(|l| l.contains("deploy/build-release.sh"))
+        .collect();
+    assert!(
+        runs.iter()
+            .filter(|l| !l.starts_with("COPY") && !l.starts_with('#'))
+            .count()
+            >= 2,
+        "dependencies and the sidecar are both built by deploy/build-release.sh: {runs:?}"
+    );
+    assert!(
+        !d.contains("cargo build"),
+        "the Dockerfile builds only through the script"
+    );
+
+    let froms: Vec<&str> = d.lines().filter_map(|l| l.strip_prefix("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "two stages");
+    let runtime = froms[1].trim();
+    let runtime = match runtime.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(arg) => arg_default(&d, arg).expect("ARG default of the runtime image"),
+        None => runtime,
+    };
+    assert!(
+        runtime.contains("distroless") && runtime.ends_with(":nonroot"),
+        "{runtime}"
+    );
+    let builder = froms[0].split_whitespace().next().unwrap_or("");
+    let builder = match builder.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(arg) => arg_default(&d, arg).expect("ARG default of the build image"),
+        None => builder,
+    };
+    assert!(
+        builder.ends_with("-bookworm") && runtime.contains("debian12"),
+        "build on the runtime's Debian release (glibc): {builder} / {runtime}"
+    );
+
+    let user = d
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .next_back()
+        .expect("USER");
+    assert!(!user.starts_with("root") && !user.starts_with("0:") && user != "0");
+
+    assert!(d
+        .lines()
+        .any(|l| l.starts_with("COPY --from=build") && l.ends_with(&format!(" {BINARY}"))));
+    assert!(d.contains("SIDECAR_LOG__FORMAT=json"));
+    assert!(d.contains(&format!("SIDECAR_SERVER__LISTEN=0.0.0.0:{SIDECAR_PORT}")));
+    assert!(d.contains(&format!("EXPOSE {SIDECAR_PORT}")));
+    assert!(d.contains(&format!("CMD [\"{BINARY}\", \"healthcheck\"]")));
+    assert!(d.contains(&format!("ENTRYPOINT [\"{BINARY}\"]")));
+
+    // The binary reads ./proxy.toml: the config sits in the working directory, so the
+    // task definition's `healthcheck` (no --config) reads the same file as `run`.
+    let workdir = d
+        .lines()
+        .filter_map(|l| l.strip_prefix("WORKDIR "))
+        .next_back()
+        .expect("WORKDIR");
+    assert!(d
+        .lines()
+        .any(|l| l.starts_with("COPY --from=build")
+            && l.ends_with(&format!(" {workdir}/proxy.toml"))));
+}
+
+/// Cargo reads every `[[bench]]`, `[[test]]` and `[[example]]` target the manifest names
+/// before it builds anything, so the image's build stage needs their files too.
+#[test]
+fn dockerfile_copies_every_target_the_manifest_names() {
+    let manifest: Json = figment::Figment::from(Toml::file(repo("Cargo.toml")))
+        .extract()
+        .expect("Cargo.toml");
+    let d = read("deploy/Dockerfile");
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    for (table, dir) in [
+        ("bench", "benches"),
+        ("test", "tests"),
+        ("example", "examples"),
+    ] {
+        for target in manifest[table].as_array().into_iter().flatten() {
+            let path = match target["path"].as_str() {
+                Some(p) => p.to_owned(),
+                None => format!("{dir}/{}.rs", target["name"].as_str().unwrap_or("?")),
+            };
+            let top = path.split('/').next().unwrap_or("");
+            assert!(
+                d.lines().any(|l| l == format!("COPY {top} {top}")),
+                "[[{table}]] {path}: deploy/Dockerfile must `COPY {top} {top}` before building"
+            );
+            assert!(
+                ignore.lines().any(|l| l == format!("!{top}")),
+                "[[{table}]] {path}: deploy/Dockerfile.dockerignore must let {top} through"
+            );
+        }
+    }
+    // The dummy build stage stands in for exactly these two.
+    assert_eq!(manifest["lib"]["path"], "src/lib.rs");
+    for bin in manifest["bin"].as_array().into_iter().flatten() {
+        assert_eq!(bin["path"], "src/main.rs", "{bin}");
+    }
+}
