@@ -228,6 +228,11 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(h64)
             .map_err(|_| VerifyError::Malformed)?;
+        // The JOSE header is a JSON object (RFC 7515 §4); serde would read `["RS256","k1"]`
+        // into the struct too.
+        if header_json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(VerifyError::Malformed);
+        }
         let header: JwtHeader<'_> =
             serde_json::from_slice(&header_json).map_err(|_| VerifyError::Malformed)?;
         // The algorithm is ours; the header may only agree with it.
