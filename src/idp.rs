@@ -133,6 +133,18 @@ pub struct CognitoSettings {
     pub max_attempts: u32,
 }
 
+/// `outcome` over any of the four SDK outputs (they share accessor names, not a trait).
+macro_rules! outcome_of {
+    ($out:expr) => {
+        outcome(
+            $out.authentication_result(),
+            $out.challenge_name(),
+            $out.session(),
+            $out.challenge_parameters(),
+        )
+    };
+}
+
 /// The user pool client, built once and shared.
 #[derive(Clone)]
 pub struct Cognito {
@@ -199,12 +211,7 @@ impl Cognito {
                     .send()
                     .timed(&self.metrics, "AdminInitiateAuth")
                     .await?;
-                Ok(outcome(
-                    out.authentication_result(),
-                    out.challenge_name(),
-                    out.session(),
-                    out.challenge_parameters(),
-                ))
+                Ok(outcome_of!(out))
             }
             AuthFlow::UserPassword => {
                 tracing::Span::current().record("op", "InitiateAuth");
@@ -219,12 +226,7 @@ impl Cognito {
                     .send()
                     .timed(&self.metrics, "InitiateAuth")
                     .await?;
-                Ok(outcome(
-                    out.authentication_result(),
-                    out.challenge_name(),
-                    out.session(),
-                    out.challenge_parameters(),
-                ))
+                Ok(outcome_of!(out))
             }
         }
     }
@@ -255,12 +257,7 @@ impl Cognito {
                     .send()
                     .timed(&self.metrics, "AdminRespondToAuthChallenge")
                     .await?;
-                Ok(outcome(
-                    out.authentication_result(),
-                    out.challenge_name(),
-                    out.session(),
-                    out.challenge_parameters(),
-                ))
+                Ok(outcome_of!(out))
             }
             AuthFlow::UserPassword => {
                 tracing::Span::current().record("op", "RespondToAuthChallenge");
@@ -276,12 +273,7 @@ impl Cognito {
                     .send()
                     .timed(&self.metrics, "RespondToAuthChallenge")
                     .await?;
-                Ok(outcome(
-                    out.authentication_result(),
-                    out.challenge_name(),
-                    out.session(),
-                    out.challenge_parameters(),
-                ))
+                Ok(outcome_of!(out))
             }
         }
     }
@@ -305,12 +297,7 @@ impl Cognito {
             .send()
             .timed(&self.metrics, "InitiateAuth")
             .await?;
-        match outcome(
-            out.authentication_result(),
-            out.challenge_name(),
-            out.session(),
-            out.challenge_parameters(),
-        ) {
+        match outcome_of!(out) {
             AuthOutcome::Tokens(t) => Ok(t),
             AuthOutcome::Challenge { name, .. } => {
                 tracing::warn!(challenge = %name, "refresh answered with a challenge");
