@@ -6,10 +6,12 @@
 #   deploy/test.sh login -- --nocapture # a filter and test-binary flags
 #
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
-# and .venv/bin first on PATH. When cargo test passes, cfn-lint then checks
+# and .venv/bin first on PATH. When cargo test passes, tests/contract/schemathesis.sh fuzzes
+# the auth API against its OpenAPI document, and cfn-lint checks
 # deploy/cloudformation.yaml (errors and warnings both fail; it uses the specs it ships and
 # fetches nothing).
-# Exits with cargo's status if that failed, else cfn-lint's; moto is stopped on the way out.
+# Exits with the first failing step's status (cargo, schemathesis, cfn-lint); moto is stopped on
+# the way out.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,6 +60,15 @@ export PATH="$REPO/.venv/bin:$PATH"
 status=0
 cargo test --locked --all-targets "$@" || status=$?
 ((status == 0)) || exit
+
+# The published contract: schemathesis against the debug binary, backed by moto.
+contract_status=0
+bash "$REPO/tests/contract/schemathesis.sh" || contract_status=$?
+if ((contract_status != 0)); then
+    echo "schemathesis contract run: FAILED (exit $contract_status)" >&2
+    status=$contract_status
+    exit
+fi
 
 moto_log_on_failure=0 # moto has nothing to do with the template
 cfn_status=0
