@@ -535,6 +535,12 @@ impl Config {
         }
 
         let upstream = http_url(&self.upstream.url, "upstream.url")?;
+        if upstream.scheme_str() != Some("http") {
+            return Err(ConfigError::new(
+                "upstream.url",
+                "must be http:// (the app runs beside the sidecar; TLS ends at the load balancer)",
+            ));
+        }
         if upstream.query().is_some() {
             return Err(ConfigError::new("upstream.url", "must not have a query"));
         }
@@ -754,6 +760,10 @@ mod tests {
                 "cognito.endpoint_url",
             ),
             (|c| c.upstream.url = "ftp://x".into(), "upstream.url"),
+            (
+                |c| c.upstream.url = "https://app:443".into(),
+                "upstream.url",
+            ),
             (
                 |c| c.verify.jwks_url = Some("/relative".into()),
                 "verify.jwks_url",
