@@ -16,17 +16,24 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber (once, from `main`).
-pub fn init(cfg: &LogConfig) {
+/// Installs the global subscriber (once, from `main`). Lines are written to stderr by a
+/// background thread, so a request never waits on a write syscall for its access line; keep
+/// the returned guard until exit, it flushes what is queued. The queue is not lossy: if
+/// stderr cannot keep up, logging waits rather than dropping lines.
+pub fn init(cfg: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match cfg.format {
         LogFormat::Json => builder.event_format(JsonLines).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// One JSON object per event.

@@ -65,11 +65,20 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let _flush_logs_on_exit = logging::init(&config.log);
+    // On one CPU (ECS tasks often get one vCPU; `taskset` in benchmarks) a current-thread
+    // runtime does the same work without the work-stealing scheduler's synchronization.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cognito-sidecar: cannot start the runtime: {e}");
