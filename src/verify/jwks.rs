@@ -10,7 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::rsa::RsaParameters;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
+};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -42,7 +49,11 @@ pub struct JwksSettings {
     pub refresh_interval: Duration,
 }
 
-type KeySet = HashMap<String, Arc<DecodingKey>>;
+/// A verification key, parsed once when the JWKS loads (its Montgomery context included), so
+/// a verify is only the RSA operation.
+pub type Key = ParsedPublicKey;
+
+type KeySet = HashMap<String, Arc<Key>>;
 
 /// The shared key cache; cheap to clone.
 #[derive(Clone)]
@@ -133,7 +144,7 @@ impl JwksCache {
     }
 
     /// The key for `kid`; an unknown kid causes at most one refetch (see module docs).
-    pub async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, VerifyError> {
+    pub async fn key(&self, kid: &str) -> Result<Arc<Key>, VerifyError> {
         let keys = self.snapshot();
         if let Some(k) = keys.get(kid) {
             return Ok(Arc::clone(k));
@@ -266,8 +277,31 @@ fn error_class(e: &reqwest::Error) -> String {
     }
 }
 
+/// JWK members are base64url; some publishers pad them.
+const JWK_B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+fn modulus_bits(n: &[u8]) -> usize {
+    match n.iter().position(|b| *b != 0) {
+        Some(i) => (n.len() - i) * 8 - n[i].leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+/// PKCS#1 v1.5 parameters for a JOSE RSA algorithm name (validated by `Config::validate`).
+fn rsa_params(algorithm: &str) -> &'static RsaParameters {
+    match algorithm {
+        "RS384" => &RSA_PKCS1_2048_8192_SHA384,
+        "RS512" => &RSA_PKCS1_2048_8192_SHA512,
+        _ => &RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
 /// Parses a JWKS document, keeping the RSA signing keys usable with `algorithm`.
 pub fn parse_jwks(body: &[u8], algorithm: &str) -> Result<KeySet, JwksError> {
+    let params = rsa_params(algorithm);
     let set: JwkSet = serde_json::from_slice(body).map_err(|_| JwksError::Malformed)?;
     let mut keys = KeySet::new();
     for k in set.keys {
@@ -277,11 +311,21 @@ pub fn parse_jwks(body: &[u8], algorithm: &str) -> Result<KeySet, JwksError> {
         let (Some(kid), Some(n), Some(e), true) = (k.kid, k.n, k.e, usable) else {
             continue;
         };
-        match DecodingKey::from_rsa_components(&n, &e) {
-            Ok(key) => {
+        let parsed = match (JWK_B64.decode(&n), JWK_B64.decode(&e)) {
+            // Moduli under 2048 bits are refused here rather than at each verify.
+            (Ok(n), Ok(e)) if modulus_bits(&n) >= 2048 => RsaPublicKeyComponents {
+                n: &n[..],
+                e: &e[..],
+            }
+            .to_parsed_public_key(params)
+            .ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(key) => {
                 keys.insert(kid, Arc::new(key));
             }
-            Err(_) => tracing::debug!("skipping a JWK with bad RSA components"),
+            None => tracing::debug!("skipping a JWK with bad RSA components"),
         }
     }
     if keys.is_empty() {
@@ -296,15 +340,22 @@ mod tests {
 
     #[test]
     fn parse_keeps_only_usable_rsa_signing_keys() {
-        let doc = r#"{"keys": [
-            {"kty": "RSA", "kid": "a", "alg": "RS256", "use": "sig", "n": "sXch", "e": "AQAB"},
-            {"kty": "RSA", "kid": "b", "n": "sXch", "e": "AQAB"},
-            {"kty": "RSA", "kid": "c", "alg": "RS512", "n": "sXch", "e": "AQAB"},
-            {"kty": "RSA", "kid": "d", "use": "enc", "n": "sXch", "e": "AQAB"},
-            {"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"},
-            {"kty": "RSA", "alg": "RS256", "n": "sXch", "e": "AQAB"},
-            {"kty": "RSA", "kid": "f", "alg": "RS256"}
-        ]}"#;
+        let k: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/key1.jwk.json")).expect("jwk");
+        let (n, e) = (k["n"].as_str().expect("n"), k["e"].as_str().expect("e"));
+        let doc = format!(
+            r#"{{"keys": [
+            {{"kty": "RSA", "kid": "a", "alg": "RS256", "use": "sig", "n": "{n}", "e": "{e}"}},
+            {{"kty": "RSA", "kid": "b", "n": "{n}=", "e": "{e}"}},
+            {{"kty": "RSA", "kid": "c", "alg": "RS512", "n": "{n}", "e": "{e}"}},
+            {{"kty": "RSA", "kid": "d", "use": "enc", "n": "{n}", "e": "{e}"}},
+            {{"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}},
+            {{"kty": "RSA", "alg": "RS256", "n": "{n}", "e": "{e}"}},
+            {{"kty": "RSA", "kid": "f", "alg": "RS256"}},
+            {{"kty": "RSA", "kid": "g", "alg": "RS256", "n": "sXch", "e": "AQAB"}},
+            {{"kty": "RSA", "kid": "h", "alg": "RS256", "n": "!!", "e": "AQAB"}}
+        ]}}"#
+        );
         let keys = parse_jwks(doc.as_bytes(), "RS256").expect("usable keys");
         let mut kids: Vec<&str> = keys.keys().map(String::as_str).collect();
         kids.sort();

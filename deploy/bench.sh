@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Load-test the sidecar against the shared anchors (nginx, HAProxy plain and with JWT, Caddy)
+# in one interleaved run of the benchmark harness (/work/shared/bench, see its README.md).
+#
+#   deploy/bench.sh                          # build, then the full run (DURATION=10 ROUNDS=3)
+#   DURATION=5 ROUNDS=2 deploy/bench.sh      # shorter; every harness knob passes through
+#   CACHE=off deploy/bench.sh                # verified-token cache off: RSA verify per request
+#   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
+#   LOG_FORMAT=json deploy/bench.sh          # the JSON log lines the image writes (default: text)
+#   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
+#
+# Steps:
+#  1. builds the release binary: `bash deploy/build-release.sh` (cargo build --release --locked)
+#     if that script exists, else `cargo build --release --locked`. SIDECAR_BIN=/path skips
+#     the build and benchmarks that binary instead.
+#  2. `$BENCH_DIR/run.sh setup` when the harness's tools, venv or tokens are missing
+#     (BENCH_DIR defaults to <repo>/../shared/bench).
+#  3. runs the harness with EXTRA_NAME=sidecar (sidecar-nocache with CACHE=off, "-nolog"
+#     appended without the access log), EXTRA_TARGET=http://127.0.0.1:18090, EXTRA_STRICT=1
+#     (a sidecar failing any of the harness's JWT accept/reject checks aborts the run) and
+#     EXTRA_CMD = this script's `__sidecar` mode. run.sh starts that pinned to SERVER_CPU with
+#     the harness's BENCH_* variables exported; it writes $BENCH_RUN_DIR/sidecar.toml from them
+#     and execs the binary (same pid, so run.sh stops it by pid):
+#       server.listen      = $BENCH_EXTRA_LISTEN      upstream.url     = $BENCH_UPSTREAM
+#       verify.jwks_url    = $BENCH_JWKS_URL          verify.issuer    = $BENCH_ISS
+#       verify.client_ids  = [$BENCH_CLIENT_ID]       cognito.*        = pool, client, region
+#       identity.headers   = X-User-Sub <- sub, X-User-Name <- username
+#       identity.strip_prefixes = ["x-user-"]         admin.listen     = a free loopback port
+#       verify.cache_max_entries = 100000 (0 with CACHE=off)
+#     Every SIDECAR_*, COGNITO_* and AWS_REGION variable is removed from the sidecar's
+#     environment first, so nothing from the caller's shell overrides the file.
+#  4. prints where the summary is and copies sidecar.toml next to it.
+#
+# Environment: CACHE=on|off, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
+# EXTRA_TARGET (default http://127.0.0.1:18090), SIDECAR_BIN, BENCH_DIR, and the harness's
+# own knobs (DURATION ROUNDS WARMUP CONNS THREADS TARGETS SERVER_CPU LOAD_CPU QUIET_WAIT ...).
+# All traffic stays on 127.0.0.1; every load run is bounded by DURATION (wrk under timeout).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SELF="$REPO/deploy/bench.sh"
+
+log() { printf '[deploy/bench] %s\n' "$*" >&2; }
+die() { printf '[deploy/bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# A TOML basic string.
+toml_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+# ------------------------------------------------------------------ __sidecar (EXTRA_CMD)
+# Run by the harness (bash -c "exec $EXTRA_CMD"), pinned to SERVER_CPU, with BENCH_* set.
+if [[ ${1:-} == __sidecar ]]; then
+    for v in BENCH_EXTRA_LISTEN BENCH_UPSTREAM BENCH_JWKS_URL BENCH_ISS BENCH_CLIENT_ID \
+             BENCH_POOL_ID BENCH_REGION CS_BENCH_BIN CS_BENCH_CONFIG CS_BENCH_ADMIN_LISTEN; do
+        [[ -n ${!v:-} ]] || die "__sidecar: $v is not set (run deploy/bench.sh, not this mode)"
+    done
+    cache_entries=${CS_BENCH_CACHE_ENTRIES:-100000}
+    access=${CS_BENCH_ACCESS_LOG:-true}
+    format=${CS_BENCH_LOG_FORMAT:-text}
+    cat >"$CS_BENCH_CONFIG" <<EOF
+# Written by deploy/bench.sh for the benchmark harness; regenerated on every start.
+[server]
+listen = $(toml_str "$BENCH_EXTRA_LISTEN")
+shutdown_grace = "2s"
+
+[cognito]
+region = $(toml_str "$BENCH_REGION")
+user_pool_id = $(toml_str "$BENCH_POOL_ID")
+client_id = $(toml_str "$BENCH_CLIENT_ID")
+
+[verify]
+issuer = $(toml_str "$BENCH_ISS")
+jwks_url = $(toml_str "$BENCH_JWKS_URL")
+client_ids = [$(toml_str "$BENCH_CLIENT_ID")]
+token_use = ["access"]
+cache_max_entries = $cache_entries
+
+[upstream]
+url = $(toml_str "$BENCH_UPSTREAM")
+
+[identity]
+strip_prefixes = ["x-user-"]
+
+[[identity.headers]]
+name = "X-User-Sub"
+claims = ["sub"]
+
+[[identity.headers]]
+name = "X-User-Name"
+claims = ["username"]
+
+[admin]
+listen = $(toml_str "$CS_BENCH_ADMIN_LISTEN")
+
+[log]
+format = $(toml_str "$format")
+level = "info"
+access = $access
+EOF
+    # Nothing from the caller's environment may override the file.
+    while IFS= read -r v; do
+        unset "$v"
+    done < <(compgen -e | grep -E '^(SIDECAR_|COGNITO_)' || true)
+    unset AWS_REGION
+    exec "$CS_BENCH_BIN" --config "$CS_BENCH_CONFIG" run
+fi
+
+# ------------------------------------------------------------------ options
+access_log=${ACCESS_LOG:-1}
+while (($#)); do
+    case $1 in
+        --no-access-log) access_log=0 ;;
+        --access-log) access_log=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+    shift
+done
+case ${CACHE:-on} in
+    on) cache_entries=100000 name=sidecar ;;
+    off) cache_entries=0 name=sidecar-nocache ;;
+    *) die "CACHE must be on or off (got '${CACHE}')" ;;
+esac
+case $access_log in
+    1 | true | on) access=true ;;
+    0 | false | off) access=false name="$name-nolog" ;;
+    *) die "ACCESS_LOG must be 1 or 0 (got '$access_log')" ;;
+esac
+log_format=${LOG_FORMAT:-text}
+[[ $log_format == text || $log_format == json ]] || die "LOG_FORMAT must be text or json"
+
+BENCH_DIR="${BENCH_DIR:-$REPO/../shared/bench}"
+[[ -x $BENCH_DIR/run.sh ]] || die "no harness at $BENCH_DIR/run.sh (set BENCH_DIR)"
+BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
+
+# ------------------------------------------------------------------ 1. build
+if [[ -n ${SIDECAR_BIN:-} ]]; then
+    bin=$SIDECAR_BIN
+    log "using SIDECAR_BIN=$bin (no build)"
+elif [[ -f $REPO/deploy/build-release.sh ]]; then
+    log "building: bash deploy/build-release.sh"
+    bin="$(cd "$REPO" && bash deploy/build-release.sh)"
+else
+    log "building: cargo build --release --locked"
+    (cd "$REPO" && cargo build --release --locked >&2)
+    target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps --locked \
+        | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+    bin="${target_dir:-$REPO/target}/release/cognito-sidecar"
+fi
+[[ -x $bin ]] || die "no executable sidecar at '$bin'"
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+
+# ------------------------------------------------------------------ 2. harness setup
+keys="${BENCH_KEYS_DIR:-/tmp/bench-keys}"
+need_setup=0
+for t in wrk nginx haproxy curl taskset ss; do
+    command -v "$t" >/dev/null 2>&1 || need_setup=1
+done
+[[ -s $keys/claims.env && -s $keys/tokens_valid.txt ]] || need_setup=1
+[[ -x ${BENCH_VENV:-/tmp/bench-venv}/bin/python ]] || need_setup=1
+if ((need_setup)); then
+    log "harness setup: $BENCH_DIR/run.sh setup"
+    "$BENCH_DIR/run.sh" setup >&2
+fi
+
+# ------------------------------------------------------------------ 3. the run
+run_dir="${BENCH_RUN_DIR:-/tmp/bench-run}"
+results="${BENCH_RESULTS_DIR:-/tmp/bench-results}"
+mkdir -p "$run_dir" "$results"
+run_dir="$(cd "$run_dir" && pwd)"
+results="$(cd "$results" && pwd)"
+config="$run_dir/sidecar.toml"
+# The default admin port (9901) may be taken by another sidecar: pick a free loopback one.
+admin_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+target="${EXTRA_TARGET:-http://127.0.0.1:18090}"
+rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev="$rev+dirty"
+[[ -n ${SIDECAR_BIN:-} ]] && rev="not built here; tree at $rev"
+
+if [[ $access == true ]]; then
+    access_note="access log ON ($log_format, one line per request to $run_dir/$name.out, as deployed)"
+else
+    access_note="access log OFF (--no-access-log / ACCESS_LOG=0)"
+fi
+if ((cache_entries)); then
+    cache_note="verified-token cache ON ($cache_entries entries: the 1000 harness tokens are verified once, then served from the cache)"
+else
+    cache_note="verified-token cache OFF (every request pays the RS256 verify)"
+fi
+log "sidecar $bin (git $rev) as '$name' on $target"
+log "  $cache_note"
+log "  $access_note; admin (metrics) on 127.0.0.1:$admin_port"
+
+before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)"
+status=0
+EXTRA_NAME="$name" \
+EXTRA_TARGET="$target" \
+EXTRA_STRICT=1 \
+EXTRA_CHECK=auth \
+EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
+CS_BENCH_BIN="$bin" \
+CS_BENCH_CONFIG="$config" \
+CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+CS_BENCH_CACHE_ENTRIES="$cache_entries" \
+CS_BENCH_ACCESS_LOG="$access" \
+CS_BENCH_LOG_FORMAT="$log_format" \
+    "$BENCH_DIR/run.sh" || status=$?
+
+# ------------------------------------------------------------------ 4. where it is
+out=""
+while IFS= read -r d; do
+    grep -qxF "$d" <<<"$before" || out="$results/$d"
+done < <(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+if [[ -n $out && -f $out/summary.txt ]]; then
+    cp "$config" "$out/sidecar.toml" 2>/dev/null || true
+    {
+        echo "sidecar: $bin (git $rev) as '$name' on $target"
+        echo "sidecar: $cache_note"
+        echo "sidecar: $access_note"
+    } >"$out/sidecar.txt"
+    echo
+    echo "sidecar: $cache_note"
+    echo "sidecar: $access_note"
+    echo "summary: $out/summary.txt   (raw: $out/raw.csv, wrk logs: $out/r*-*.log, config: $out/sidecar.toml)"
+else
+    log "no summary written (harness exit status $status); logs in $run_dir"
+    ((status)) || status=1
+fi
+exit "$status"
