@@ -136,22 +136,24 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
     let admin_port = free_port();
     let log_path = std::env::temp_dir().join(format!("sidecar-binary-{}.log", uuid_like()));
     let log_file = std::fs::File::create(&log_path).expect("log file");
-    let mut child = sidecar()
-        .args(["--config", "proxy.toml"])
-        .env("AWS_REGION", "us-east-1")
-        .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
-        .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
-        .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
-        .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
-        .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
-        .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
-        .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
-        .env("SIDECAR_LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("spawn");
+    let mut child = Reaped(
+        sidecar()
+            .args(["--config", "proxy.toml"])
+            .env("AWS_REGION", "us-east-1")
+            .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+            .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+            .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
+            .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
+            .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
+            .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
+            .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("SIDECAR_LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
     let mut ready = false;
@@ -211,7 +213,7 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         async move { http.get(url).bearer_auth(token).send().await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -227,7 +229,7 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
 
     let started = std::time::Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
+        if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
         assert!(

@@ -251,24 +251,26 @@ async fn sigterm_under_load_drains_and_exits_zero() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--config", "proxy.toml"])
-        .env_clear()
-        .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
-        .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
-        .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
-        .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
-        .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
-        .env("SIDECAR_LOG__ACCESS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cognito-sidecar"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--config", "proxy.toml"])
+            .env_clear()
+            .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+            .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
+            .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
+            .env("SIDECAR_UPSTREAM__URL", format!("http://{upstream}"))
+            .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+            .env("SIDECAR_SERVER__SHUTDOWN_GRACE", "5s")
+            .env("SIDECAR_LOG__ACCESS", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
     let mut ready = false;
@@ -303,7 +305,7 @@ async fn sigterm_under_load_drains_and_exits_zero() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -331,7 +333,7 @@ async fn sigterm_under_load_drains_and_exits_zero() {
     }
     assert!(ok > 50, "only {ok} requests completed before the signal");
     let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
+        if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
         assert!(

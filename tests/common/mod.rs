@@ -394,6 +394,17 @@ impl Sidecar {
     }
 }
 
+/// A child process that is killed and reaped when dropped, so a failing assertion never leaves
+/// a sidecar running.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
