@@ -7,7 +7,7 @@
 //! * `headers/*`  — identity header mapping (`IdentityHeaders::values`), hop-by-hop and
 //!   identity-namespace stripping on a realistic browser request head, and the whole header
 //!   rewrite `App::pass` does before forwarding.
-//! * `router/*`   — `router::normalize_path` on plain and hostile paths.
+//! * `router/*`   — `router::canonical_path` on plain and hostile paths.
 //! * `request_id` — the UUID v4 `App::handle` generates when the client sent no X-Request-Id.
 //!
 //! Keys and JWKS: `tests/fixtures/key1.pem` signs Cognito-shaped access tokens (the same claim
@@ -28,11 +28,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cognito_sidecar::config::{HeaderClaim, IdentityConfig};
+use cognito_sidecar::config::{Config, HeaderClaim, IdentityConfig};
+use cognito_sidecar::forward::{to_upstream, Decision, Policy};
 use cognito_sidecar::gate::Gate;
 use cognito_sidecar::headers::{self, IdentityHeaders};
 use cognito_sidecar::metrics::{Metrics, SharedMetrics};
-use cognito_sidecar::router::normalize_path;
+use cognito_sidecar::router::canonical_path;
 use cognito_sidecar::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{HeaderName, HeaderValue};
@@ -332,20 +333,29 @@ fn bench_headers(c: &mut Criterion) {
         );
     });
 
-    // Everything `App::pass` does to the head between the gate and `Upstream::forward`.
+    // Everything the app receives, built by `forward::to_upstream` as `App::pass` calls it.
     let ids = bench_ids.values(&map);
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    g.bench_function("full_rewrite(strip+identity+forwarded)", |b| {
+    let upstream: http::Uri = "http://127.0.0.1:3000".parse().expect("uri");
+    let policy =
+        Policy::new(&Config::default(), &upstream, Arc::new(bench_ids.clone())).expect("policy");
+    let rid = HeaderValue::from_static("0f8e2b8c-5d3a-4c1e-9a7b-2c6d1e0f9a8b");
+    let target: http::Uri = "/api/v1/customers/4711/orders?page=2".parse().expect("uri");
+    g.bench_function("forward::to_upstream", |b| {
         b.iter_batched(
-            || head.clone(),
-            |mut h| {
-                headers::strip_hop_by_hop(&mut h, false);
-                bench_ids.strip(&mut h);
-                for (name, value) in &ids {
-                    h.insert(name.clone(), value.clone());
-                }
-                headers::set_forwarded(&mut h, peer, false, None);
-                h
+            || {
+                let mut r = http::Request::new(());
+                *r.uri_mut() = target.clone();
+                *r.headers_mut() = head.clone();
+                r.into_parts().0
+            },
+            |parts| {
+                let d = Decision {
+                    identity: Some(&ids),
+                    peer,
+                    request_id: &rid,
+                };
+                black_box(to_upstream(parts, &d, &policy).is_ok())
             },
             BatchSize::SmallInput,
         );
@@ -363,8 +373,8 @@ fn bench_router(c: &mut Criterion) {
         ("api_path", "/api/v1/customers/4711/orders/2024-0001/items"),
         ("hostile", "/public/%2e%2e/admin;jsessionid=1//x/./y/../z"),
     ] {
-        g.bench_function(format!("normalize_path {label}"), |b| {
-            b.iter(|| black_box(normalize_path(black_box(path))));
+        g.bench_function(format!("canonical_path {label}"), |b| {
+            b.iter(|| black_box(canonical_path(black_box(path)).is_ok()));
         });
     }
     g.finish();

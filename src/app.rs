@@ -1,28 +1,28 @@
 //! The composition root: builds the long-lived clients once (Cognito SDK, reqwest for the
 //! JWKS, the pooled upstream client) and holds `handle`, the one branch every request takes:
-//! route → health | auth API | gate → identity headers → proxy. Every failure becomes HTTP
-//! through `ApiError::into_response`, and each request is logged once here.
+//! route → health | auth API | gate → `forward::to_upstream` → proxy. Every failure becomes
+//! HTTP through `ApiError::into_response`, and each request is logged once here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use ipnet::IpNet;
 
 use crate::auth::{json, AuthApi};
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
-use crate::gate::Gate;
-use crate::headers::{self, IdentityHeaders};
+use crate::forward::{self, Decision, Policy, X_REQUEST_ID};
+use crate::gate::{Gate, Identity};
+use crate::headers::IdentityHeaders;
 use crate::idp::{Cognito, CognitoSettings};
-use crate::limit::{self, Limiter, Quota};
+use crate::limit::{Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::proxy::{self, Upstream};
-use crate::router::{Route, Router, Rule};
+use crate::router::{Refused, Route, Router, Rule};
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 
 /// The whole sidecar behind the listener; cheap to clone.
@@ -36,17 +36,13 @@ struct Inner {
     auth: AuthApi,
     gate: Gate,
     upstream: Upstream,
-    trusted_proxies: Vec<IpNet>,
-    forward_authorization: bool,
+    policy: Policy,
     max_token_bytes: usize,
     access_log: bool,
     metrics: SharedMetrics,
     by_address: Limiter<std::net::IpAddr>,
     openapi: bytes::Bytes,
 }
-
-/// `X-Request-Id`: taken from the client when sane, else generated; passed upstream and back.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -135,10 +131,14 @@ impl App {
             },
             rl.max_tracked,
         );
-        let upstream = Upstream::new(&d.upstream, &config.upstream).map_err(|_| ConfigError {
-            key: "upstream.url".into(),
-            problem: "not a usable upstream URL".into(),
-        })?;
+        let upstream = Upstream::new(&config.upstream);
+        let policy =
+            Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
+                ConfigError {
+                    key: "upstream.url".into(),
+                    problem: problem.into(),
+                }
+            })?;
         Ok(App {
             inner: Arc::new(Inner {
                 router: Router::new(config),
@@ -152,8 +152,7 @@ impl App {
                 ),
                 gate,
                 upstream,
-                trusted_proxies: config.server.trusted_proxies.clone(),
-                forward_authorization: config.upstream.forward_authorization,
+                policy,
                 max_token_bytes: v.max_token_bytes,
                 access_log: config.log.access,
                 metrics,
@@ -198,16 +197,20 @@ impl App {
     pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let inner = &*self.inner;
         let start = tokio::time::Instant::now();
-        let request_id = request_id(req.headers());
+        let request_id = forward::request_id(req.headers());
         req.headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut sub: Option<String> = None;
         let result = match inner.router.route(&method, &path) {
-            Err(_) => Err(ApiError::bad_request(
+            Err(Refused::Path) => Err(ApiError::bad_request(
                 "invalid_path",
-                "the request path cannot be interpreted safely",
+                "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
+            )),
+            Err(Refused::Method) => Err(ApiError::bad_request(
+                "invalid_method",
+                "the request method must be an upper-case token",
             )),
             Ok(Route::Live) => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
             Ok(Route::WrongMethod(allow)) => Err(ApiError::method_not_allowed(allow)),
@@ -229,7 +232,7 @@ impl App {
                 "the signing keys of the user pool are not loaded yet",
             )),
             Ok(Route::Auth(ep)) => {
-                let client = limit::client_ip(peer.ip(), req.headers(), &inner.trusted_proxies);
+                let client = inner.policy.client_ip(peer.ip(), req.headers());
                 let result = match inner.by_address.check(&client) {
                     Err(wait) => {
                         inner.metrics.rate_limited("address");
@@ -251,7 +254,7 @@ impl App {
             }
             Ok(Route::Gate(rule)) => {
                 let public = rule == Rule::Public;
-                let result = self.pass(rule, req, peer, &mut sub).await;
+                let result = self.pass(rule, req, peer, &request_id, &mut sub).await;
                 match &result {
                     Ok(_) => inner.metrics.forwarded(public),
                     Err(e) => inner.metrics.refused(e.code),
@@ -285,58 +288,54 @@ impl App {
         resp
     }
 
-    /// The gate: authenticate (unless public), authorize, rewrite headers, forward.
+    /// The gate: authenticate (optional on public routes), authorize, build what the app
+    /// receives (`forward::to_upstream`), forward.
     async fn pass(
         &self,
         rule: Rule,
         req: Request<Incoming>,
         peer: SocketAddr,
+        request_id: &HeaderValue,
         sub: &mut Option<String>,
     ) -> Result<Response<Body>, ApiError> {
         let inner = &self.inner;
-        let identity = match &rule {
+        let identity: Option<Arc<Identity>> = match &rule {
+            // Optional on public routes: a token that verifies adds identity headers (and is
+            // forwarded); anything else is removed before the app sees it.
+            Rule::Public if req.headers().contains_key(AUTHORIZATION) => {
+                match verify::bearer(req.headers(), inner.max_token_bytes) {
+                    Ok(token) => inner.gate.check(token).await.ok(),
+                    Err(_) => None,
+                }
+            }
             Rule::Public => None,
             Rule::Authenticated | Rule::Groups(_) => {
                 let token = verify::bearer(req.headers(), inner.max_token_bytes)?;
                 let id = inner.gate.check(token).await?;
-                *sub = Some(id.claims.sub.clone());
                 if let Rule::Groups(required) = &rule {
                     if !id.claims.groups.iter().any(|g| required.contains(g)) {
+                        *sub = Some(id.claims.sub.clone());
                         return Err(ApiError::insufficient_scope());
                     }
                 }
                 Some(id)
             }
         };
-
-        let upgrade = proxy::is_upgrade_request(&req);
-        let (mut parts, body) = req.into_parts();
-        let h = &mut parts.headers;
-        // Order matters: hop-by-hop first (so `Connection: X-Auth-Sub` cannot remove what we
-        // add), then every client-sent identity header, then ours.
-        headers::strip_hop_by_hop(h, upgrade);
-        let stripped = inner.gate.identity_headers().strip(h);
-        if stripped > 0 {
-            tracing::debug!(stripped, "removed client-sent identity headers");
-        }
-        if !inner.forward_authorization {
-            h.remove(AUTHORIZATION);
-        }
         if let Some(id) = &identity {
-            for (name, value) in &id.headers {
-                h.insert(name.clone(), value.clone());
-            }
+            *sub = Some(id.claims.sub.clone());
         }
-        let trusted = inner.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
-        let host = parts
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
-        headers::set_forwarded(&mut parts.headers, peer.ip(), trusted, host.as_ref());
+
+        let (parts, body) = req.into_parts();
+        let decision = Decision {
+            identity: identity.as_deref().map(|id| id.headers.as_slice()),
+            peer: peer.ip(),
+            request_id,
+        };
+        let out = forward::to_upstream(parts, &decision, &inner.policy)?;
         let started = tokio::time::Instant::now();
         match inner
             .upstream
-            .forward(Request::from_parts(parts, body), upgrade)
+            .forward(Request::from_parts(out.parts, body), out.upgrade)
             .await
         {
             Ok(resp) => {
@@ -375,19 +374,4 @@ fn openapi_document(config: &Config) -> bytes::Bytes {
         }
     }
     bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
-}
-
-/// The client's `X-Request-Id` if it is short visible ASCII, else a new UUID.
-fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    match headers.get(&X_REQUEST_ID) {
-        Some(v)
-            if !v.is_empty()
-                && v.len() <= 128
-                && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
-        {
-            v.clone()
-        }
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("-")),
-    }
 }

@@ -67,9 +67,14 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most request headers; more get 431.
     pub max_headers: usize,
-    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` / `X-Forwarded-Host` are believed
-    /// (for example the ALB's subnets). Everyone else's are replaced.
+    /// Peers whose forwarded headers (those in `trusted_forwarded_headers`) are believed, for
+    /// example the ALB's subnets. Everyone else's are replaced.
     pub trusted_proxies: Vec<IpNet>,
+    /// Which forwarded headers a trusted proxy sets and the app may believe: any of
+    /// `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-forwarded-port`. The
+    /// others are written by the sidecar (`-For`, `-Proto`, `-Host`) or removed (`-Port`).
+    /// An ALB sets `-For`, `-Proto` and `-Port`, never `-Host`.
+    pub trusted_forwarded_headers: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             trusted_proxies: Vec::new(),
+            trusted_forwarded_headers: vec!["x-forwarded-for".into(), "x-forwarded-proto".into()],
         }
     }
 }
@@ -237,9 +243,57 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// Keep the client's `Host` (true) or send the upstream's authority (false).
     pub preserve_host: bool,
-    /// Pass the client's `Authorization` header to the app.
+    /// Pass the client's `Authorization` header to the app when its token verified.
     pub forward_authorization: bool,
+    /// On public routes, also pass an `Authorization` header that did not verify (or is not a
+    /// bearer token). Off: an app that decodes JWTs without verifying them never sees a
+    /// forged one.
+    pub forward_unverified_authorization: bool,
+    /// Match route paths case-sensitively. Only if the app is case-sensitive too: Express,
+    /// ASP.NET and IIS route `/ADMIN` like `/admin`.
+    pub case_sensitive_paths: bool,
+    /// Protocols a client may upgrade to (`Upgrade:`), only on a `GET` without a body; any
+    /// other upgrade request is forwarded as plain HTTP with its upgrade headers removed.
+    pub upgrades: Vec<String>,
+    /// Request headers the app never receives from a client, matched like the identity
+    /// namespace (case folded, `_` and `.` read as `-`): headers that re-route, re-method or
+    /// re-address a request in some app server.
+    pub never_forward: Vec<String>,
 }
+
+/// The default `upstream.never_forward` list.
+pub const NEVER_FORWARD: &[&str] = &[
+    // Re-routing: IIS URL Rewrite, Symfony < 4.1.3, zend-diactoros (CVE-2018-14773); nginx,
+    // Traefik and Envoy auth conventions.
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    // Re-method: Rails/Rack, Symfony, Express method-override, Spring HiddenHttpMethodFilter.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-forwarded-method",
+    // Re-addressing: who the client is and how it connected.
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-real-ip",
+    "true-client-ip",
+    "client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "forwarded",
+    "x-original-host",
+    "x-host",
+];
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -251,6 +305,10 @@ impl Default for UpstreamConfig {
             pool_max_idle: 256,
             preserve_host: true,
             forward_authorization: true,
+            forward_unverified_authorization: false,
+            case_sensitive_paths: false,
+            upgrades: vec!["websocket".into()],
+            never_forward: NEVER_FORWARD.iter().map(|h| (*h).to_string()).collect(),
         }
     }
 }
@@ -591,12 +649,8 @@ impl Config {
             })?;
         }
         for (i, r) in self.routes.iter().enumerate() {
-            if !r.path.starts_with('/') {
-                return Err(ConfigError::new(
-                    format!("routes[{i}].path"),
-                    "must start with /",
-                ));
-            }
+            check_rule_path(&r.path)
+                .map_err(|p| ConfigError::new(format!("routes[{i}].path"), p))?;
             for m in &r.methods {
                 http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
                     ConfigError::new(
@@ -611,6 +665,30 @@ impl Config {
                     "a public route cannot require groups",
                 ));
             }
+        }
+        for (i, h) in self.server.trusted_forwarded_headers.iter().enumerate() {
+            if !crate::forward::FORWARDED_FAMILY.contains(&h.to_ascii_lowercase().as_str()) {
+                return Err(ConfigError::new(
+                    format!("server.trusted_forwarded_headers[{i}]"),
+                    format!("{h:?} is not one of x-forwarded-for, -proto, -host, -port"),
+                ));
+            }
+        }
+        for (i, u) in self.upstream.upgrades.iter().enumerate() {
+            if u.is_empty() || !u.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                return Err(ConfigError::new(
+                    format!("upstream.upgrades[{i}]"),
+                    format!("{u:?} is not a protocol token"),
+                ));
+            }
+        }
+        for (i, h) in self.upstream.never_forward.iter().enumerate() {
+            http::HeaderName::try_from(h.as_str()).map_err(|_| {
+                ConfigError::new(
+                    format!("upstream.never_forward[{i}]"),
+                    format!("{h:?} is not a header name"),
+                )
+            })?;
         }
         for (key, p) in [
             ("health.live_path", &self.health.live_path),
@@ -642,6 +720,28 @@ impl Config {
         }
         serde_json::to_string_pretty(&copy).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
+}
+
+/// A rule path must be canonical ASCII, so no request path the router accepts can match it
+/// through an encoding: `/`, then letters, digits, `-._~` and `/`, no `.`/`..` segments, no
+/// `//`, and `*` only as a final `/*`.
+fn check_rule_path(path: &str) -> Result<(), &'static str> {
+    let body = path
+        .strip_suffix("/*")
+        .map_or(path, |p| if p.is_empty() { "/" } else { p });
+    if !body.starts_with('/') {
+        return Err("must start with /");
+    }
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'))
+    {
+        return Err("may hold only letters, digits, - . _ ~ and /, with * only as a final /*");
+    }
+    if crate::router::canonical_path(body).is_err() {
+        return Err("must not contain . or .. segments or //");
+    }
+    Ok(())
 }
 
 /// The seed's variable names, so an existing ECS task definition keeps working.
@@ -728,6 +828,32 @@ mod tests {
         c
     }
 
+    fn rule(path: &str) -> RouteRule {
+        RouteRule {
+            path: path.into(),
+            methods: vec![],
+            access: Access::Authenticated,
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn canonical_rule_paths_are_accepted() {
+        for path in [
+            "/",
+            "/*",
+            "/a",
+            "/a/",
+            "/a/*",
+            "/a.b/c-d_e~f/*",
+            "/v1/x.json",
+        ] {
+            let mut c = base();
+            c.routes.push(rule(path));
+            assert!(c.validate().is_ok(), "{path}");
+        }
+    }
+
     #[test]
     fn derives_region_issuer_and_jwks_url() {
         let d = base().validate().expect("valid");
@@ -786,6 +912,27 @@ mod tests {
                     })
                 },
                 "routes[0].groups",
+            ),
+            (|c| c.routes.push(rule("admin/*")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a/../b")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a/%2e")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a;x")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a\\b")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a/*/b")), "routes[0].path"),
+            (|c| c.routes.push(rule("/a*")), "routes[0].path"),
+            (|c| c.routes.push(rule("//a")), "routes[0].path"),
+            (|c| c.routes.push(rule("/日本")), "routes[0].path"),
+            (
+                |c| c.server.trusted_forwarded_headers = vec!["x-real-ip".into()],
+                "server.trusted_forwarded_headers[0]",
+            ),
+            (
+                |c| c.upstream.upgrades = vec!["h2c, websocket".into()],
+                "upstream.upgrades[0]",
+            ),
+            (
+                |c| c.upstream.never_forward = vec!["bad header".into()],
+                "upstream.never_forward[0]",
             ),
             (
                 |c| {

@@ -206,7 +206,7 @@ impl From<ProxyError> for ApiError {
                 "upstream_timeout",
                 "the application did not answer in time",
             ),
-            ProxyError::Unavailable | ProxyError::BadUri => ApiError::new(
+            ProxyError::Unavailable => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
                 "the application could not be reached",

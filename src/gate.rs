@@ -85,6 +85,11 @@ impl Gate {
         &self.identity
     }
 
+    /// The identity header rules, shared (for `forward::Policy`).
+    pub fn identity_headers_arc(&self) -> Arc<IdentityHeaders> {
+        Arc::clone(&self.identity)
+    }
+
     /// True once the pool's keys are loaded.
     pub fn is_ready(&self) -> bool {
         self.verifier.jwks().is_ready()

@@ -1,29 +1,25 @@
 //! Pure header rules for the proxy path: hop-by-hop removal (RFC 9110 §7.6.1), the identity
-//! namespace (strip everything a client sent in it, then add what the token says), claim
-//! value encoding, and `X-Forwarded-*`.
+//! namespace (strip everything a client sent in it, then add what the token says) and claim
+//! value encoding. `forward::to_upstream` applies them, with the rest of what the app receives.
 //!
 //! No I/O here, and no knowledge of tokens beyond a JSON claims map.
 
-use std::net::IpAddr;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, TE, UPGRADE};
+use http::header::{HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use http::HeaderMap;
 use percent_encoding::{AsciiSet, CONTROLS};
 use serde_json::{Map, Value};
 
 use crate::config::IdentityConfig;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
 /// Hop-by-hop headers of RFC 9110 §7.6.1 plus the legacy ones proxies must not forward
 /// (`keep-alive`, `proxy-connection`). `Connection` itself and every header it names are
 /// removed too, by `strip_hop_by_hop`.
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
+    // RFC 9113 §3.2.1 (h2c upgrade): connection-specific, never forwarded.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     http::header::PROXY_AUTHENTICATE,
@@ -93,7 +89,8 @@ fn folded_starts_with(name: &[u8], folded_prefix: &[u8]) -> bool {
             .all(|(a, b)| fold_byte(*a) == *b)
 }
 
-fn folded_eq(name: &[u8], folded: &[u8]) -> bool {
+/// Whether header `name` folds (`fold_name`) to `folded`, without allocating.
+pub fn folded_eq(name: &[u8], folded: &[u8]) -> bool {
     name.len() == folded.len() && folded_starts_with(name, folded)
 }
 
@@ -182,7 +179,8 @@ impl IdentityHeaders {
         for (name, keys) in &self.mappings {
             if let Some(v) = keys
                 .iter()
-                .find_map(|k| claims.get(k))
+                .filter(|k| is_vouched_for(claims, k))
+                .find_map(|k| claims.get(k.as_str()))
                 .and_then(claim_value)
             {
                 out.push((name.clone(), v));
@@ -196,6 +194,20 @@ impl IdentityHeaders {
         }
         out
     }
+}
+
+/// Whether Cognito vouches for claim `key`. A user can change their own `email` and
+/// `phone_number` (access tokens carry `aws.cognito.signin.user.admin`), so those identify
+/// someone only when `email_verified` / `phone_number_verified` is true (a JSON boolean, or
+/// the string `"true"` as Cognito writes it in id tokens).
+fn is_vouched_for(claims: &Map<String, Value>, key: &str) -> bool {
+    let flag = match key {
+        "email" => "email_verified",
+        "phone_number" => "phone_number_verified",
+        _ => return true,
+    };
+    matches!(claims.get(flag), Some(Value::Bool(true)))
+        || matches!(claims.get(flag), Some(Value::String(s)) if s == "true")
 }
 
 /// One claim as a header value: strings encoded, arrays joined with `,`, numbers and
@@ -220,47 +232,6 @@ fn claim_value(v: &Value) -> Option<HeaderValue> {
         }
         Value::Null | Value::Object(_) => None,
     }
-}
-
-/// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`. From a trusted proxy
-/// (an ALB), its `-Proto`/`-Host` are kept and its `-For` chain extended; from anyone else
-/// the client's values are replaced, so the app never believes a forged chain.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    trusted_peer: bool,
-    host: Option<&HeaderValue>,
-) {
-    let peer_s = peer.to_string();
-    let xff = match (trusted_peer, joined(headers, &X_FORWARDED_FOR)) {
-        (true, Some(prev)) => format!("{prev}, {peer_s}"),
-        _ => peer_s,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host.or_else(|| headers.get(HOST)).cloned() {
-            Some(h) => {
-                headers.insert(X_FORWARDED_HOST.clone(), h);
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
-    }
-}
-
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 #[cfg(test)]
@@ -389,6 +360,62 @@ mod tests {
     }
 
     #[test]
+    fn email_and_phone_only_when_verified() {
+        let ids = IdentityHeaders::new(&IdentityConfig {
+            headers: vec![
+                crate::config::HeaderClaim {
+                    name: "X-Auth-Email".into(),
+                    claims: vec!["email".into()],
+                },
+                crate::config::HeaderClaim {
+                    name: "X-Auth-Phone".into(),
+                    claims: vec!["phone_number".into()],
+                },
+            ],
+            ..IdentityConfig::default()
+        })
+        .expect("valid");
+        let cases = [
+            (json!({}), false),
+            (
+                json!({"email_verified": true, "phone_number_verified": true}),
+                true,
+            ),
+            (
+                json!({"email_verified": "true", "phone_number_verified": "true"}),
+                true,
+            ),
+            (
+                json!({"email_verified": false, "phone_number_verified": "false"}),
+                false,
+            ),
+            (
+                json!({"email_verified": "TRUE", "phone_number_verified": 1}),
+                false,
+            ),
+            (json!({"email_verified": null}), false),
+        ];
+        for (flags, shown) in cases {
+            let mut m = json!({"sub": "s", "email": "a@example.com", "phone_number": "+15550100"});
+            if let (Value::Object(m), Value::Object(f)) = (&mut m, &flags) {
+                m.extend(f.clone());
+            }
+            let Value::Object(m) = m else { unreachable!() };
+            let names: Vec<String> = ids
+                .values(&m)
+                .into_iter()
+                .map(|(k, _)| k.to_string())
+                .collect();
+            let want: Vec<String> = if shown {
+                vec!["x-auth-email".into(), "x-auth-phone".into()]
+            } else {
+                vec![]
+            };
+            assert_eq!(names, want, "{flags}");
+        }
+    }
+
+    #[test]
     fn values_follow_the_map_and_fallbacks() {
         let ids = IdentityHeaders::new(&IdentityConfig {
             claims_header: Some("x-auth-claims".into()),
@@ -424,30 +451,5 @@ mod tests {
         let decoded = URL_SAFE_NO_PAD.decode(&got[5].1).expect("b64");
         let back: Value = serde_json::from_slice(&decoded).expect("json");
         assert_eq!(back["sub"], "s-1");
-    }
-
-    #[test]
-    fn forwarded_headers_trust_only_trusted_peers() {
-        let peer: IpAddr = "10.0.0.9".parse().expect("ip");
-        let mut h = map(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("x-forwarded-proto", "https"),
-            ("host", "app.example"),
-        ]);
-        set_forwarded(&mut h, peer, false, None);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "app.example");
-
-        let mut h = map(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("x-forwarded-for", "5.6.7.8"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "public.example"),
-        ]);
-        set_forwarded(&mut h, peer, true, None);
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.9");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "public.example");
     }
 }

@@ -1,13 +1,15 @@
 //! cognito-sidecar: an authentication sidecar for apps behind AWS Cognito user pools.
 //!
 //! Data flows one way: `server` → `app` → `router` → `auth` (the login API, via `idp`) or
-//! `gate` (via `verify`) → `headers` → `proxy`. Errors become HTTP only in `error`.
+//! `gate` (via `verify`) → `forward` (what the app receives, with `headers`) → `proxy`.
+//! Errors become HTTP only in `error`.
 
 pub mod app;
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod gate;
 pub mod headers;
 pub mod idp;

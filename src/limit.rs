@@ -4,22 +4,15 @@
 //! Each key has a GCRA bucket (a rate per minute and a burst) held in a bounded moka cache, so
 //! a flood of distinct addresses or usernames costs bounded memory: the least recently used
 //! keys are forgotten, which can only ever let a forgotten key start afresh.
-//!
-//! Also decides which address a request comes from: the peer, unless the peer is a trusted
-//! proxy (an ALB), in which case `X-Forwarded-For` is read right to left, skipping trusted
-//! hops; the first untrusted address is the client's.
+//! Which address a request comes from is `forward::client_ip`'s call, beside the rules for
+//! the forwarded headers the app receives.
 
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
-use ipnet::IpNet;
 use moka::sync::Cache;
-
-use crate::headers::X_FORWARDED_FOR;
 
 /// One limit: `per_minute` requests sustained, `burst` at once. `per_minute == 0` disables it.
 #[derive(Debug, Clone, Copy)]
@@ -91,35 +84,9 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
     }
 }
 
-/// The client's address (see the module docs).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => client = ip,
-            Ok(ip) => return ip,
-            // Garbage in the chain: nothing left of it can be believed.
-            Err(_) => return client,
-        }
-    }
-    client
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn gcra_allows_the_burst_then_the_rate() {
@@ -167,39 +134,5 @@ mod tests {
         let buckets = l.buckets.as_ref().expect("enabled");
         buckets.run_pending_tasks();
         assert!(buckets.entry_count() <= 1000, "{}", buckets.entry_count());
-    }
-
-    #[test]
-    fn client_address_table() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).expect("value"));
-            m
-        };
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        let cases = [
-            // untrusted peer: its XFF is ignored
-            ("203.0.113.9", "1.1.1.1", "203.0.113.9"),
-            // trusted ALB: the right-most untrusted hop
-            ("10.0.1.5", "1.1.1.1", "1.1.1.1"),
-            ("10.0.1.5", "6.6.6.6, 1.1.1.1", "1.1.1.1"),
-            ("10.0.1.5", "6.6.6.6, 1.1.1.1, 10.0.2.2", "1.1.1.1"),
-            // all trusted: the left-most
-            ("10.0.1.5", "10.9.9.9", "10.9.9.9"),
-            // garbage stops the walk
-            ("10.0.1.5", "1.1.1.1, junk", "10.0.1.5"),
-        ];
-        for (peer, xff, want) in cases {
-            assert_eq!(
-                client_ip(ip(peer), &h(xff), &trusted),
-                ip(want),
-                "{peer} {xff}"
-            );
-        }
-        assert_eq!(
-            client_ip(ip("10.0.1.5"), &HeaderMap::new(), &trusted),
-            ip("10.0.1.5")
-        );
     }
 }

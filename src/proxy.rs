@@ -1,8 +1,9 @@
-//! Forwarding to the protected app: one pooled HTTP/1.1 client, built once; the URI rewrite
-//! and `Host` policy; streaming both ways; HTTP/1.1 upgrades spliced end to end after a 101.
+//! Forwarding to the protected app: one pooled HTTP/1.1 client, built once; streaming both
+//! ways; HTTP/1.1 upgrades spliced end to end after a 101.
 //!
-//! Knows nothing about tokens. The caller has already decided the request may pass and set
-//! its headers; this module only strips hop-by-hop headers from the response.
+//! Knows nothing about tokens, and does not edit the request: `forward::to_upstream` built it
+//! (URI, `Host`, every header). This module sends it and strips hop-by-hop headers from the
+//! response.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::header::{CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,25 +31,18 @@ pub enum ProxyError {
     Timeout,
     #[error("the upstream could not be reached")]
     Unavailable,
-    #[error("the upstream URI could not be built")]
-    BadUri,
 }
 
 /// The protected app.
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpConnector, Tracked>,
-    scheme: Scheme,
-    authority: Authority,
-    host: HeaderValue,
-    prefix: String,
     response_timeout: Duration,
-    preserve_host: bool,
 }
 
 impl Upstream {
-    /// Builds the pooled client. `uri` was validated as `http(s)://authority[/prefix]`.
-    pub fn new(uri: &Uri, cfg: &UpstreamConfig) -> Result<Self, ProxyError> {
+    /// Builds the pooled client.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
@@ -61,60 +54,21 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(http);
-        let authority = uri.authority().cloned().ok_or(ProxyError::BadUri)?;
-        Ok(Upstream {
+        Upstream {
             client,
-            scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
-            host: HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::BadUri)?,
-            authority,
-            prefix: uri.path().trim_end_matches('/').to_string(),
             response_timeout: cfg.response_timeout,
-            preserve_host: cfg.preserve_host,
-        })
-    }
-
-    fn target(&self, original: &Uri) -> Result<Uri, ProxyError> {
-        let pq = original
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
-        let pq: PathAndQuery = if self.prefix.is_empty() {
-            PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(pq.as_bytes()))
-        } else {
-            format!("{}{}", self.prefix, pq).parse()
         }
-        .map_err(|_| ProxyError::BadUri)?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| ProxyError::BadUri)
     }
 
-    /// Sends the request upstream and returns the response head with its body streaming.
-    /// An upgrade request (`upgrade == true`, headers already kept by the caller) that gets a
-    /// 101 is spliced to the client's connection in a spawned task.
+    /// Sends the request (built by `forward::to_upstream`) and returns the response head with
+    /// its body streaming. An upgrade request (`upgrade == true`) that gets a 101 is spliced
+    /// to the client's connection in a spawned task.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Body>, ProxyError> {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let uri = self.target(req.uri())?;
-        // HTTP/2 clients send `:authority` and no Host: give the app the host they asked for.
-        if !self.preserve_host {
-            req.headers_mut().insert(HOST, self.host.clone());
-        } else if !req.headers().contains_key(HOST) {
-            let host = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .unwrap_or_else(|| self.host.clone());
-            req.headers_mut().insert(HOST, host);
-        }
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
 
         // The deadline counts from the last request-body frame the upstream took, so an
         // upload longer than `response_timeout` is not cut while the app keeps reading it,
@@ -223,17 +177,4 @@ impl http_body::Body for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Whether an HTTP/1.1 request asks for a protocol upgrade (WebSocket and friends).
-pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(UPGRADE)
-        && req
-            .headers()
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }

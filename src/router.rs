@@ -1,12 +1,18 @@
 //! Where a request goes: the sidecar's own endpoints (health, auth API) or the gate, and which
 //! access rule applies. Pure: no I/O.
 //!
-//! Rules are matched on a normalized path (percent-decoded once, `\` read as `/`, `;params`
-//! dropped, dot segments resolved, duplicate slashes collapsed) so that `/public/../admin`,
-//! `/public/%2e%2e/admin`, `/public/..;/admin` or `//admin` cannot borrow a public rule. The
-//! upstream still receives the original path. Paths that stay ambiguous after one decoding
-//! (a `%` left over, NUL, invalid UTF-8) are refused.
+//! The app must act on exactly the request the rules were matched on, so the router never
+//! resolves anything the app might resolve differently: a path that is not already canonical
+//! is refused (`canonical_path`), never rewritten. Accepted paths are percent-decoded once for
+//! matching; what remains encoded is only what cannot appear raw in a path (spaces, non-ASCII,
+//! `?`, `#`, ...), which every app server decodes the same way. Methods must be upper-case
+//! tokens (`delete`, `Get` are refused: Django, Werkzeug and uWSGI upper-case them, so a rule
+//! keyed on `DELETE` would be dodged). A rule that lists `GET` also covers `HEAD` (Django and
+//! Rails run the GET handler for HEAD). Rules match case-insensitively unless
+//! `upstream.case_sensitive_paths` says the app is case-sensitive (Express, ASP.NET and IIS
+//! route `/ADMIN` to `/admin`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::Method;
@@ -56,12 +62,19 @@ pub enum Route {
     Gate(Rule),
 }
 
-/// A path that cannot be matched safely.
+/// Why a request cannot be routed safely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the request path is not acceptable")]
-pub struct BadPath;
+pub enum Refused {
+    /// The path is not in canonical form (see `canonical_path`).
+    #[error("the request path is not in canonical form")]
+    Path,
+    /// The method is not an upper-case token.
+    #[error("the request method is not an upper-case token")]
+    Method,
+}
 
 struct CompiledRule {
+    /// ASCII, lower-cased unless matching is case-sensitive.
     pattern: String,
     prefix: bool,
     methods: Vec<Method>,
@@ -73,12 +86,15 @@ pub struct Router {
     live: String,
     ready: String,
     auth_prefix: String,
+    case_sensitive: bool,
     rules: Vec<CompiledRule>,
 }
 
 impl Router {
-    /// Compiles the table from a validated configuration.
+    /// Compiles the table from a validated configuration (`Config::validate` checked that rule
+    /// paths are canonical ASCII and methods are tokens).
     pub fn new(cfg: &Config) -> Self {
+        let case_sensitive = cfg.upstream.case_sensitive_paths;
         let rules = cfg
             .routes
             .iter()
@@ -87,14 +103,23 @@ impl Router {
                     Some(p) => (p.to_string(), true),
                     None => (r.path.clone(), false),
                 };
+                let pattern = if case_sensitive {
+                    pattern
+                } else {
+                    pattern.to_ascii_lowercase()
+                };
+                let mut methods: Vec<Method> = r
+                    .methods
+                    .iter()
+                    .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                    .collect();
+                if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                    methods.push(Method::HEAD);
+                }
                 CompiledRule {
                     pattern,
                     prefix,
-                    methods: r
-                        .methods
-                        .iter()
-                        .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-                        .collect(),
+                    methods,
                     rule: match (r.access, r.groups.is_empty()) {
                         (Access::Public, _) => Rule::Public,
                         (Access::Authenticated, true) => Rule::Authenticated,
@@ -107,12 +132,16 @@ impl Router {
             live: cfg.health.live_path.clone(),
             ready: cfg.health.ready_path.clone(),
             auth_prefix: cfg.api.prefix.clone(),
+            case_sensitive,
             rules,
         }
     }
 
     /// Routes a request by method and raw path (without query).
-    pub fn route(&self, method: &Method, path: &str) -> Result<Route, BadPath> {
+    pub fn route(&self, method: &Method, path: &str) -> Result<Route, Refused> {
+        if !is_canonical_method(method) {
+            return Err(Refused::Method);
+        }
         let readable = method == Method::GET || method == Method::HEAD;
         let own = |route: Route| {
             Ok(if readable {
@@ -142,61 +171,162 @@ impl Router {
                 return Ok(Route::Auth(ep));
             }
         }
-        let normalized = normalize_path(path)?;
-        let rule = self
+        Ok(Route::Gate(self.rule_for(method, path)?))
+    }
+
+    /// The access rule for a path the gate handles: the first rule whose methods and path
+    /// match, else `Authenticated`.
+    pub fn rule_for(&self, method: &Method, path: &str) -> Result<Rule, Refused> {
+        let decoded = canonical_path(path).map_err(|_| Refused::Path)?;
+        let folded = match (self.case_sensitive, decoded.is_ascii()) {
+            (true, _) | (false, true) => decoded,
+            // Unicode letters that upper- or lower-case into ASCII (the Kelvin sign, the long
+            // s, the dotless i) are folded as case-insensitive servers fold them.
+            (false, false) => Cow::Owned(
+                decoded
+                    .chars()
+                    .flat_map(char::to_uppercase)
+                    .flat_map(char::to_lowercase)
+                    .collect(),
+            ),
+        };
+        let ci = !self.case_sensitive;
+        Ok(self
             .rules
             .iter()
             .find(|r| {
                 (r.methods.is_empty() || r.methods.contains(method))
-                    && pattern_matches(&r.pattern, r.prefix, &normalized)
+                    && pattern_matches(r, &folded, ci)
             })
             .map(|r| r.rule.clone())
-            .unwrap_or(Rule::Authenticated);
-        Ok(Route::Gate(rule))
+            .unwrap_or(Rule::Authenticated))
     }
 }
 
-fn pattern_matches(pattern: &str, prefix: bool, path: &str) -> bool {
-    if !prefix {
-        return path == pattern;
-    }
-    match path.strip_prefix(pattern) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || pattern.ends_with('/'),
-        None => false,
-    }
+/// Methods are case-sensitive tokens (RFC 9110 §9.1) and every standard one is upper case;
+/// servers that upper-case what they receive would run `delete` as `DELETE`.
+pub fn is_canonical_method(m: &Method) -> bool {
+    m.as_str().bytes().all(|b| !b.is_ascii_lowercase())
 }
 
-/// Normalizes a request path for rule matching (see the module docs).
-pub fn normalize_path(raw: &str) -> Result<String, BadPath> {
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| BadPath)?;
-    if decoded.contains('%') || decoded.bytes().any(|b| b.is_ascii_control()) {
+/// Whether `path` (decoded, folded like the pattern) is covered by a rule.
+///
+/// Exact rules match the path itself; `/x/*` matches `/x` and everything under it. Rules that
+/// need a token also cover what app servers route to the same handler: the path with or
+/// without one trailing slash (Express's non-strict routing, Django's `APPEND_SLASH`), and
+/// with a suffix that starts with `.` or a space on the matched segment (`/admin.json`:
+/// Rails' `(.:format)` and Spring's suffix patterns; `/admin.` and `/admin%20`: IIS trims
+/// trailing dots and spaces). Public rules match only exactly, so they never widen.
+fn pattern_matches(r: &CompiledRule, path: &str, ci: bool) -> bool {
+    let loose = r.rule != Rule::Public;
+    let suffix = |rest: &str| rest.starts_with(['.', ' ']);
+    if r.prefix {
+        // `pattern` is "" for `/*`, which covers everything.
+        return strip_prefix(path, &r.pattern, ci).is_some_and(|rest| {
+            rest.is_empty() || rest.starts_with('/') || (loose && suffix(rest))
+        });
+    }
+    if strip_prefix(path, &r.pattern, ci).is_some_and(str::is_empty) {
+        return true;
+    }
+    let base = r.pattern.trim_end_matches('/');
+    if !loose || base.is_empty() {
+        return false;
+    }
+    strip_prefix(path, base, ci)
+        .is_some_and(|rest| rest == "/" || (suffix(rest) && !rest.contains('/')))
+}
+
+/// `path` without the ASCII `pattern` at its start (ASCII case-insensitively if `ci`).
+fn strip_prefix<'a>(path: &'a str, pattern: &str, ci: bool) -> Option<&'a str> {
+    let head = path.as_bytes().get(..pattern.len())?;
+    let same = if ci {
+        head.eq_ignore_ascii_case(pattern.as_bytes())
+    } else {
+        head == pattern.as_bytes()
+    };
+    // After an ASCII byte the next index is a char boundary, so `get` cannot fail on a match.
+    same.then(|| path.get(pattern.len()..)).flatten()
+}
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request path is not in canonical form")]
+pub struct BadPath;
+
+/// Checks that `raw` (a request path, no query) is already canonical and returns it
+/// percent-decoded, the form rules are matched on. Refused:
+///
+/// * anything not starting with `/` (`*`, an empty path);
+/// * `.` and `..` segments, and empty segments (`//`) except a final trailing slash;
+/// * `\` and `;` (IIS and servlet containers read them as `/` and as path parameters);
+/// * percent-encodings of characters that may appear raw: letters, digits, `-._~` (so `%2e`,
+///   `%41dmin`), and of `/`, `\`, `;`, `%` (double encoding), and control characters;
+/// * a malformed `%` escape, or bytes that do not decode to UTF-8.
+///
+/// What is left encoded (`%20`, `%C3%A9`, `%3F`, `%40`, ...) decodes the same in every server,
+/// and rule paths (ASCII letters, digits, `-._~/`) can never contain it.
+pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, BadPath> {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') {
         return Err(BadPath);
     }
-    let mut out: Vec<&str> = Vec::new();
-    let unified = decoded.replace('\\', "/");
-    let trailing = unified.ends_with('/') || unified.ends_with("/.") || unified.ends_with("/..");
-    for seg in unified.split('/') {
-        // `/admin;jsessionid=x` and `/..;/` are read by servlet containers as `/admin`, `/../`.
-        let seg = seg.split(';').next().unwrap_or("");
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
+    let mut encoded = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    b.get(i + 1).and_then(|c| hex(*c)),
+                    b.get(i + 2).and_then(|c| hex(*c)),
+                ) else {
+                    return Err(BadPath);
+                };
+                let v = h << 4 | l;
+                if v.is_ascii_alphanumeric()
+                    || matches!(v, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b';' | b'%')
+                    || v.is_ascii_control()
+                {
+                    return Err(BadPath);
+                }
+                encoded = true;
+                i += 3;
+                continue;
             }
-            s => out.push(s),
+            b'\\' | b';' => return Err(BadPath),
+            c if c.is_ascii_control() => return Err(BadPath),
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+            return Err(BadPath);
         }
     }
-    let mut path = String::with_capacity(unified.len() + 1);
-    for s in &out {
-        path.push('/');
-        path.push_str(s);
+    let decoded = if encoded {
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| BadPath)?
+    } else {
+        Cow::Borrowed(raw)
+    };
+    // Unicode controls too: some servers read U+0085 (NEL) as a line break.
+    if !decoded.is_ascii() && decoded.chars().any(char::is_control) {
+        return Err(BadPath);
     }
-    if path.is_empty() || trailing {
-        path.push('/');
+    Ok(decoded)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
-    Ok(path)
 }
 
 #[cfg(test)]
@@ -205,132 +335,192 @@ mod tests {
     use crate::config::RouteRule;
 
     #[test]
-    fn normalization_table() {
-        let cases: &[(&str, Result<&str, BadPath>)] = &[
-            ("/", Ok("/")),
-            ("", Ok("/")),
-            ("/a/b", Ok("/a/b")),
-            ("/a/b/", Ok("/a/b/")),
-            ("//admin", Ok("/admin")),
-            ("/public/../admin", Ok("/admin")),
-            ("/public/%2e%2e/admin", Ok("/admin")),
-            ("/public/%2E%2E/admin", Ok("/admin")),
-            ("/public/..%2fadmin", Ok("/admin")),
-            ("/public/..;/admin", Ok("/admin")),
-            ("/public\\..\\admin", Ok("/admin")),
-            ("/admin;jsessionid=1", Ok("/admin")),
-            ("/a/./b/.", Ok("/a/b/")),
-            ("/../../etc", Ok("/etc")),
-            ("/a/..", Ok("/")),
-            ("/%E6%97%A5%E6%9C%AC", Ok("/日本")),
-            ("/public/%252e%252e/admin", Err(BadPath)),
-            ("/a%00b", Err(BadPath)),
-            ("/%ff", Err(BadPath)),
-            ("/a%0d%0ab", Err(BadPath)),
+    fn canonical_path_table() {
+        let ok: &[(&str, &str)] = &[
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/a.b/c..d/.e/f.", "/a.b/c..d/.e/f."),
+            ("/%E6%97%A5%E6%9C%AC", "/日本"),
+            ("/users/alice%40example.com", "/users/alice@example.com"),
+            ("/a%20b", "/a b"),
+            ("/q%3Fx", "/q?x"),
+            ("/%c3%a9", "/é"),
         ];
-        for (raw, want) in cases {
-            assert_eq!(
-                normalize_path(raw).as_deref().map_err(|e| *e),
-                *want,
-                "{raw}"
-            );
+        for (raw, want) in ok {
+            assert_eq!(canonical_path(raw).as_deref(), Ok(*want), "{raw}");
+        }
+        let refused = [
+            "",
+            "*",
+            "admin",
+            "//admin",
+            "/a//b",
+            "/public/../admin",
+            "/app/../public/x",
+            "/app/%2e%2e/public/x",
+            "/app/..%2fpublic/x",
+            "/app%2f..%2fpublic/x",
+            "/app/..;/public/x",
+            "/app\\..\\public/x",
+            "/app/./../public/x",
+            "/app/x/..%2F..%2Fpublic/x",
+            "/admin/%2E%2E/public/x",
+            "/a/.",
+            "/a/..",
+            "/.",
+            "/./a",
+            "/admin;jsessionid=1",
+            "/a%3bb",
+            "/a%5Cb",
+            "/a%2Fb",
+            "/%41dmin",
+            "/%61dmin",
+            "/a%7e",
+            "/a%2d",
+            "/a%5f",
+            "/a%30",
+            "/public/%252e%252e/admin",
+            "/a%25",
+            "/a%00b",
+            "/a%0d%0ab",
+            "/a%7f",
+            "/%ff",
+            "/%e6%97",
+            "/%C2%85",
+            "/a\u{85}",
+            "/a%2",
+            "/a%zz",
+        ];
+        for raw in refused {
+            assert_eq!(canonical_path(raw), Err(BadPath), "{raw:?}");
         }
     }
 
-    fn router() -> Router {
-        let mut c = Config::default();
-        let r = |path: &str, methods: &[&str], access, groups: &[&str]| RouteRule {
+    fn rule(path: &str, methods: &[&str], access: Access, groups: &[&str]) -> RouteRule {
+        RouteRule {
             path: path.into(),
             methods: methods.iter().map(|m| (*m).into()).collect(),
             access,
             groups: groups.iter().map(|g| (*g).into()).collect(),
-        };
+        }
+    }
+
+    fn router(case_sensitive: bool) -> Router {
+        let mut c = Config::default();
+        c.upstream.case_sensitive_paths = case_sensitive;
         c.routes = vec![
-            r("/public/*", &[], Access::Public, &[]),
-            r("/login", &["get"], Access::Public, &[]),
-            r("/admin/*", &[], Access::Authenticated, &["admin", "ops"]),
+            rule("/public/*", &[], Access::Public, &[]),
+            rule("/login", &["get"], Access::Public, &[]),
+            rule(
+                "/admin/*",
+                &["GET", "DELETE"],
+                Access::Authenticated,
+                &["admins"],
+            ),
+            rule("/reports", &[], Access::Authenticated, &["staff"]),
+            rule("/docs/", &[], Access::Public, &[]),
         ];
         Router::new(&c)
     }
 
     #[test]
     fn routing_table() {
-        let rt = router();
-        let groups = Rule::Groups(vec!["admin".to_string(), "ops".to_string()].into());
-        let cases: Vec<(Method, &str, Result<Route, BadPath>)> = vec![
-            (Method::GET, "/healthz", Ok(Route::Live)),
-            (Method::HEAD, "/healthz", Ok(Route::Live)),
+        let rt = router(false);
+        let admins = Rule::Groups(vec!["admins".to_string()].into());
+        let staff = Rule::Groups(vec!["staff".to_string()].into());
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).expect("method");
+        let cases: Vec<(&str, &str, Result<Route, Refused>)> = vec![
+            ("GET", "/healthz", Ok(Route::Live)),
+            ("HEAD", "/healthz", Ok(Route::Live)),
+            ("POST", "/healthz", Ok(Route::WrongMethod("GET, HEAD"))),
+            ("GET", "/api/user/openapi.json", Ok(Route::OpenApi)),
+            ("GET", "/readyz", Ok(Route::Ready)),
+            ("POST", "/api/user/login", Ok(Route::Auth(Endpoint::Login))),
+            ("GET", "/api/user/login", Ok(Route::Auth(Endpoint::Login))),
             (
-                Method::POST,
-                "/healthz",
-                Ok(Route::WrongMethod("GET, HEAD")),
-            ),
-            (Method::GET, "/api/user/openapi.json", Ok(Route::OpenApi)),
-            (Method::GET, "/readyz", Ok(Route::Ready)),
-            (
-                Method::POST,
-                "/api/user/login",
-                Ok(Route::Auth(Endpoint::Login)),
-            ),
-            (
-                Method::GET,
-                "/api/user/login",
-                Ok(Route::Auth(Endpoint::Login)),
-            ),
-            (
-                Method::POST,
+                "POST",
                 "/api/user/new-password",
                 Ok(Route::Auth(Endpoint::NewPassword)),
             ),
             (
-                Method::POST,
+                "POST",
                 "/api/user/refresh",
                 Ok(Route::Auth(Endpoint::Refresh)),
             ),
             (
-                Method::POST,
+                "POST",
                 "/api/user/logout",
                 Ok(Route::Auth(Endpoint::Logout)),
             ),
             (
-                Method::POST,
+                "POST",
                 "/api/user/other",
                 Ok(Route::Gate(Rule::Authenticated)),
             ),
-            (Method::GET, "/public", Ok(Route::Gate(Rule::Public))),
-            (Method::GET, "/public/app.js", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/public", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/public/", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/public/app.js", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/PUBLIC/app.js", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/publicity", Ok(Route::Gate(Rule::Authenticated))),
+            ("GET", "/public.x", Ok(Route::Gate(Rule::Authenticated))),
+            ("GET", "/login", Ok(Route::Gate(Rule::Public))),
+            ("HEAD", "/login", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/login/", Ok(Route::Gate(Rule::Authenticated))),
+            ("POST", "/login", Ok(Route::Gate(Rule::Authenticated))),
+            ("GET", "/docs/", Ok(Route::Gate(Rule::Public))),
+            ("GET", "/docs", Ok(Route::Gate(Rule::Authenticated))),
+            // The group rule covers HEAD with GET, every case, and the app's aliases.
+            ("GET", "/admin/x", Ok(Route::Gate(admins.clone()))),
+            ("HEAD", "/admin/x", Ok(Route::Gate(admins.clone()))),
+            ("DELETE", "/admin/x", Ok(Route::Gate(admins.clone()))),
+            ("POST", "/admin/x", Ok(Route::Gate(Rule::Authenticated))),
+            ("GET", "/ADMIN/x", Ok(Route::Gate(admins.clone()))),
+            ("GET", "/Admin/x", Ok(Route::Gate(admins.clone()))),
+            ("GET", "/admin", Ok(Route::Gate(admins.clone()))),
+            ("GET", "/admin.json", Ok(Route::Gate(admins.clone()))),
+            ("GET", "/admin%20/x", Ok(Route::Gate(admins.clone()))),
             (
-                Method::GET,
-                "/publicity",
+                "GET",
+                "/administrator",
                 Ok(Route::Gate(Rule::Authenticated)),
             ),
-            (
-                Method::GET,
-                "/public/../admin/x",
-                Ok(Route::Gate(groups.clone())),
-            ),
-            (
-                Method::GET,
-                "/public/%2e%2e/admin/",
-                Ok(Route::Gate(groups.clone())),
-            ),
-            (Method::GET, "//admin/", Ok(Route::Gate(groups.clone()))),
-            (
-                Method::GET,
-                "/public/..;/admin/a",
-                Ok(Route::Gate(groups.clone())),
-            ),
-            (Method::GET, "/login", Ok(Route::Gate(Rule::Public))),
-            (Method::POST, "/login", Ok(Route::Gate(Rule::Authenticated))),
-            (
-                Method::GET,
-                "/anything",
-                Ok(Route::Gate(Rule::Authenticated)),
-            ),
-            (Method::GET, "/public/%252e%252e/admin", Err(BadPath)),
+            ("GET", "/reports", Ok(Route::Gate(staff.clone()))),
+            ("GET", "/reports/", Ok(Route::Gate(staff.clone()))),
+            ("GET", "/reports.csv", Ok(Route::Gate(staff.clone()))),
+            ("GET", "/Reports.", Ok(Route::Gate(staff.clone()))),
+            ("GET", "/reports/x", Ok(Route::Gate(Rule::Authenticated))),
+            // Unicode letters that case-fold into ASCII fold like IIS/.NET fold them.
+            ("GET", "/adm%C4%B1n/x", Ok(Route::Gate(admins.clone()))),
+            ("GET", "/reportſ", Ok(Route::Gate(staff.clone()))),
+            // Refused before any rule is consulted.
+            ("GET", "/app/../public/x", Err(Refused::Path)),
+            ("GET", "/public/%2e%2e/admin", Err(Refused::Path)),
+            ("GET", "//admin/", Err(Refused::Path)),
+            ("GET", "/public/..;/admin/a", Err(Refused::Path)),
+            ("GET", "/api/user/login/../../admin", Err(Refused::Path)),
+            ("delete", "/admin/x", Err(Refused::Method)),
+            ("Get", "/admin/x", Err(Refused::Method)),
+            ("post", "/api/user/login", Err(Refused::Method)),
+            ("PROPFIND", "/x", Ok(Route::Gate(Rule::Authenticated))),
         ];
-        for (m, p, want) in cases {
-            assert_eq!(rt.route(&m, p), want, "{m} {p}");
+        for (method, p, want) in cases {
+            assert_eq!(rt.route(&m(method), p), want, "{method} {p}");
         }
+    }
+
+    #[test]
+    fn case_sensitive_matching_when_the_app_is() {
+        let rt = router(true);
+        let admins = Rule::Groups(vec!["admins".to_string()].into());
+        assert_eq!(rt.route(&Method::GET, "/admin/x"), Ok(Route::Gate(admins)));
+        assert_eq!(
+            rt.route(&Method::GET, "/ADMIN/x"),
+            Ok(Route::Gate(Rule::Authenticated))
+        );
+        assert_eq!(
+            rt.route(&Method::GET, "/Public/x"),
+            Ok(Route::Gate(Rule::Authenticated))
+        );
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Env {
     jwks: JwksServer,
@@ -48,20 +47,7 @@ async fn get(
 /// Sends raw bytes (for paths and headers a client library would normalize) and returns the
 /// status code.
 async fn raw(sc: &Sidecar, request: String) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(sc.addr)
-        .await
-        .expect("connect");
-    s.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf);
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line")
+    send_raw(sc.addr, &request).await.0
 }
 
 fn raw_get(path: &str, extra: &str) -> String {
@@ -388,6 +374,7 @@ async fn id_tokens_when_configured_check_aud() {
     let id = json!({
         "iss": ISSUER, "sub": "u-4", "aud": CLIENT_ID, "token_use": "id", "iat": t, "exp": t + 600,
         "cognito:username": "alice", "email": "alice@example.com", "cognito:groups": ["a", "b"],
+        "email_verified": true,
     });
     let (s, _, _) = get(&e.sc, "/x", Some(&mint("key1", "k1", &id))).await;
     assert_eq!(s, 200);
@@ -396,6 +383,20 @@ async fn id_tokens_when_configured_check_aud() {
     assert_eq!(seen.header("x-auth-email"), Some("alice@example.com"));
     assert_eq!(seen.header("x-auth-groups"), Some("a,b"));
     assert_eq!(seen.header("x-auth-client-id"), Some(CLIENT_ID));
+    // An email the user set themselves (not verified) identifies no one.
+    for unverified in [json!(false), json!("false"), Value::Null] {
+        let token = mint(
+            "key1",
+            "k1",
+            &with(id.clone(), |m| {
+                m.insert("email_verified".into(), unverified.clone());
+            }),
+        );
+        assert_eq!(get(&e.sc, "/x", Some(&token)).await.0, 200);
+        let seen = e.echo.last();
+        assert_eq!(seen.header("x-auth-email"), None, "{unverified}");
+        assert_eq!(seen.header("x-auth-username"), Some("alice"));
+    }
     let wrong_aud = with(id.clone(), |m| {
         m.insert("aud".into(), json!("other"));
     });
@@ -659,9 +660,15 @@ async fn groups_routes_and_path_tricks() {
         );
     }
     assert_eq!(e.echo.count(), before, "a path trick reached the app");
-    // The app receives the original path, not the normalized one.
-    assert_eq!(raw(&e.sc, raw_get("/public/a/../b", "")).await, 200);
-    assert_eq!(e.echo.last().path, "/public/a/../b");
+    // Non-canonical paths are refused, never rewritten; canonical ones reach the app byte for
+    // byte, query included.
+    assert_eq!(raw(&e.sc, raw_get("/public/a/../b", "")).await, 400);
+    assert_eq!(e.echo.count(), before);
+    assert_eq!(
+        raw(&e.sc, raw_get("/public/a%20b/%C3%A9?x=%2e%2e&y=/../", "")).await,
+        200
+    );
+    assert_eq!(e.echo.last().path, "/public/a%20b/%C3%A9?x=%2e%2e&y=/../");
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ fn codes_in_source() -> BTreeSet<String> {
         "src/error.rs",
         "src/auth.rs",
         "src/app.rs",
+        "src/forward.rs",
         "src/server.rs",
         "src/limit.rs",
     ] {

@@ -10,13 +10,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cognito_sidecar::config::{Access, Config, HeaderClaim, IdentityConfig, RouteRule};
+use cognito_sidecar::forward::{to_upstream, Decision, Policy};
 use cognito_sidecar::headers::{encode_value, fold_name, strip_hop_by_hop, IdentityHeaders};
-use cognito_sidecar::router::{normalize_path, Route, Router, Rule};
+use cognito_sidecar::router::{canonical_path, Route, Router};
 use cognito_sidecar::verify::{
     bearer, bearer_value, Claims, JwksCache, JwksSettings, Verifier, VerifierSettings, VerifyError,
 };
@@ -777,61 +779,217 @@ fn raw_path() -> impl Strategy<Value = String> {
     ]
 }
 
-fn public_router() -> Router {
-    let c = Config {
-        routes: vec![
-            RouteRule {
-                path: "/public/*".into(),
-                methods: vec![],
-                access: Access::Public,
-                groups: vec![],
-            },
-            RouteRule {
-                path: "/admin/*".into(),
-                methods: vec![],
-                access: Access::Authenticated,
-                groups: vec!["admin".into()],
-            },
-        ],
+fn routes() -> Vec<RouteRule> {
+    vec![
+        RouteRule {
+            path: "/public/*".into(),
+            methods: vec![],
+            access: Access::Public,
+            groups: vec![],
+        },
+        RouteRule {
+            path: "/admin/*".into(),
+            methods: vec!["GET".into(), "DELETE".into()],
+            access: Access::Authenticated,
+            groups: vec!["admins".into()],
+        },
+    ]
+}
+
+fn policy_config() -> Config {
+    let mut c = Config {
+        routes: routes(),
         ..Config::default()
     };
-    Router::new(&c)
+    c.upstream.url = "http://127.0.0.1:3000/base".into();
+    c
+}
+
+/// The most lenient reading of a path any app server might make: percent-decoded (once),
+/// `\` as `/`, `;params` dropped, dot segments resolved, empty segments collapsed.
+fn app_view(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    let unified = decoded.replace('\\', "/");
+    let trailing = unified.ends_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for seg in unified.split('/') {
+        match seg.split(';').next().unwrap_or("") {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path: String = out.iter().map(|s| format!("/{s}")).collect();
+    if path.is_empty() || trailing && path != "/" {
+        path.push('/');
+    }
+    Some(path)
+}
+
+fn header_name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "x-auth-sub",
+        "X_Auth_Sub",
+        "x.auth.groups",
+        "X-Auth-Email",
+        "x-original-url",
+        "X_Original_URL",
+        "x.rewrite.url",
+        "x-http-method-override",
+        "X_HTTP_Method_Override",
+        "x-method-override",
+        "x-forwarded-for",
+        "X_Forwarded_For",
+        "x.forwarded.host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "connection",
+        "upgrade",
+        "http2-settings",
+        "te",
+        "keep-alive",
+        "host",
+        "authorization",
+        "x-request-id",
+        "x-custom",
+        "accept",
+        "cookie",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn header_value() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "1",
+        "upgrade",
+        "Upgrade, HTTP2-Settings",
+        "h2c",
+        "websocket",
+        "close, x-custom",
+        "x-auth-sub",
+        "/admin/x",
+        "DELETE",
+        "1.2.3.4",
+        "https",
+        "evil.example",
+        "trailers",
+        "Bearer abc.def.ghi",
+        "app.example:8080",
+    ])
+    .prop_map(str::to_owned)
 }
 
 proptest! {
     #![proptest_config(cases(4096))]
 
     #[test]
-    fn normalized_paths_are_canonical(raw in raw_path()) {
-        let Ok(p) = normalize_path(&raw) else {
+    fn canonical_paths_mean_the_same_to_every_app(raw in raw_path()) {
+        let Ok(decoded) = canonical_path(&raw) else {
             return Ok(());
         };
-        prop_assert!(p.starts_with('/'), "{p:?}");
-        for bad in ["//", "/../", "/./", "\\", "%"] {
-            prop_assert!(!p.contains(bad), "{raw:?} -> {p:?} contains {bad:?}");
+        prop_assert!(raw.starts_with('/'), "{raw:?}");
+        for bad in ["//", "/./", "/../", "\\", ";"] {
+            prop_assert!(!raw.contains(bad), "{raw:?} accepted with {bad:?}");
         }
-        prop_assert!(!p.ends_with("/..") && !p.ends_with("/."), "{raw:?} -> {p:?}");
-        prop_assert!(!p.chars().any(|c| c.is_ascii_control()), "{raw:?} -> {p:?}");
-        let again = normalize_path(&p);
-        prop_assert_eq!(again.as_deref(), Ok(p.as_str()), "not idempotent for {:?}", raw);
+        prop_assert!(!decoded.chars().any(|c| c.is_control()), "{raw:?}");
+        // However leniently an app reads it, it reads the path the rules were matched on.
+        let seen = app_view(&raw);
+        prop_assert_eq!(seen.as_deref(), Some(decoded.as_ref()), "{:?}", raw);
     }
 
     #[test]
-    fn only_paths_under_public_route_public(
+    fn the_app_receives_what_the_rule_authorized(
         raw in raw_path(),
-        method in prop::sample::select(vec![Method::GET, Method::POST, Method::DELETE, Method::OPTIONS]),
+        query in prop::option::of("[a-z=&%/.]{0,8}"),
+        method in prop::sample::select(vec![
+            "GET", "HEAD", "POST", "DELETE", "OPTIONS", "PROPFIND", "get", "Delete",
+        ]),
+        headers in prop::collection::vec((header_name(), header_value()), 0..12),
+        verified in any::<bool>(),
     ) {
-        let router = public_router();
-        let routed = router.route(&method, &raw);
-        if let Ok(Route::Gate(Rule::Public)) = &routed {
-            let p = normalize_path(&raw).expect("routed paths normalize");
-            prop_assert!(p == "/public" || p.starts_with("/public/"), "{raw:?} ({p:?}) routed Public");
+        let cfg = policy_config();
+        let router = Router::new(&cfg);
+        let ids = Arc::new(IdentityHeaders::new(&cfg.identity).expect("identity"));
+        let upstream: http::Uri = cfg.upstream.url.parse().expect("uri");
+        let policy = Policy::new(&cfg, &upstream, Arc::clone(&ids)).expect("policy");
+        let target = match &query {
+            Some(q) => format!("{raw}?{q}"),
+            None => raw.clone(),
+        };
+        let mut builder = http::Request::builder().method(method).uri(target.as_str());
+        for (k, v) in &headers {
+            builder = builder.header(k.as_str(), v.as_str());
         }
-        // Routing the normalized path gives the same gate rule.
-        if let (Ok(Route::Gate(rule)), Ok(p)) = (&routed, normalize_path(&raw)) {
-            if let Ok(Route::Gate(again)) = router.route(&method, &p) {
-                prop_assert_eq!(rule, &again, "{:?} vs {:?}", raw, p);
+        let Ok(req) = builder.body(()) else {
+            return Ok(());
+        };
+        let (parts, ()) = req.into_parts();
+        let Ok(Route::Gate(rule)) = router.route(&parts.method, parts.uri.path()) else {
+            return Ok(());
+        };
+        let sent_path = parts.uri.path().to_owned();
+        let sent_query = parts.uri.query().map(str::to_owned);
+        let identity = [
+            (HeaderName::from_static("x-auth-sub"), HeaderValue::from_static("the-sub")),
+            (HeaderName::from_static("x-auth-groups"), HeaderValue::from_static("admins")),
+        ];
+        let request_id = HeaderValue::from_static("rid-1");
+        let decision = Decision {
+            identity: verified.then_some(&identity[..]),
+            peer: "203.0.113.7".parse().expect("ip"),
+            request_id: &request_id,
+        };
+        let Ok(out) = to_upstream(parts, &decision, &policy) else {
+            return Ok(());
+        };
+        let up = &out.parts;
+        // The path, byte for byte under the prefix, and the query unchanged.
+        let path = up.uri.path().strip_prefix("/base").expect("prefix");
+        prop_assert_eq!(path, sent_path.as_str());
+        prop_assert_eq!(up.uri.query(), sent_query.as_deref());
+        // The app's most lenient reading routes to the rule that authorized the request.
+        let seen = app_view(path).expect("decodes");
+        let again = router.rule_for(&up.method, &seen);
+        prop_assert_eq!(again.as_ref(), Ok(&rule), "{:?} read as {:?}", path, seen);
+        prop_assert_eq!(up.method.as_str(), method);
+        // No client-sent header from the never-forward list or the identity namespace.
+        for (name, value) in &up.headers {
+            let folded = fold_name(name.as_str());
+            if ids.is_identity(name.as_str()) {
+                prop_assert!(verified, "{name} reached the app without a verified token");
+                prop_assert!(
+                    identity.iter().any(|(n, v)| n == name && v == value),
+                    "{name}: {value:?} is not the gate's"
+                );
             }
+            if folded == "x-forwarded-for" {
+                prop_assert_eq!(value, "203.0.113.7");
+            }
+            let ours = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+            let never = cfg.upstream.never_forward.contains(&folded)
+                || (folded.starts_with("x-forwarded-") && !ours.contains(&folded.as_str()));
+            prop_assert!(!never, "{name} reached the app");
+            prop_assert_eq!(name.as_str(), folded.as_str(), "a non-canonical spelling reached the app");
+            for hop in ["connection", "keep-alive", "http2-settings", "proxy-connection"] {
+                prop_assert!(name.as_str() != hop || out.upgrade, "{name} reached the app");
+            }
+        }
+        if !verified {
+            prop_assert!(!up.headers.contains_key(AUTHORIZATION));
+        }
+        if out.upgrade {
+            prop_assert_eq!(&up.method, &Method::GET);
+            prop_assert_eq!(up.headers.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        } else {
+            prop_assert!(!up.headers.contains_key("upgrade"));
         }
     }
 }
@@ -914,8 +1072,16 @@ proptest! {
                 .map(|(_, v)| v.to_str().expect("ascii").to_string())
         };
         for h in &cfg.headers {
-            // The first claim present decides (a null or object there gives no header).
-            let claim = h.claims.iter().find_map(|k| claims.get(k));
+            // The first claim present decides (a null or object there gives no header);
+            // `email` and `phone_number` count only when Cognito verified them.
+            let verified = |k: &str| match k {
+                "email" | "phone_number" => matches!(
+                    claims.get(&format!("{k}_verified")),
+                    Some(Value::Bool(true))
+                ) || claims.get(&format!("{k}_verified")) == Some(&json!("true")),
+                _ => true,
+            };
+            let claim = h.claims.iter().filter(|k| verified(k)).find_map(|k| claims.get(k));
             let value = find(&h.name);
             match claim {
                 Some(Value::String(s)) => prop_assert_eq!(value.map(|v| decode(&v)), Some(s.clone())),

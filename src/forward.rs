@@ -1,0 +1,441 @@
+//! What the app receives. `to_upstream` is the one function that turns the client's request
+//! and the gate's decision into the request sent to the app, and nothing else edits it: the
+//! app acts on exactly what the gate authorized, in canonical form, and anything the gate
+//! cannot vouch for is removed or refused. Pure: no I/O, no clock.
+//!
+//! In this order:
+//!
+//! 1. **Method**: an upper-case token, unchanged (`delete`, `Get` are refused).
+//! 2. **Path**: already canonical (`router::canonical_path`) or refused; forwarded byte for
+//!    byte after the upstream's path prefix, with the query unchanged.
+//! 3. **Host**: the request-target's authority (absolute form, HTTP/2 `:authority`), else
+//!    the one `Host` header (several are refused); the upstream's authority instead unless
+//!    `upstream.preserve_host`.
+//! 4. **Upgrade**: kept only for an HTTP/1.1 `GET` without a body whose one `Upgrade`
+//!    protocol is in `upstream.upgrades` (default `websocket`); otherwise the request goes
+//!    on as plain HTTP without its upgrade headers (`h2c` is never forwarded).
+//! 5. **Hop-by-hop** headers (RFC 9110 §7.6.1, every name listed in `Connection`,
+//!    `HTTP2-Settings`).
+//! 6. **Never forwarded**: `upstream.never_forward` (re-routing, re-method, re-addressing
+//!    headers), in every spelling (case, `_`, `.`).
+//! 7. **Forwarded headers**: every spelling of `X-Forwarded-For/-Proto/-Host/-Port` and
+//!    `Forwarded` is removed; from a trusted proxy the canonical values listed in
+//!    `server.trusted_forwarded_headers` are kept, the rest written by the sidecar.
+//! 8. **Identity**: every header in the identity namespace is removed, then the verified
+//!    token's headers are added.
+//! 9. **Authorization**: kept when its token verified (`upstream.forward_authorization`),
+//!    else removed unless `upstream.forward_unverified_authorization`.
+//! 10. **Request id**: the sanitized `X-Request-Id`; the version is HTTP/1.1.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+    UPGRADE,
+};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Uri, Version};
+use ipnet::IpNet;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::headers::{self, fold_name, IdentityHeaders};
+use crate::router;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The forwarded headers the sidecar owns; `server.trusted_forwarded_headers` picks from these.
+pub const FORWARDED_FAMILY: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+];
+
+/// Where the app is and what it may receive, compiled once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream URL's path, without a trailing `/` ("" for none).
+    prefix: String,
+    host: HeaderValue,
+    preserve_host: bool,
+    forward_authorization: bool,
+    forward_unverified_authorization: bool,
+    /// Lower case.
+    upgrades: Vec<String>,
+    /// Folded (`headers::fold_name`).
+    never_forward: Vec<Vec<u8>>,
+    trusted_proxies: Vec<IpNet>,
+    /// For, Proto, Host, Port: kept from a trusted proxy.
+    trust: [bool; 4],
+    identity: Arc<IdentityHeaders>,
+}
+
+/// What the router and the gate decided about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// The identity headers of the verified token, if a token verified.
+    pub identity: Option<&'a [(HeaderName, HeaderValue)]>,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The request id (already sanitized, see `request_id`).
+    pub request_id: &'a HeaderValue,
+}
+
+/// The request head to send to the app.
+#[derive(Debug)]
+pub struct Outbound {
+    pub parts: Parts,
+    /// Whether the request is a protocol upgrade the proxy splices after a 101.
+    pub upgrade: bool,
+}
+
+impl Policy {
+    /// Compiles the policy; `upstream` is the validated `upstream.url`.
+    pub fn new(
+        cfg: &Config,
+        upstream: &Uri,
+        identity: Arc<IdentityHeaders>,
+    ) -> Result<Self, &'static str> {
+        let authority = upstream
+            .authority()
+            .cloned()
+            .ok_or("the upstream URL has no authority")?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| "the upstream authority is not a header value")?;
+        let trusted = |name: &str| {
+            cfg.server
+                .trusted_forwarded_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+        };
+        let u = &cfg.upstream;
+        Ok(Policy {
+            scheme: upstream.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority,
+            prefix: upstream.path().trim_end_matches('/').to_string(),
+            host,
+            preserve_host: u.preserve_host,
+            forward_authorization: u.forward_authorization,
+            forward_unverified_authorization: u.forward_unverified_authorization,
+            upgrades: u.upgrades.iter().map(|p| p.to_ascii_lowercase()).collect(),
+            never_forward: u
+                .never_forward
+                .iter()
+                .map(|h| fold_name(h).into_bytes())
+                .collect(),
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            trust: FORWARDED_FAMILY.map(trusted),
+            identity,
+        })
+    }
+
+    /// Whether `peer` is a trusted proxy.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// The client's address for rate limits (see `client_ip`).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.trust[0] {
+            client_ip(peer, headers, &self.trusted_proxies)
+        } else {
+            peer
+        }
+    }
+
+    fn never_forward(&self, name: &str) -> bool {
+        let n = name.as_bytes();
+        self.never_forward.iter().any(|f| headers::folded_eq(n, f))
+    }
+}
+
+/// Builds the request the app receives (see the module docs for the rules and their order).
+pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Outbound, ApiError> {
+    // 1. Method.
+    if !router::is_canonical_method(&parts.method) {
+        return Err(invalid_method());
+    }
+    // 2. Path.
+    let path = parts.uri.path();
+    router::canonical_path(path).map_err(|_| invalid_path())?;
+    let pq = match (p.prefix.is_empty(), parts.uri.query()) {
+        (true, None) => {
+            PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(path.as_bytes()))
+        }
+        (true, Some(q)) => format!("{path}?{q}").parse(),
+        (false, None) => format!("{}{path}", p.prefix).parse(),
+        (false, Some(q)) => format!("{}{path}?{q}", p.prefix).parse(),
+    }
+    .map_err(|_| invalid_path())?;
+    let uri = Uri::builder()
+        .scheme(p.scheme.clone())
+        .authority(p.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| invalid_path())?;
+
+    // 3. Host.
+    let h = &mut parts.headers;
+    let mut hosts = h.get_all(HOST).iter();
+    let (first, more) = (hosts.next(), hosts.next().is_some());
+    if more {
+        return Err(ApiError::bad_request(
+            "invalid_host",
+            "the request has more than one Host header",
+        ));
+    }
+    let client_host = match parts.uri.authority() {
+        Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| invalid_host())?),
+        None => first.cloned(),
+    };
+    if let Some(v) = &client_host {
+        if !valid_host(v) {
+            return Err(invalid_host());
+        }
+    }
+
+    // 4. Upgrade.
+    let upgrade = is_allowed_upgrade(&parts.method, parts.version, h, &p.upgrades);
+
+    // 5. Hop-by-hop.
+    headers::strip_hop_by_hop(h, upgrade);
+
+    // 6 + 7 (removal). One pass: never-forward names, every spelling of the forwarded
+    // family, and `Forwarded`; trusted canonical values are read first.
+    let trusted = p.is_trusted(d.peer);
+    let kept: [Option<String>; 4] = std::array::from_fn(|i| {
+        (trusted && p.trust[i])
+            .then(|| joined(h, FORWARDED_FAMILY[i]))
+            .flatten()
+    });
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            p.never_forward(n)
+                || n.eq_ignore_ascii_case("forwarded")
+                || FORWARDED_FAMILY
+                    .iter()
+                    .any(|f| headers::folded_eq(n.as_bytes(), f.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
+        h.remove(name);
+    }
+
+    // 7 (writing).
+    let [prev_for, proto, fwd_host, port] = kept;
+    let peer = d.peer.to_string();
+    let xff = match prev_for {
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    let proto = match proto.as_deref().map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(v) = fwd_host
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+        .or_else(|| client_host.clone())
+    {
+        h.insert(X_FORWARDED_HOST.clone(), v);
+    }
+    if let Some(v) = port
+        .filter(|v| !v.is_empty() && v.len() <= 5 && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        h.insert(X_FORWARDED_PORT.clone(), v);
+    }
+
+    // 8. Identity.
+    let stripped = p.identity.strip(h);
+    if stripped > 0 {
+        tracing::debug!(stripped, "removed client-sent identity headers");
+    }
+    if let Some(identity) = d.identity {
+        for (name, value) in identity {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+
+    // 9. Authorization.
+    let keep_authorization = if d.identity.is_some() {
+        p.forward_authorization
+    } else {
+        p.forward_unverified_authorization
+    };
+    if !keep_authorization {
+        h.remove(AUTHORIZATION);
+    }
+
+    // 10. Host, request id, version, URI.
+    let host = match (&client_host, p.preserve_host) {
+        (Some(v), true) => v.clone(),
+        _ => p.host.clone(),
+    };
+    h.insert(HOST, host);
+    h.insert(X_REQUEST_ID.clone(), d.request_id.clone());
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    Ok(Outbound { parts, upgrade })
+}
+
+fn invalid_path() -> ApiError {
+    ApiError::bad_request(
+        "invalid_path",
+        "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
+    )
+}
+
+fn invalid_method() -> ApiError {
+    ApiError::bad_request(
+        "invalid_method",
+        "the request method must be an upper-case token",
+    )
+}
+
+fn invalid_host() -> ApiError {
+    ApiError::bad_request(
+        "invalid_host",
+        "the request's Host is not a valid authority",
+    )
+}
+
+/// Whether the request is a protocol upgrade the app may see: HTTP/1.1, `GET`, no body,
+/// `Connection: upgrade`, and exactly one `Upgrade` protocol, in `allowed`.
+fn is_allowed_upgrade(m: &Method, v: Version, h: &HeaderMap, allowed: &[String]) -> bool {
+    if v != Version::HTTP_11 || m != Method::GET {
+        return false;
+    }
+    let has_body = h.contains_key(TRANSFER_ENCODING)
+        || h.get_all(CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0");
+    if has_body {
+        return false;
+    }
+    let connection_upgrade = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut values = h.get_all(UPGRADE).iter();
+    match (connection_upgrade, values.next(), values.next()) {
+        (true, Some(v), None) => v.to_str().is_ok_and(|v| {
+            let v = v.trim();
+            !v.contains(',') && allowed.iter().any(|a| a.eq_ignore_ascii_case(v))
+        }),
+        _ => false,
+    }
+}
+
+/// All values of the canonically spelled header `name`, joined with `, `.
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The request's client address: the peer, unless the peer is a trusted proxy (an ALB), in
+/// which case `X-Forwarded-For` is read right to left, skipping trusted hops; the first
+/// untrusted address is the client's. Garbage in the chain stops the walk.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage in the chain: nothing left of it can be believed.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
+/// The client's `X-Request-Id` if it is 1 to 128 visible ASCII characters, else a new UUID.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(&X_REQUEST_ID) {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 128
+                && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+        {
+            v.clone()
+        }
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-")),
+    }
+}
+
+/// A `Host` value must be an authority (`host[:port]`) and not `user@host`.
+fn valid_host(v: &HeaderValue) -> bool {
+    Authority::try_from(v.as_bytes()).is_ok_and(|a| !a.as_str().contains('@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_address_table() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).expect("value"));
+            m
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let cases = [
+            // untrusted peer: its XFF is ignored
+            ("203.0.113.9", "1.1.1.1", "203.0.113.9"),
+            // trusted ALB: the right-most untrusted hop
+            ("10.0.1.5", "1.1.1.1", "1.1.1.1"),
+            ("10.0.1.5", "6.6.6.6, 1.1.1.1", "1.1.1.1"),
+            ("10.0.1.5", "6.6.6.6, 1.1.1.1, 10.0.2.2", "1.1.1.1"),
+            // all trusted: the left-most
+            ("10.0.1.5", "10.9.9.9", "10.9.9.9"),
+            // garbage stops the walk
+            ("10.0.1.5", "1.1.1.1, junk", "10.0.1.5"),
+        ];
+        for (peer, xff, want) in cases {
+            assert_eq!(
+                client_ip(ip(peer), &h(xff), &trusted),
+                ip(want),
+                "{peer} {xff}"
+            );
+        }
+        assert_eq!(
+            client_ip(ip("10.0.1.5"), &HeaderMap::new(), &trusted),
+            ip("10.0.1.5")
+        );
+    }
+}
