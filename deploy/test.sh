@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # THE test command: starts moto (the Cognito emulator) on a free loopback port, then runs
-# `cargo test --locked --all-targets` with extra arguments passed through, e.g.
+# `cargo test --locked` with extra arguments passed through, e.g.
 #
-#   deploy/test.sh                      # everything
-#   deploy/test.sh login -- --nocapture # a filter and test-binary flags
+#   deploy/test.sh                      # everything: all targets, schemathesis, cfn-lint
+#   deploy/test.sh login -- --nocapture # a filter and test-binary flags, all targets
+#   deploy/test.sh --test gate          # one suite only
+#   deploy/test.sh --lib                # the unit tests only
 #
+# `--all-targets` is added unless an argument before `--` selects targets itself (`--test`,
+# `--tests`, `--lib`, `--bin`, `--bins`, `--bench`, `--benches`, `--example`, `--examples`,
+# `--doc`, `--all-targets`); cargo would otherwise run every target whatever was selected.
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
-# and .venv/bin first on PATH. When cargo test passes, tests/contract/schemathesis.sh fuzzes
-# the auth API against its OpenAPI document, and cfn-lint checks
-# deploy/cloudformation.yaml (errors and warnings both fail; it uses the specs it ships and
-# fetches nothing).
+# and .venv/bin first on PATH. When cargo test passes and no targets were selected,
+# tests/contract/schemathesis.sh fuzzes the auth API against its OpenAPI document, and cfn-lint
+# checks deploy/cloudformation.yaml (errors and warnings both fail; it uses the specs it ships
+# and fetches nothing); with a target selection these two steps are skipped.
 # Exits with the first failing step's status (cargo, schemathesis, cfn-lint); moto is stopped on
 # the way out.
 set -euo pipefail
@@ -54,12 +59,31 @@ moto_pid="$(cat "$work/moto.pid" 2>/dev/null || true)"
 
 export MOTO_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+export AWS_REGION=us-east-1
 
 export PATH="$REPO/.venv/bin:$PATH"
 
+# Did the caller choose targets? Only arguments before `--` are cargo's.
+selected=0
+for arg in "$@"; do
+    case "$arg" in
+    --) break ;;
+    --test | --test=* | --tests | --lib | --bin | --bin=* | --bins | --bench | --bench=* | \
+        --benches | --example | --example=* | --examples | --doc | --all-targets)
+        selected=1
+        ;;
+    esac
+done
+targets=()
+((selected)) || targets=(--all-targets)
+
 status=0
-cargo test --locked --all-targets "$@" || status=$?
+cargo test --locked "${targets[@]}" "$@" || status=$?
 ((status == 0)) || exit
+if ((selected)); then
+    echo "targets selected: schemathesis and cfn-lint skipped (run deploy/test.sh alone for them)"
+    exit
+fi
 
 # The published contract: schemathesis against the debug binary, backed by moto.
 contract_status=0

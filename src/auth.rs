@@ -186,7 +186,9 @@ impl AuthApi {
 
     async fn logout(&self, req: Request<Incoming>) -> Result<Answer, ApiError> {
         let token = verify::bearer(req.headers(), self.max_token_bytes)?;
-        let id = self.gate.check(token).await?;
+        // Always as an access token: GlobalSignOut takes nothing else, even when the gate
+        // accepts only id tokens (`verify.token_use = ["id"]`).
+        let claims = self.gate.check_access(token).await?;
         match self.idp.global_sign_out(token).await {
             Ok(()) => {}
             Err(IdpError::NotAuthorized | IdpError::UserNotFound) => {
@@ -197,10 +199,10 @@ impl AuthApi {
             }
             Err(e) => return Err(e.into()),
         }
-        self.gate.revoke(&id.claims);
+        self.gate.revoke(&claims);
         Ok((
             json(StatusCode::OK, &serde_json::json!({ "ok": true })),
-            Some(id.claims.sub.clone()),
+            Some(claims.sub),
         ))
     }
 

@@ -192,7 +192,9 @@ pub struct VerifyConfig {
     pub max_token_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub jwks_refresh_interval: Duration,
-    /// Minimum time between two fetches caused by unknown `kid`s (and between start-up retries).
+    /// Minimum time between two fetches caused by unknown `kid`s. Start-up retries are not
+    /// spaced by it: until the first keys arrive the fetch is retried every second (or every
+    /// cooldown, if shorter, at least 100 ms): protected requests fail until then.
     #[serde(with = "humantime_serde")]
     pub jwks_cooldown: Duration,
     #[serde(with = "humantime_serde")]
@@ -405,14 +407,17 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Where `/metrics` is served; unset turns the admin listener off.
-    pub listen: Option<SocketAddr>,
+    /// false turns the admin listener off (`SIDECAR_ADMIN__ENABLED=false`).
+    pub enabled: bool,
+    /// Where `/metrics` is served when enabled.
+    pub listen: SocketAddr,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
         }
     }
 }
@@ -981,6 +986,20 @@ mod tests {
             assert_eq!(c.server.listen, "127.0.0.1:9999".parse().expect("addr"));
             assert!(!c.redacted_json().contains("s3cret"));
             assert!(!format!("{c:?}").contains("s3cret"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn admin_listener_is_on_by_default_and_env_turns_it_off() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("proxy.toml", "[admin]\nlisten = \"127.0.0.1:9911\"\n")?;
+            let c = Config::load(Path::new("proxy.toml")).expect("loads");
+            assert!(c.admin.enabled);
+            assert_eq!(c.admin.listen, "127.0.0.1:9911".parse().expect("addr"));
+            jail.set_env("SIDECAR_ADMIN__ENABLED", "false");
+            let c = Config::load(Path::new("proxy.toml")).expect("loads");
+            assert!(!c.admin.enabled);
             Ok(())
         });
     }

@@ -125,6 +125,15 @@ impl Gate {
         Ok(id)
     }
 
+    /// For logout: verifies `token` as an access token, whatever `verify.token_use` says
+    /// (GlobalSignOut needs one), and checks revocations. Not cached: logouts are rare, and
+    /// the cache holds tokens verified under the gate's own token uses.
+    pub async fn check_access(&self, token: &str) -> Result<Claims, VerifyError> {
+        let claims = self.verifier.verify_access(token, now_secs()).await?;
+        self.revocations.check(&claims)?;
+        Ok(claims)
+    }
+
     /// Records a logout: the user's tokens issued before now are refused from here on.
     pub fn revoke(&self, claims: &Claims) {
         self.revocations.revoke(claims, now_secs());

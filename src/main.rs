@@ -119,7 +119,8 @@ fn run(config: Config) -> ExitCode {
         };
         let _refresher = app.start_background();
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(addr) = config.admin.listen {
+        if config.admin.enabled {
+            let addr = config.admin.listen;
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
                     tracing::info!(listen = %addr, "metrics on /metrics");
@@ -132,6 +133,8 @@ fn run(config: Config) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+        } else {
+            tracing::info!("admin listener off (admin.enabled = false): no /metrics");
         }
         tracing::info!(
             listen = %config.server.listen,

@@ -115,7 +115,9 @@ pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<
                     let mut r = http::Response::new(crate::body::full(app.render_metrics()));
                     r.headers_mut().insert(
                         http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        http::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
                     );
                     r
                 } else {

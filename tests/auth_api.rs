@@ -248,6 +248,57 @@ async fn refresh_without_secret_then_logout_revokes_it() {
     assert_eq!(resp.status(), 200);
 }
 
+/// With `verify.token_use = ["id"]` the gate refuses access tokens, but logout still takes
+/// one (GlobalSignOut needs it) and refuses an id token.
+#[tokio::test]
+async fn logout_takes_an_access_token_when_the_gate_accepts_only_id_tokens() {
+    let pool = Pool::create(false, false).await;
+    let user = pool.confirmed_user("idonly@example.com", &[]).await;
+    let echo = Echo::start().await;
+    let mut c = pool.config(&echo.url());
+    c.verify.token_use = vec!["id".into()];
+    let sc = Sidecar::start(c).await;
+    let (status, v) = login(&sc, &user, PASSWORD).await;
+    assert_eq!(status, 200, "{v}");
+    let access = v["access_token"].as_str().expect("access").to_string();
+    let id = v["id_token"].as_str().expect("id").to_string();
+    let refresh = v["refresh_token"].as_str().expect("refresh").to_string();
+    let get = |token: &str| client().get(sc.url("/app")).bearer_auth(token).send();
+
+    // The configuration is in force: the gate takes the id token, not the access token.
+    assert_eq!(get(&id).await.expect("gate").status(), 200);
+    let (status, e) = status_json(get(&access).await.expect("gate")).await;
+    assert_eq!((status, e["code"].as_str()), (401, Some("wrong_token_use")));
+
+    // Logout refuses the id token (GlobalSignOut could not use it) ...
+    let logout = |token: &str| {
+        client()
+            .post(sc.url("/api/user/logout"))
+            .bearer_auth(token)
+            .send()
+    };
+    let (status, e) = status_json(logout(&id).await.expect("logout")).await;
+    assert_eq!((status, e["code"].as_str()), (401, Some("wrong_token_use")));
+    // ... and takes the access token.
+    let (status, ok) = status_json(logout(&access).await.expect("logout")).await;
+    assert_eq!((status, ok), (200, json!({ "ok": true })));
+
+    // The refresh token is revoked in Cognito, and the session's id token at the gate.
+    let (status, e) = post(
+        &sc,
+        "/api/user/refresh",
+        json!({ "refresh_token": refresh }),
+    )
+    .await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (401, Some("invalid_refresh_token")),
+        "{e}"
+    );
+    let (status, e) = status_json(get(&id).await.expect("gate")).await;
+    assert_eq!((status, e["code"].as_str()), (401, Some("token_revoked")));
+}
+
 #[tokio::test]
 async fn refresh_with_secret_needs_the_username() {
     let pool = Pool::create(true, false).await;

@@ -188,14 +188,21 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
             .status(),
         401
     );
-    let metrics = http
+    let scrape = http
         .get(format!("http://127.0.0.1:{admin_port}/metrics"))
         .send()
         .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+        .expect("scrape");
+    // prometheus-client writes OpenMetrics text, and the answer says so.
+    assert_eq!(
+        scrape
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let metrics = scrape.text().await.expect("text");
+    assert!(metrics.ends_with("\n# EOF\n"), "{metrics}");
     for line in [
         "sidecar_gate_requests_total{outcome=\"token_missing\"} 1",
         "sidecar_jwks_keys 1",
@@ -283,4 +290,60 @@ async fn serves_with_proxy_toml_and_drains_on_sigterm() {
         .status()
         .expect("healthcheck");
     assert_eq!(hc.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_enabled_false_turns_the_admin_listener_off() {
+    let jwks = JwksServer::start().await;
+    let port = free_port();
+    let admin_port = free_port();
+    let log_path = std::env::temp_dir().join(format!("sidecar-binary-{}.log", uuid_like()));
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let _child = Reaped(
+        sidecar()
+            .args(["--config", "proxy.toml"])
+            .env("COGNITO_USER_POOL_ID", "us-east-1_TestPool")
+            .env("COGNITO_APP_CLIENT_ID", CLIENT_ID)
+            .env("SIDECAR_COGNITO__ENDPOINT_URL", closed_url().await)
+            .env("SIDECAR_VERIFY__JWKS_URL", &jwks.url)
+            .env("SIDECAR_UPSTREAM__URL", closed_url().await)
+            .env("SIDECAR_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            // The address it would listen on: the same setting serves /metrics in the test above.
+            .env("SIDECAR_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("SIDECAR_ADMIN__ENABLED", "false")
+            .env("SIDECAR_LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Ready means start-up is over: the admin listener would have been bound before.
+    assert!(ready, "binary became ready");
+    let err = std::net::TcpStream::connect(("127.0.0.1", admin_port))
+        .expect_err("nothing listens on the admin port");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    // Log lines are written by a background thread: give it a moment.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = std::fs::read_to_string(&log_path).expect("logs");
+        if logs.contains("cognito-sidecar listening") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&log_path);
+    assert!(logs.contains("admin listener off"), "{logs}");
+    assert!(!logs.contains("metrics on /metrics"), "{logs}");
 }

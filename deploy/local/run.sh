@@ -5,11 +5,14 @@
 #   deploy/local/run.sh
 #
 # Environment (all optional):
-#   SIDECAR_PORT=8080   the sidecar, on 127.0.0.1
-#   MOTO_PORT=5000      moto
-#   UPSTREAM_PORT=3000  the demo app (deploy/local/upstream.py)
-#   RUN_SECONDS=N       stop everything N seconds after the sidecar is ready
-#   SIDECAR_BIN=PATH    run this binary instead of building target/debug/cognito-sidecar
+#   LOCAL_SIDECAR_PORT=8080  the sidecar, on 127.0.0.1
+#   MOTO_PORT=5000           moto
+#   UPSTREAM_PORT=3000       the demo app (deploy/local/upstream.py)
+#   RUN_SECONDS=N            stop everything N seconds after the sidecar is ready
+#   LOCAL_SIDECAR_BIN=PATH   run this binary instead of building target/debug/cognito-sidecar
+#   SIDECAR_<SECTION>__<KEY> sidecar configuration, passed on (e.g. SIDECAR_LOG__LEVEL=debug);
+#                            the sidecar reads every SIDECAR_* variable as configuration and
+#                            refuses unknown keys, so this script's own names are not SIDECAR_*.
 #
 # Demo users: demo@example.com / Demo-Passw0rd! (group admin), and new@example.com with the
 # temporary password Temp-Passw0rd! (must choose a new one). Logs of moto and the demo app go
@@ -19,7 +22,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 
-SIDECAR_PORT="${SIDECAR_PORT:-8080}"
+LOCAL_SIDECAR_PORT="${LOCAL_SIDECAR_PORT:-8080}"
 MOTO_PORT="${MOTO_PORT:-5000}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-3000}"
 RUN_SECONDS="${RUN_SECONDS:-}"
@@ -32,12 +35,18 @@ die() {
 }
 
 command -v curl >/dev/null || die "curl is needed"
+# The old names would reach the sidecar, which refuses them as unknown keys.
+for old in SIDECAR_PORT SIDECAR_BIN; do
+    if [[ -n "${!old+set}" ]]; then
+        die "$old is now LOCAL_$old (the sidecar reads every SIDECAR_* variable as configuration); unset $old"
+    fi
+done
 if [[ -n "$RUN_SECONDS" && ! "$RUN_SECONDS" =~ ^[0-9]+$ ]]; then
     die "RUN_SECONDS must be a whole number of seconds"
 fi
-for port in "$SIDECAR_PORT" "$MOTO_PORT" "$UPSTREAM_PORT"; do
+for port in "$LOCAL_SIDECAR_PORT" "$MOTO_PORT" "$UPSTREAM_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "127.0.0.1:$port is already in use (set SIDECAR_PORT, MOTO_PORT or UPSTREAM_PORT)"
+        die "127.0.0.1:$port is already in use (set LOCAL_SIDECAR_PORT, MOTO_PORT or UPSTREAM_PORT)"
     fi
 done
 
@@ -101,8 +110,8 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/public/hello" 2>/d
     sleep 0.2
 done
 
-if [[ -n "${SIDECAR_BIN:-}" ]]; then
-    bin="$SIDECAR_BIN"
+if [[ -n "${LOCAL_SIDECAR_BIN:-}" ]]; then
+    bin="$LOCAL_SIDECAR_BIN"
 else
     say "cargo build --locked"
     cargo build --locked --bin cognito-sidecar
@@ -110,26 +119,26 @@ else
 fi
 [[ -x "$bin" ]] || die "no sidecar binary at $bin"
 
-say "cognito-sidecar on 127.0.0.1:$SIDECAR_PORT"
+say "cognito-sidecar on 127.0.0.1:$LOCAL_SIDECAR_PORT"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
 export SIDECAR_COGNITO__ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 export SIDECAR_VERIFY__JWKS_URL="http://127.0.0.1:$MOTO_PORT/$POOL_ID/.well-known/jwks.json"
 export SIDECAR_UPSTREAM__URL="http://127.0.0.1:$UPSTREAM_PORT"
-export SIDECAR_SERVER__LISTEN="127.0.0.1:$SIDECAR_PORT"
+export SIDECAR_SERVER__LISTEN="127.0.0.1:$LOCAL_SIDECAR_PORT"
 "$bin" --config "$REPO/proxy.toml" &
 sidecar_pid=$!
 
 deadline=$((SECONDS + READY_TIMEOUT))
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SIDECAR_PORT/readyz" 2>/dev/null)" == 200 ]]; do
+until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LOCAL_SIDECAR_PORT/readyz" 2>/dev/null)" == 200 ]]; do
     kill -0 "$sidecar_pid" 2>/dev/null || die "the sidecar exited during start-up (its log is above)"
     ((SECONDS < deadline)) || die "the sidecar was not ready within ${READY_TIMEOUT}s (its log is above)"
     sleep 0.2
 done
 
-say "Ready: the sidecar is at http://127.0.0.1:$SIDECAR_PORT. Try, in another shell:"
+say "Ready: the sidecar is at http://127.0.0.1:$LOCAL_SIDECAR_PORT. Try, in another shell:"
 {
     echo
-    printf 'S=http://127.0.0.1:%s\n' "$SIDECAR_PORT"
+    printf 'S=http://127.0.0.1:%s\n' "$LOCAL_SIDECAR_PORT"
     cat <<'EOF'
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]) or "")' "$1"; }
 

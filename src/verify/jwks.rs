@@ -238,8 +238,14 @@ impl JwksCache {
         parse_jwks(&body, s.algorithm)
     }
 
-    /// Starts the background task: fetch now, retry every second until keys arrive, then
-    /// refresh every `refresh_interval`. It ends when the last clone of the cache is dropped.
+    /// Starts the background task: fetch now, retry every second (or every `cooldown`, if
+    /// shorter, at least 100 ms) until keys arrive, then refresh every `refresh_interval`
+    /// (after a failed refresh, retry within 30 s). It ends when the last clone of the cache
+    /// is dropped.
+    ///
+    /// The start-up retries are deliberately not spaced by `cooldown`: that limit is against
+    /// clients forcing fetches with forged kids, while until the first keys arrive every
+    /// protected request fails, and one fetch a second from one task is no load on Cognito.
     pub fn spawn_refresher(&self) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let retry =

@@ -197,9 +197,18 @@ impl Verifier {
         self.s.leeway_secs
     }
 
-    /// Full verification at time `now` (seconds since the epoch).
+    /// Full verification at time `now` (seconds since the epoch), accepting the token uses
+    /// of the settings (`verify.token_use`).
     pub async fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        self.verify_inner(token, now, true).await
+        let uses = (self.s.accept_access, self.s.accept_id);
+        self.verify_inner(token, now, true, uses).await
+    }
+
+    /// Full verification (signature, issuer, client, times) that accepts only access tokens,
+    /// whatever `verify.token_use` says: logout needs an access token for GlobalSignOut even
+    /// where the gate lets only id tokens through.
+    pub async fn verify_access(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
+        self.verify_inner(token, now, true, (true, false)).await
     }
 
     /// Signature, issuer, use and client, but an expired token is accepted: used only to
@@ -209,14 +218,17 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<Claims, VerifyError> {
-        self.verify_inner(token, now, false).await
+        let uses = (self.s.accept_access, self.s.accept_id);
+        self.verify_inner(token, now, false, uses).await
     }
 
+    /// `uses`: whether access and id tokens (in that order) are accepted.
     async fn verify_inner(
         &self,
         token: &str,
         now: u64,
         check_time: bool,
+        uses: (bool, bool),
     ) -> Result<Claims, VerifyError> {
         let mut parts = token.split('.');
         let (Some(h64), Some(p64), Some(sig), None) =
@@ -259,7 +271,7 @@ impl Verifier {
             .map_err(|_| VerifyError::Malformed)?;
         let map: Map<String, Value> =
             serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
-        self.check_claims(map, now, check_time)
+        self.check_claims(map, now, check_time, uses)
     }
 
     /// Cognito's claim rules (aws-jwt-verify `validateCognitoJwtFields`), then time.
@@ -268,14 +280,15 @@ impl Verifier {
         map: Map<String, Value>,
         now: u64,
         check_time: bool,
+        (accept_access, accept_id): (bool, bool),
     ) -> Result<Claims, VerifyError> {
         let s = &self.s;
         if map.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
             return Err(VerifyError::Issuer);
         }
         let token_use = match map.get("token_use").and_then(Value::as_str) {
-            Some("access") if s.accept_access => TokenUse::Access,
-            Some("id") if s.accept_id => TokenUse::Id,
+            Some("access") if accept_access => TokenUse::Access,
+            Some("id") if accept_id => TokenUse::Id,
             _ => return Err(VerifyError::TokenUse),
         };
         let client = match token_use {

@@ -6,7 +6,8 @@
 #
 # Needs: MOTO_URL (a running moto, as deploy/test.sh exports it), the debug binary at
 # target/debug/cognito-sidecar (deploy/test.sh's `cargo test` builds it; override with
-# SIDECAR_BIN) and the venv (deploy/venv.sh, run here too).
+# CONTRACT_SIDECAR_BIN, not a SIDECAR_* name: the sidecar inherits this environment and reads
+# every SIDECAR_* variable as configuration) and the venv (deploy/venv.sh, run here too).
 #
 # It creates a fresh pool in moto (deploy/local/bootstrap.py), starts the sidecar on a free
 # loopback port (upstream: a closed loopback port; admin listener: another free port; rate limits
@@ -46,7 +47,12 @@ http://127.0.0.1:* | http://localhost:* | "http://[::1]:"*) ;;
     ;;
 esac
 MOTO_URL="${MOTO_URL%/}"
-BIN="${SIDECAR_BIN:-$REPO/target/debug/cognito-sidecar}"
+if [[ -n "${SIDECAR_BIN+set}" ]]; then
+    echo "schemathesis.sh: SIDECAR_BIN is now CONTRACT_SIDECAR_BIN (the sidecar would read it" \
+        "as configuration and refuse it); unset SIDECAR_BIN" >&2
+    exit 2
+fi
+BIN="${CONTRACT_SIDECAR_BIN:-$REPO/target/debug/cognito-sidecar}"
 if [[ ! -x "$BIN" ]]; then
     echo "schemathesis.sh: $BIN not found; run \`cargo build\` (or cargo test) first" >&2
     exit 2
