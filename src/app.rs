@@ -23,6 +23,7 @@ use crate::limit::{self, Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::proxy::{self, Upstream};
 use crate::router::{Route, Router, Rule};
+use crate::tunnel::Tunnels;
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 
 /// The whole sidecar behind the listener; cheap to clone.
@@ -36,6 +37,7 @@ struct Inner {
     auth: AuthApi,
     gate: Gate,
     upstream: Upstream,
+    tunnels: Tunnels,
     trusted_proxies: Vec<IpNet>,
     forward_authorization: bool,
     max_token_bytes: usize,
@@ -139,6 +141,8 @@ impl App {
             key: "upstream.url".into(),
             problem: "not a usable upstream URL".into(),
         })?;
+        let tunnels = Tunnels::new(&config.server, Arc::clone(&metrics));
+        let upstream = upstream.with_tunnels(tunnels.clone());
         Ok(App {
             inner: Arc::new(Inner {
                 router: Router::new(config),
@@ -152,6 +156,7 @@ impl App {
                 ),
                 gate,
                 upstream,
+                tunnels,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 forward_authorization: config.upstream.forward_authorization,
                 max_token_bytes: v.max_token_bytes,
@@ -176,6 +181,11 @@ impl App {
     /// The metrics (the server counts connections into them).
     pub fn metrics(&self) -> &SharedMetrics {
         &self.inner.metrics
+    }
+
+    /// The upgraded-connection tunnels (the server closes them at shutdown).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.inner.tunnels
     }
 
     /// The Prometheus text exposition, JWKS state included.
@@ -344,10 +354,12 @@ impl App {
                 Ok(resp)
             }
             Err(e) => {
-                inner.metrics.upstream_error(match e {
-                    proxy::ProxyError::Timeout => "timeout",
-                    _ => "unavailable",
-                });
+                match e {
+                    // Our limit, not the app's failure (counted by the gate metrics).
+                    proxy::ProxyError::TooManyTunnels => {}
+                    proxy::ProxyError::Timeout => inner.metrics.upstream_error("timeout"),
+                    _ => inner.metrics.upstream_error("unavailable"),
+                }
                 Err(e.into())
             }
         }

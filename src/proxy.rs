@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use crate::body::{streamed, Body};
 use crate::config::UpstreamConfig;
 use crate::headers;
+use crate::tunnel::{TunnelPermit, Tunnels};
 
 /// Why a request could not be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum ProxyError {
     Unavailable,
     #[error("the upstream URI could not be built")]
     BadUri,
+    #[error("every tunnel slot is taken")]
+    TooManyTunnels,
 }
 
 /// The protected app.
@@ -45,6 +48,7 @@ pub struct Upstream {
     prefix: String,
     response_timeout: Duration,
     preserve_host: bool,
+    tunnels: Option<Tunnels>,
 }
 
 impl Upstream {
@@ -70,7 +74,15 @@ impl Upstream {
             prefix: uri.path().trim_end_matches('/').to_string(),
             response_timeout: cfg.response_timeout,
             preserve_host: cfg.preserve_host,
+            tunnels: None,
         })
+    }
+
+    /// Upgrades take a slot of `tunnels` before they are forwarded, and are spliced under its
+    /// idle timeout and shutdown signal. Without it, every upgrade is refused.
+    pub fn with_tunnels(mut self, tunnels: Tunnels) -> Self {
+        self.tunnels = Some(tunnels);
+        self
     }
 
     fn target(&self, original: &Uri) -> Result<Uri, ProxyError> {
@@ -93,14 +105,21 @@ impl Upstream {
     }
 
     /// Sends the request upstream and returns the response head with its body streaming.
-    /// An upgrade request (`upgrade == true`, headers already kept by the caller) that gets a
-    /// 101 is spliced to the client's connection in a spawned task.
+    /// An upgrade request (`upgrade == true`, headers already kept by the caller) takes a
+    /// tunnel slot first (none free: `TooManyTunnels`) and, if it gets a 101, is spliced to the
+    /// client's connection in a spawned task holding the slot.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Body>, ProxyError> {
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = if upgrade {
+            let slot = self.tunnels.as_ref().and_then(Tunnels::try_acquire);
+            let slot: TunnelPermit = slot.ok_or(ProxyError::TooManyTunnels)?;
+            Some((slot, hyper::upgrade::on(&mut req)))
+        } else {
+            None
+        };
         let uri = self.target(req.uri())?;
         // HTTP/2 clients send `:authority` and no Host: give the app the host they asked for.
         if !self.preserve_host {
@@ -142,14 +161,15 @@ impl Upstream {
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
-            (true, Some(client_upgrade)) => {
+            (true, Some((slot, client_upgrade))) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream = TokioIo::new(upstream);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            let ended = slot
+                                .splice(TokioIo::new(client), TokioIo::new(upstream))
+                                .await;
+                            tracing::debug!(?ended, "tunnel ended");
                         }
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
