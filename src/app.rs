@@ -23,6 +23,7 @@ use crate::limit::{Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::proxy::{self, Upstream};
 use crate::router::{Refused, Route, Router, Rule};
+use crate::tunnel::Tunnels;
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 
 /// The whole sidecar behind the listener; cheap to clone.
@@ -37,6 +38,7 @@ struct Inner {
     gate: Gate,
     upstream: Upstream,
     policy: Policy,
+    tunnels: Tunnels,
     max_token_bytes: usize,
     access_log: bool,
     metrics: SharedMetrics,
@@ -139,6 +141,8 @@ impl App {
                     problem: problem.into(),
                 }
             })?;
+        let tunnels = Tunnels::new(&config.server, Arc::clone(&metrics));
+        let upstream = upstream.with_tunnels(tunnels.clone());
         Ok(App {
             inner: Arc::new(Inner {
                 router: Router::new(config),
@@ -153,6 +157,7 @@ impl App {
                 gate,
                 upstream,
                 policy,
+                tunnels,
                 max_token_bytes: v.max_token_bytes,
                 access_log: config.log.access,
                 metrics,
@@ -175,6 +180,11 @@ impl App {
     /// The metrics (the server counts connections into them).
     pub fn metrics(&self) -> &SharedMetrics {
         &self.inner.metrics
+    }
+
+    /// The upgraded-connection tunnels (the server closes them at shutdown).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.inner.tunnels
     }
 
     /// The Prometheus text exposition, JWKS state included.
@@ -343,10 +353,12 @@ impl App {
                 Ok(resp)
             }
             Err(e) => {
-                inner.metrics.upstream_error(match e {
-                    proxy::ProxyError::Timeout => "timeout",
-                    _ => "unavailable",
-                });
+                match e {
+                    // Our limit, not the app's failure (counted by the gate metrics).
+                    proxy::ProxyError::TooManyTunnels => {}
+                    proxy::ProxyError::Timeout => inner.metrics.upstream_error("timeout"),
+                    _ => inner.metrics.upstream_error("unavailable"),
+                }
                 Err(e.into())
             }
         }

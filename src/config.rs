@@ -63,6 +63,16 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY). An
+    /// idle HTTP/1.1 keep-alive connection is closed sooner, by `header_read_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Upgraded (WebSocket) tunnels open at most; more get 503 `too_many_tunnels`. 0 refuses
+    /// every upgrade.
+    pub max_tunnels: usize,
+    /// A tunnel through which no byte moved either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub tunnel_idle_timeout: Duration,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     pub max_header_bytes: usize,
     /// Most request headers; more get 431.
@@ -84,6 +94,9 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(25),
             max_connections: 16_384,
+            idle_timeout: Duration::from_secs(60),
+            max_tunnels: 1024,
+            tunnel_idle_timeout: Duration::from_secs(300),
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             trusted_proxies: Vec::new(),
@@ -613,6 +626,11 @@ impl Config {
             self.server.header_read_timeout,
             "server.header_read_timeout",
         )?;
+        positive(self.server.idle_timeout, "server.idle_timeout")?;
+        positive(
+            self.server.tunnel_idle_timeout,
+            "server.tunnel_idle_timeout",
+        )?;
         if self.server.max_header_bytes < 8192 {
             return Err(ConfigError::new(
                 "server.max_header_bytes",
@@ -907,6 +925,14 @@ mod tests {
             (|c| c.api.prefix = "api/".into(), "api.prefix"),
             (|c| c.log.level = "cognito_sidecar=lol=".into(), "log.level"),
             (|c| c.cognito.timeout = Duration::ZERO, "cognito.timeout"),
+            (
+                |c| c.server.idle_timeout = Duration::ZERO,
+                "server.idle_timeout",
+            ),
+            (
+                |c| c.server.tunnel_idle_timeout = Duration::ZERO,
+                "server.tunnel_idle_timeout",
+            ),
             (
                 |c| {
                     c.routes.push(RouteRule {

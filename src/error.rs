@@ -206,6 +206,11 @@ impl From<ProxyError> for ApiError {
                 "upstream_timeout",
                 "the application did not answer in time",
             ),
+            ProxyError::TooManyTunnels => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_tunnels",
+                "too many upgraded connections are open; retry later",
+            ),
             ProxyError::Unavailable => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -276,6 +281,13 @@ mod tests {
                 ApiError::from(ProxyError::Timeout),
                 504,
                 "upstream_timeout",
+                None,
+                None,
+            ),
+            (
+                ApiError::from(ProxyError::TooManyTunnels),
+                503,
+                "too_many_tunnels",
                 None,
                 None,
             ),

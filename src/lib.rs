@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod tunnel;
 pub mod verify;
 
 pub use app::App;

@@ -62,6 +62,7 @@ pub struct Metrics {
     upstream_latency: Histogram,
     upstream_errors: Family<Kind, Counter>,
     open_connections: Gauge,
+    open_tunnels: Gauge,
     rate_limited: Family<Kind, Counter>,
 }
 
@@ -127,6 +128,12 @@ impl Metrics {
             "Client connections currently open",
             open_connections.clone(),
         );
+        let open_tunnels = Gauge::default();
+        registry.register(
+            "open_tunnels",
+            "Upgraded (WebSocket) tunnels open, or being set up, now",
+            open_tunnels.clone(),
+        );
         let rate_limited = Family::<Kind, Counter>::default();
         registry.register(
             "rate_limited",
@@ -150,6 +157,7 @@ impl Metrics {
             upstream_latency,
             upstream_errors,
             open_connections,
+            open_tunnels,
             rate_limited,
         }
     }
@@ -213,6 +221,16 @@ impl Metrics {
         self.open_connections.get()
     }
 
+    /// A tunnel slot was taken (`+1`) or given back (`-1`).
+    pub fn tunnels(&self, delta: i64) {
+        self.open_tunnels.inc_by(delta);
+    }
+
+    /// Tunnels open (or being set up) now.
+    pub fn open_tunnels(&self) -> i64 {
+        self.open_tunnels.get()
+    }
+
     /// The rate limiter refused a request.
     pub fn rate_limited(&self, kind: &'static str) {
         self.rate_limited.get_or_create(&Kind { kind }).inc();
@@ -272,6 +290,7 @@ mod tests {
         m.cognito("InitiateAuth", Duration::from_millis(12), Some("throttled"));
         m.connections(3);
         m.connections(-1);
+        m.tunnels(1);
         let text = m.render(&JwksStats {
             fetches: 2,
             failures: 1,
@@ -286,6 +305,7 @@ mod tests {
             "sidecar_cognito_errors_total{operation=\"InitiateAuth\",class=\"throttled\"} 1",
             "sidecar_cognito_request_duration_seconds_count{operation=\"InitiateAuth\"} 1",
             "sidecar_open_connections 2",
+            "sidecar_open_tunnels 1",
             "sidecar_jwks_fetches_total 2",
             "sidecar_jwks_key_age_seconds -1",
         ] {

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use crate::body::{streamed, Body};
 use crate::config::UpstreamConfig;
 use crate::headers;
+use crate::tunnel::{TunnelPermit, Tunnels};
 
 /// Why a request could not be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum ProxyError {
     Timeout,
     #[error("the upstream could not be reached")]
     Unavailable,
+    #[error("every tunnel slot is taken")]
+    TooManyTunnels,
 }
 
 /// The protected app.
@@ -38,6 +41,7 @@ pub enum ProxyError {
 pub struct Upstream {
     client: Client<HttpConnector, Tracked>,
     response_timeout: Duration,
+    tunnels: Option<Tunnels>,
 }
 
 impl Upstream {
@@ -57,18 +61,33 @@ impl Upstream {
         Upstream {
             client,
             response_timeout: cfg.response_timeout,
+            tunnels: None,
         }
     }
 
+    /// Upgrades take a slot of `tunnels` before they are forwarded, and are spliced under its
+    /// idle timeout and shutdown signal. Without it, every upgrade is refused.
+    pub fn with_tunnels(mut self, tunnels: Tunnels) -> Self {
+        self.tunnels = Some(tunnels);
+        self
+    }
+
     /// Sends the request (built by `forward::to_upstream`) and returns the response head with
-    /// its body streaming. An upgrade request (`upgrade == true`) that gets a 101 is spliced
-    /// to the client's connection in a spawned task.
+    /// its body streaming. An upgrade request (`upgrade == true`) takes a tunnel slot first
+    /// (none free: `TooManyTunnels`) and, if it gets a 101, is spliced to the client's
+    /// connection in a spawned task holding the slot.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Body>, ProxyError> {
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = if upgrade {
+            let slot = self.tunnels.as_ref().and_then(Tunnels::try_acquire);
+            let slot: TunnelPermit = slot.ok_or(ProxyError::TooManyTunnels)?;
+            Some((slot, hyper::upgrade::on(&mut req)))
+        } else {
+            None
+        };
 
         // The deadline counts from the last request-body frame the upstream took, so an
         // upload longer than `response_timeout` is not cut while the app keeps reading it,
@@ -96,14 +115,15 @@ impl Upstream {
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
-            (true, Some(client_upgrade)) => {
+            (true, Some((slot, client_upgrade))) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((client, upstream)) => {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream = TokioIo::new(upstream);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            let ended = slot
+                                .splice(TokioIo::new(client), TokioIo::new(upstream))
+                                .await;
+                            tracing::debug!(?ended, "tunnel ended");
                         }
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }

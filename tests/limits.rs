@@ -1,7 +1,9 @@
 //! Resource limits and misbehaving peers: oversized or too many headers, slowloris, idle
-//! keep-alive connections, the connection cap, clients that vanish mid-body, and an app that
-//! closes idle pooled connections. Each is answered with the documented status or a closed
-//! connection, and the open-connection count returns to zero.
+//! keep-alive connections, the connection cap, clients that vanish mid-body, an app that
+//! closes idle pooled connections, connections that never send a request (nothing, part of the
+//! HTTP/2 preface), idle h2c connections, and WebSocket tunnels (their cap, idle timeout and
+//! shutdown). Each is answered with the documented status or a closed connection, and the
+//! open-connection count returns to zero.
 
 mod common;
 
@@ -238,4 +240,285 @@ async fn an_app_closing_idle_pooled_connections_costs_no_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served.load(Ordering::SeqCst), 15);
+}
+
+// === Connections that never complete a first request ===
+
+#[tokio::test]
+async fn connections_that_never_complete_a_request_head_are_closed() {
+    let (_j, echo, sc) = env_with(|c| c.server.header_read_timeout = Duration::from_secs(1)).await;
+    // Nothing; half the HTTP/2 preface; the whole preface and nothing more; one byte of an
+    // HTTP/1 request line.
+    let sends: [&[u8]; 4] = [
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"G",
+    ];
+    let checks = sends.iter().map(|send| async move {
+        let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+        s.write_all(send).await.expect("write");
+        let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        (String::from_utf8_lossy(send).into_owned(), closed)
+    });
+    for (send, closed) in futures_util::future::join_all(checks).await {
+        assert!(
+            closed,
+            "a connection that sent {send:?} was still open after 5 s"
+        );
+    }
+    assert_eq!(echo.count(), 0);
+    wait_connections_zero(&sc).await;
+}
+
+#[tokio::test]
+async fn silent_connections_at_the_cap_do_not_lock_real_clients_out() {
+    let (_j, _e, sc) = env_with(|c| {
+        c.server.max_connections = 8;
+        c.server.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(sc.addr).await.expect("connect"));
+    }
+    for _ in 0..100 {
+        if sc.app.metrics().open_connections() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sc.app.metrics().open_connections(), 8);
+    // Queued behind the silent ones, then served once they are closed.
+    let mut real = TcpStream::connect(sc.addr).await.expect("connect");
+    real.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, closed) = read_until_closed(&mut real, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.80}");
+    assert!(closed);
+    for s in &mut silent {
+        let (_, closed) = read_until_closed(s, Duration::from_secs(5)).await;
+        assert!(closed, "a silent connection is still open");
+    }
+    wait_connections_zero(&sc).await;
+}
+
+// === HTTP/2 idle connections ===
+
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() {
+    let (_j, _e, sc) = env_with(|c| c.server.idle_timeout = Duration::from_secs(1)).await;
+    let stream = TcpStream::connect(sc.addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/healthz", sc.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("answered in time")
+        .expect("answer");
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body");
+    assert!(!body.to_bytes().is_empty());
+    // Now idle: the server says GOAWAY and closes; the client's connection future ends.
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the idle h2c connection was still open after 5 s")
+        .expect("join")
+        .expect("a clean close");
+    wait_connections_zero(&sc).await;
+}
+
+// === WebSocket tunnels ===
+
+/// A WebSocket echo upstream; counts handshakes.
+struct WsEcho {
+    addr: std::net::SocketAddr,
+    handshakes: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsEcho {
+    async fn start() -> Self {
+        use futures_util::{SinkExt, StreamExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let h = Arc::clone(&handshakes);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let h = Arc::clone(&h);
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    h.fetch_add(1, Ordering::SeqCst);
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_close() || ws.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        WsEcho {
+            addr,
+            handshakes,
+            task,
+        }
+    }
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn ws_env(edit: impl FnOnce(&mut cognito_sidecar::Config)) -> (JwksServer, WsEcho, Sidecar) {
+    let jwks = JwksServer::start().await;
+    let up = WsEcho::start().await;
+    let mut c = gate_config(
+        &jwks.url,
+        &format!("http://{}", up.addr),
+        &closed_url().await,
+    );
+    edit(&mut c);
+    let sc = Sidecar::start(c).await;
+    (jwks, up, sc)
+}
+
+async fn ws_connect(
+    sc: &Sidecar,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/socket", sc.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", valid_token("ws"))
+            .parse()
+            .expect("header"),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("handshake in time")
+}
+
+/// Sends `text` and expects it back.
+async fn ws_echo(ws: &mut Ws, text: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.expect("send");
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("no error");
+    assert_eq!(back.to_text().expect("text"), text);
+}
+
+/// Whether the tunnel under `ws` is closed (EOF, error or a close frame) within `limit`.
+async fn ws_closed_within(ws: &mut Ws, limit: Duration) -> bool {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    for _ in 0..100 {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(m))) if m.is_close() => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    false
+}
+
+async fn wait_tunnels_zero(app: &cognito_sidecar::App) {
+    for _ in 0..100 {
+        if app.tunnels().open() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} tunnels still open", app.tunnels().open());
+}
+
+#[tokio::test]
+async fn tunnels_beyond_max_tunnels_get_503_and_never_reach_the_app() {
+    let (_j, up, sc) = ws_env(|c| c.server.max_tunnels = 1).await;
+    let (mut first, resp) = ws_connect(&sc).await.expect("first upgrade");
+    assert_eq!(resp.status(), 101);
+    ws_echo(&mut first, "one").await;
+    match ws_connect(&sc).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+            let body = resp.body().clone().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["code"], "too_many_tunnels");
+        }
+        Err(e) => panic!("expected an HTTP 503, got {e}"),
+        Ok(_) => panic!("a second tunnel opened beyond max_tunnels = 1"),
+    }
+    assert_eq!(up.handshakes.load(Ordering::SeqCst), 1);
+    ws_echo(&mut first, "still open").await;
+    // Closing the first gives its slot back.
+    drop(first);
+    wait_tunnels_zero(&sc.app).await;
+    let (mut again, _) = ws_connect(&sc)
+        .await
+        .expect("upgrade once the slot is free");
+    ws_echo(&mut again, "again").await;
+    assert_eq!(up.handshakes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout() {
+    let (_j, _up, sc) = ws_env(|c| c.server.tunnel_idle_timeout = Duration::from_secs(1)).await;
+    let (mut ws, _) = ws_connect(&sc).await.expect("upgrade");
+    ws_echo(&mut ws, "hello").await;
+    assert!(
+        ws_closed_within(&mut ws, Duration::from_secs(5)).await,
+        "an idle tunnel was still open after 5 s with a 1 s idle timeout"
+    );
+    wait_tunnels_zero(&sc.app).await;
+    assert_eq!(sc.app.metrics().open_tunnels(), 0);
+}
+
+#[tokio::test]
+async fn open_tunnels_are_closed_at_shutdown_after_the_grace_period() {
+    let (_j, _up, sc) = ws_env(|c| c.server.shutdown_grace = Duration::from_secs(2)).await;
+    let app = sc.app.clone();
+    let (mut ws, _) = ws_connect(&sc).await.expect("upgrade");
+    ws_echo(&mut ws, "before").await;
+    assert_eq!(app.tunnels().open(), 1);
+    let stopping = tokio::spawn(sc.stop());
+    // During the grace period the tunnel keeps working...
+    ws_echo(&mut ws, "during the grace period").await;
+    // ...and after it, it is closed and the server is done.
+    assert!(
+        ws_closed_within(&mut ws, Duration::from_secs(8)).await,
+        "a tunnel was still open 8 s into a 2 s grace period"
+    );
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("serve returned")
+        .expect("join");
+    wait_tunnels_zero(&app).await;
 }
