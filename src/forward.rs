@@ -405,6 +405,486 @@ fn valid_host(v: &HeaderValue) -> bool {
 mod tests {
     use super::*;
 
+    use crate::config::Config;
+    use http::Request;
+
+    /// `(name, value)` pairs, sorted, of what the app receives.
+    type Head = Vec<(String, String)>;
+
+    fn policy(tweak: impl FnOnce(&mut Config)) -> Policy {
+        let mut c = Config::default();
+        tweak(&mut c);
+        let up: Uri = c.upstream.url.parse().expect("uri");
+        let ids = IdentityHeaders::new(&c.identity).expect("identity");
+        Policy::new(&c, &up, Arc::new(ids)).expect("policy")
+    }
+
+    struct In<'a> {
+        method: &'a str,
+        target: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+        peer: &'a str,
+        verified: bool,
+    }
+
+    fn get<'a>(target: &'a str, headers: &'a [(&'a str, &'a str)]) -> In<'a> {
+        In {
+            method: "GET",
+            target,
+            headers,
+            peer: "203.0.113.7",
+            verified: false,
+        }
+    }
+
+    /// Method, URI, sorted headers and upgrade flag of the request the app receives, or the
+    /// refusal's code.
+    type Out = Result<(String, String, Head, bool), &'static str>;
+
+    /// Runs `to_upstream`.
+    fn run(i: &In<'_>, p: &Policy) -> Out {
+        let mut b = Request::builder().method(i.method).uri(i.target);
+        for (k, v) in i.headers {
+            b = b.header(*k, *v);
+        }
+        let (parts, ()) = b.body(()).expect("request").into_parts();
+        let identity = [
+            (
+                HeaderName::from_static("x-auth-sub"),
+                HeaderValue::from_static("sub-1"),
+            ),
+            (
+                HeaderName::from_static("x-auth-groups"),
+                HeaderValue::from_static("admins"),
+            ),
+        ];
+        let rid = HeaderValue::from_static("rid-1");
+        let d = Decision {
+            identity: i.verified.then_some(&identity[..]),
+            peer: i.peer.parse().expect("ip"),
+            request_id: &rid,
+        };
+        let out = to_upstream(parts, &d, p).map_err(|e| e.code)?;
+        let mut head: Head = out
+            .parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_string()))
+            .collect();
+        head.sort();
+        Ok((
+            out.parts.method.to_string(),
+            out.parts.uri.to_string(),
+            head,
+            out.upgrade,
+        ))
+    }
+
+    fn head(pairs: &[(&str, &str)]) -> Head {
+        let mut h: Head = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        h.sort();
+        h
+    }
+
+    /// The headers the sidecar always writes for an untrusted peer asking for `app.test`.
+    fn ours(extra: &[(&str, &str)]) -> Head {
+        let mut all = vec![
+            ("host", "app.test"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "app.test"),
+            ("x-request-id", "rid-1"),
+        ];
+        all.extend_from_slice(extra);
+        head(&all)
+    }
+
+    const HOST: (&str, &str) = ("host", "app.test");
+
+    #[test]
+    fn to_upstream_table() {
+        let p = policy(|c| c.server.trusted_proxies = vec!["10.0.0.0/8".parse().expect("net")]);
+        let ok = |method: &str, uri: &str, h: Head, upgrade: bool| {
+            Ok((method.to_string(), uri.to_string(), h, upgrade))
+        };
+        let cases: Vec<(&str, In<'_>, Out)> = vec![
+            (
+                "plain request: path and query byte for byte, ours added",
+                get("/a%20b/c?x=%2e%2e&y=/../", &[HOST, ("accept", "*/*")]),
+                ok(
+                    "GET",
+                    "http://127.0.0.1:3000/a%20b/c?x=%2e%2e&y=/../",
+                    ours(&[("accept", "*/*")]),
+                    false,
+                ),
+            ),
+            (
+                "spoofed identity and request id: removed, replaced",
+                get(
+                    "/a",
+                    &[
+                        HOST,
+                        ("x-auth-sub", "admin"),
+                        ("x_auth_groups", "admins"),
+                        ("x.auth.email", "a@b"),
+                        ("x-request-id", "spoof"),
+                    ],
+                ),
+                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+            ),
+            (
+                "verified: identity headers and the Authorization are the app's",
+                In {
+                    verified: true,
+                    ..get(
+                        "/a",
+                        &[HOST, ("authorization", "Bearer t"), ("x-auth-sub", "x")],
+                    )
+                },
+                ok(
+                    "GET",
+                    "http://127.0.0.1:3000/a",
+                    ours(&[
+                        ("authorization", "Bearer t"),
+                        ("x-auth-sub", "sub-1"),
+                        ("x-auth-groups", "admins"),
+                    ]),
+                    false,
+                ),
+            ),
+            (
+                "unverified Authorization never reaches the app",
+                get("/a", &[HOST, ("authorization", "Bearer forged")]),
+                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+            ),
+            (
+                "Connection names hop-by-hop headers; identity added after",
+                In {
+                    verified: true,
+                    ..get(
+                        "/a",
+                        &[
+                            HOST,
+                            ("connection", "x-auth-sub, x-custom, keep-alive"),
+                            ("keep-alive", "timeout=5"),
+                            ("x-custom", "1"),
+                            ("te", "trailers, gzip"),
+                            ("proxy-authorization", "Basic x"),
+                        ],
+                    )
+                },
+                ok(
+                    "GET",
+                    "http://127.0.0.1:3000/a",
+                    ours(&[
+                        ("te", "trailers"),
+                        ("x-auth-sub", "sub-1"),
+                        ("x-auth-groups", "admins"),
+                    ]),
+                    false,
+                ),
+            ),
+            (
+                "h2c upgrade: served as plain HTTP",
+                get(
+                    "/a",
+                    &[
+                        HOST,
+                        ("connection", "Upgrade, HTTP2-Settings"),
+                        ("upgrade", "h2c"),
+                        ("http2-settings", "AAMAAABkAAQAAP__"),
+                    ],
+                ),
+                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+            ),
+            (
+                "WebSocket on a bodiless GET: kept",
+                get(
+                    "/ws",
+                    &[
+                        HOST,
+                        ("connection", "keep-alive, Upgrade"),
+                        ("upgrade", "websocket"),
+                        ("sec-websocket-key", "k"),
+                        ("sec-websocket-version", "13"),
+                    ],
+                ),
+                ok(
+                    "GET",
+                    "http://127.0.0.1:3000/ws",
+                    ours(&[
+                        ("connection", "upgrade"),
+                        ("upgrade", "websocket"),
+                        ("sec-websocket-key", "k"),
+                        ("sec-websocket-version", "13"),
+                    ]),
+                    true,
+                ),
+            ),
+            (
+                "WebSocket on a POST: plain",
+                In {
+                    method: "POST",
+                    ..get(
+                        "/ws",
+                        &[HOST, ("connection", "upgrade"), ("upgrade", "websocket")],
+                    )
+                },
+                ok("POST", "http://127.0.0.1:3000/ws", ours(&[]), false),
+            ),
+            (
+                "WebSocket with a body: plain",
+                get(
+                    "/ws",
+                    &[
+                        HOST,
+                        ("connection", "upgrade"),
+                        ("upgrade", "websocket"),
+                        ("content-length", "3"),
+                    ],
+                ),
+                ok(
+                    "GET",
+                    "http://127.0.0.1:3000/ws",
+                    ours(&[("content-length", "3")]),
+                    false,
+                ),
+            ),
+            (
+                "two protocols in one Upgrade: plain",
+                get(
+                    "/ws",
+                    &[
+                        HOST,
+                        ("connection", "upgrade"),
+                        ("upgrade", "websocket, h2c"),
+                    ],
+                ),
+                ok("GET", "http://127.0.0.1:3000/ws", ours(&[]), false),
+            ),
+            (
+                "re-routing, re-method and re-addressing headers: gone in every spelling",
+                get(
+                    "/a",
+                    &[
+                        HOST,
+                        ("x-original-url", "/admin"),
+                        ("x_original_url", "/admin"),
+                        ("x.rewrite.url", "/admin"),
+                        ("x-http-method-override", "DELETE"),
+                        ("X_HTTP_Method", "DELETE"),
+                        ("x-forwarded-prefix", "/admin"),
+                        ("x-real-ip", "1.1.1.1"),
+                        ("forwarded", "for=1.1.1.1"),
+                        ("x_forwarded_for", "1.1.1.1"),
+                        ("x.forwarded.host", "evil"),
+                        ("x-forwarded-for", "1.1.1.1"),
+                        ("x-forwarded-proto", "https"),
+                        ("x-forwarded-host", "evil"),
+                        ("x-forwarded-port", "443"),
+                        ("front-end-https", "on"),
+                    ],
+                ),
+                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+            ),
+            (
+                "from a trusted proxy: For chained, Proto kept; Host and Port not trusted",
+                In {
+                    peer: "10.0.0.5",
+                    ..get(
+                        "/a",
+                        &[
+                            HOST,
+                            ("x-forwarded-for", "1.1.1.1"),
+                            ("x-forwarded-proto", "https"),
+                            ("x-forwarded-host", "evil"),
+                            ("x-forwarded-port", "443"),
+                            ("x_forwarded_for", "6.6.6.6"),
+                        ],
+                    )
+                },
+                Ok((
+                    "GET".into(),
+                    "http://127.0.0.1:3000/a".into(),
+                    head(&[
+                        HOST,
+                        ("x-forwarded-for", "1.1.1.1, 10.0.0.5"),
+                        ("x-forwarded-proto", "https"),
+                        ("x-forwarded-host", "app.test"),
+                        ("x-request-id", "rid-1"),
+                    ]),
+                    false,
+                )),
+            ),
+            (
+                "a trusted proxy's Proto is http or https, nothing else",
+                In {
+                    peer: "10.0.0.5",
+                    ..get("/a", &[HOST, ("x-forwarded-proto", "javascript")])
+                },
+                Ok((
+                    "GET".into(),
+                    "http://127.0.0.1:3000/a".into(),
+                    head(&[
+                        HOST,
+                        ("x-forwarded-for", "10.0.0.5"),
+                        ("x-forwarded-proto", "http"),
+                        ("x-forwarded-host", "app.test"),
+                        ("x-request-id", "rid-1"),
+                    ]),
+                    false,
+                )),
+            ),
+            (
+                "absolute form: the request-target's authority is the Host",
+                get("http://real.test/a?q", &[("host", "other.test")]),
+                Ok((
+                    "GET".into(),
+                    "http://127.0.0.1:3000/a?q".into(),
+                    head(&[
+                        ("host", "real.test"),
+                        ("x-forwarded-for", "203.0.113.7"),
+                        ("x-forwarded-proto", "http"),
+                        ("x-forwarded-host", "real.test"),
+                        ("x-request-id", "rid-1"),
+                    ]),
+                    false,
+                )),
+            ),
+            (
+                "HEAD stays HEAD; extension methods pass",
+                In {
+                    method: "PROPFIND",
+                    ..get("/a", &[HOST])
+                },
+                ok("PROPFIND", "http://127.0.0.1:3000/a", ours(&[]), false),
+            ),
+            (
+                "lower-case method",
+                In {
+                    method: "delete",
+                    ..get("/a", &[HOST])
+                },
+                Err("invalid_method"),
+            ),
+            (
+                "mixed-case method",
+                In {
+                    method: "Get",
+                    ..get("/a", &[HOST])
+                },
+                Err("invalid_method"),
+            ),
+            ("dot segment", get("/a/../b", &[HOST]), Err("invalid_path")),
+            (
+                "encoded dot",
+                get("/a/%2e%2e/b", &[HOST]),
+                Err("invalid_path"),
+            ),
+            ("encoded slash", get("/a%2fb", &[HOST]), Err("invalid_path")),
+            ("double slash", get("//a", &[HOST]), Err("invalid_path")),
+            (
+                "path parameter",
+                get("/a;x=1", &[HOST]),
+                Err("invalid_path"),
+            ),
+            (
+                "OPTIONS *",
+                In {
+                    method: "OPTIONS",
+                    ..get("*", &[HOST])
+                },
+                Err("invalid_path"),
+            ),
+            (
+                "two Host headers",
+                get("/a", &[HOST, ("host", "b.test")]),
+                Err("invalid_host"),
+            ),
+            (
+                "userinfo in Host",
+                get("/a", &[("host", "u@app.test")]),
+                Err("invalid_host"),
+            ),
+        ];
+        for (what, input, want) in cases {
+            let got = run(&input, &p);
+            assert_eq!(
+                got.as_ref().map_err(|e| *e),
+                want.as_ref().map_err(|e| *e),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_settings_change_what_the_app_receives() {
+        // The upstream's path prefix, and its authority as Host.
+        let p = policy(|c| {
+            c.upstream.url = "http://127.0.0.1:3000/base/".into();
+            c.upstream.preserve_host = false;
+        });
+        let (_, uri, h, _) = run(&get("/a?b", &[HOST]), &p).expect("ok");
+        assert_eq!(uri, "http://127.0.0.1:3000/base/a?b");
+        assert!(h.contains(&("host".into(), "127.0.0.1:3000".into())));
+        assert!(h.contains(&("x-forwarded-host".into(), "app.test".into())));
+
+        // Unverified Authorization kept when asked; verified one dropped when asked.
+        let p = policy(|c| c.upstream.forward_unverified_authorization = true);
+        let (_, _, h, _) = run(&get("/a", &[HOST, ("authorization", "Basic x")]), &p).expect("ok");
+        assert!(h.contains(&("authorization".into(), "Basic x".into())));
+        let p = policy(|c| c.upstream.forward_authorization = false);
+        let verified = In {
+            verified: true,
+            ..get("/a", &[HOST, ("authorization", "Bearer t")])
+        };
+        let (_, _, h, _) = run(&verified, &p).expect("ok");
+        assert!(!h.iter().any(|(k, _)| k == "authorization"));
+
+        // Every forwarded header trusted, from a trusted peer only.
+        let p = policy(|c| {
+            c.server.trusted_proxies = vec!["10.0.0.0/8".parse().expect("net")];
+            c.server.trusted_forwarded_headers =
+                FORWARDED_FAMILY.iter().map(|h| (*h).to_string()).collect();
+        });
+        let spoof = [
+            HOST,
+            ("x-forwarded-host", "front.test"),
+            ("x-forwarded-port", "8443"),
+        ];
+        let trusted = In {
+            peer: "10.1.2.3",
+            ..get("/a", &spoof)
+        };
+        let (_, _, h, _) = run(&trusted, &p).expect("ok");
+        assert!(h.contains(&("x-forwarded-host".into(), "front.test".into())));
+        assert!(h.contains(&("x-forwarded-port".into(), "8443".into())));
+        let (_, _, h, _) = run(&get("/a", &spoof), &p).expect("ok");
+        assert!(h.contains(&("x-forwarded-host".into(), "app.test".into())));
+        assert!(!h.iter().any(|(k, _)| k == "x-forwarded-port"));
+
+        // More upgrades allowed; more headers never forwarded.
+        let p = policy(|c| {
+            c.upstream.upgrades = vec!["websocket".into(), "custom-proto".into()];
+            c.upstream.never_forward = vec!["x-tenant".into()];
+        });
+        let up = get(
+            "/a",
+            &[
+                HOST,
+                ("connection", "upgrade"),
+                ("upgrade", "Custom-Proto"),
+                ("X_Tenant", "t"),
+            ],
+        );
+        let (_, _, h, upgrade) = run(&up, &p).expect("ok");
+        assert!(upgrade);
+        assert!(!h.iter().any(|(k, _)| k.contains("tenant")));
+    }
+
     #[test]
     fn client_address_table() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];

@@ -373,6 +373,35 @@ async fn refresh_with_secret_needs_the_username() {
     assert_eq!(status, 401, "{e}");
 }
 
+/// The username for a refresh with a client secret comes from the access or the id token,
+/// whatever `verify.token_use` lets through the gate.
+#[tokio::test]
+async fn refresh_with_secret_takes_either_token_for_the_username() {
+    let pool = Pool::create(true, false).await;
+    let user = pool.confirmed_user("frank@example.com", &[]).await;
+    for uses in [vec!["id".to_string()], vec!["access".to_string()]] {
+        let mut c = pool.config(&closed_url().await);
+        c.verify.token_use = uses.clone();
+        let sc = Sidecar::start(c).await;
+        let (status, v) = login(&sc, &user, PASSWORD).await;
+        assert_eq!(status, 200, "{v}");
+        let refresh = v["refresh_token"].as_str().expect("refresh").to_string();
+        for kind in ["access_token", "id_token"] {
+            let token = v[kind].as_str().expect("token").to_string();
+            let resp = client()
+                .post(sc.url("/api/user/refresh"))
+                .bearer_auth(&token)
+                .json(&json!({ "refresh_token": refresh }))
+                .send()
+                .await
+                .expect("refresh");
+            let (status, r) = status_json(resp).await;
+            assert_eq!(status, 200, "{uses:?} {kind}: {r}");
+            assert_tokens(&r);
+        }
+    }
+}
+
 #[tokio::test]
 async fn email_sign_in_pool_with_secret() {
     let pool = Pool::create(true, true).await;

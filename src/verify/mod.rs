@@ -211,15 +211,15 @@ impl Verifier {
         self.verify_inner(token, now, true, (true, false)).await
     }
 
-    /// Signature, issuer, use and client, but an expired token is accepted: used only to
-    /// learn the username for a refresh, never to let a request through.
+    /// Signature, issuer and client, but an expired token is accepted, and an access or an
+    /// id token whatever `verify.token_use` says (both name the user): used only to learn the
+    /// username for a refresh, never to let a request through.
     pub async fn verify_ignoring_expiry(
         &self,
         token: &str,
         now: u64,
     ) -> Result<Claims, VerifyError> {
-        let uses = (self.s.accept_access, self.s.accept_id);
-        self.verify_inner(token, now, false, uses).await
+        self.verify_inner(token, now, false, (true, true)).await
     }
 
     /// `uses`: whether access and id tokens (in that order) are accepted.
