@@ -49,6 +49,7 @@ pub struct Config {
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub rate_limit: RateLimitConfig,
+    pub shared: SharedConfig,
     /// Authorization rules, first match wins; a path no rule matches needs a valid token.
     pub routes: Vec<RouteRule>,
 }
@@ -463,6 +464,91 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Where logouts and auth API rate limits are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedBackend {
+    /// In this process only (one sidecar).
+    Memory,
+    /// In Redis (ElastiCache), shared by every sidecar of the fleet.
+    Redis,
+}
+
+/// State shared by a fleet of sidecars: logouts and auth API rate limits.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedConfig {
+    pub backend: SharedBackend,
+    /// `redis://host:port[/db]` or `rediss://` (TLS; ElastiCache Serverless requires it).
+    pub url: String,
+    /// An ACL user (ElastiCache RBAC), with `password`.
+    pub username: Option<String>,
+    /// The user's password or the AUTH token; from the environment, never logged.
+    pub password: Option<String>,
+    /// A PEM file of CA certificates to trust for `rediss://` instead of the public roots.
+    pub tls_ca_file: Option<String>,
+    /// Prefix of every key and channel, so several apps can share one cache.
+    pub key_prefix: String,
+    /// Deadline to connect to Redis.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline of one command (a rate-limit check falls back to the local limiter after it).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Logouts waiting for Redis at most; the oldest are dropped beyond it.
+    pub queue_max: usize,
+    /// `/readyz` answers 503 while Redis is unreachable or the logout list is catching up.
+    pub require_for_ready: bool,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            backend: SharedBackend::Memory,
+            url: "redis://127.0.0.1:6379".into(),
+            username: None,
+            password: None,
+            tls_ca_file: None,
+            key_prefix: "cognito-sidecar".into(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_millis(500),
+            queue_max: 10_000,
+            require_for_ready: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("backend", &self.backend)
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("queue_max", &self.queue_max)
+            .field("require_for_ready", &self.require_for_ready)
+            .finish()
+    }
+}
+
+/// `url` with any password in its userinfo replaced (`redis://user:secret@h` → `redis://user:<redacted>@h`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -697,6 +783,34 @@ impl Config {
                 ));
             }
         }
+        let sh = &self.shared;
+        if sh.backend == SharedBackend::Redis {
+            match sh.url.split_once("://") {
+                Some(("redis" | "rediss", rest)) if !rest.is_empty() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "shared.url",
+                        format!("{:?} is not a redis:// or rediss:// URL", redact_url(&sh.url)),
+                    ))
+                }
+            }
+            if sh.key_prefix.is_empty()
+                || !sh
+                    .key_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            {
+                return Err(ConfigError::new(
+                    "shared.key_prefix",
+                    "must be letters, digits, - _ . : (no braces: the sidecar adds its hash tag)",
+                ));
+            }
+            positive(sh.connect_timeout, "shared.connect_timeout")?;
+            positive(sh.command_timeout, "shared.command_timeout")?;
+            if sh.queue_max == 0 {
+                return Err(ConfigError::new("shared.queue_max", "must be at least 1"));
+            }
+        }
         for (i, u) in self.upstream.upgrades.iter().enumerate() {
             if u.is_empty() || !u.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
                 return Err(ConfigError::new(
@@ -741,6 +855,10 @@ impl Config {
         if copy.cognito.client_secret.is_some() {
             copy.cognito.client_secret = Some("<redacted>".into());
         }
+        if copy.shared.password.is_some() {
+            copy.shared.password = Some("<redacted>".into());
+        }
+        copy.shared.url = redact_url(&copy.shared.url);
         serde_json::to_string_pretty(&copy).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
