@@ -10,6 +10,8 @@
 # `--all-targets` is added unless an argument before `--` selects targets itself (`--test`,
 # `--tests`, `--lib`, `--bin`, `--bins`, `--bench`, `--benches`, `--example`, `--examples`,
 # `--doc`, `--all-targets`); cargo would otherwise run every target whatever was selected.
+# Debian's redis-server and openssl are installed when missing (deploy/system-packages.sh);
+# tests/fleet.rs starts its own redis-servers on free loopback ports.
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
 # and .venv/bin first on PATH. When cargo test passes and no targets were selected,
 # tests/contract/schemathesis.sh fuzzes the auth API against its OpenAPI document, and cfn-lint
@@ -23,6 +25,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 bash "$REPO/deploy/venv.sh"
+bash "$REPO/deploy/system-packages.sh"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cognito-sidecar-test.XXXXXX")"
 moto_pid=""

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{json, AuthApi};
 use crate::body::Body;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SharedBackend};
 use crate::error::ApiError;
 use crate::forward::{self, Decision, Policy, X_REQUEST_ID};
 use crate::gate::{Gate, Identity};
@@ -23,6 +23,7 @@ use crate::limit::{Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::proxy::{self, Upstream};
 use crate::router::{Refused, Route, Router, Rule};
+use crate::shared::{Shared, SharedError};
 use crate::tunnel::Tunnels;
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 
@@ -39,6 +40,7 @@ struct Inner {
     upstream: Upstream,
     policy: Policy,
     tunnels: Tunnels,
+    shared: Option<Shared>,
     max_token_bytes: usize,
     access_log: bool,
     metrics: SharedMetrics,
@@ -118,21 +120,45 @@ impl App {
             v.revocation_ttl,
             Arc::clone(&metrics),
         );
+        let shared = match config.shared.backend {
+            SharedBackend::Memory => None,
+            SharedBackend::Redis => Some(
+                Shared::new(
+                    &config.shared,
+                    gate.revocations().clone(),
+                    Arc::clone(&metrics),
+                )
+                .map_err(|e| match e {
+                    SharedError::Url(p) => ConfigError {
+                        key: "shared.url".into(),
+                        problem: p,
+                    },
+                    SharedError::Ca(p) => ConfigError {
+                        key: "shared.tls_ca_file".into(),
+                        problem: p,
+                    },
+                })?,
+            ),
+        };
         let rl = &config.rate_limit;
-        let by_username = Limiter::new(
+        let mut by_username = Limiter::new(
             Quota {
                 per_minute: rl.username_per_minute,
                 burst: rl.username_burst,
             },
             rl.max_tracked,
         );
-        let by_address = Limiter::new(
+        let mut by_address = Limiter::new(
             Quota {
                 per_minute: rl.address_per_minute,
                 burst: rl.address_burst,
             },
             rl.max_tracked,
         );
+        if let Some(s) = &shared {
+            by_username = by_username.with_shared(s.clone(), "username");
+            by_address = by_address.with_shared(s.clone(), "address");
+        }
         let upstream = Upstream::new(&config.upstream);
         let policy =
             Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
@@ -152,8 +178,10 @@ impl App {
                     config.api.max_body_bytes,
                     v.max_token_bytes,
                     by_username,
+                    shared.clone(),
                     Arc::clone(&metrics),
                 ),
+                shared,
                 gate,
                 upstream,
                 policy,
@@ -168,13 +196,25 @@ impl App {
     }
 
     /// Starts the background JWKS loader/refresher (fetches immediately).
-    pub fn start_background(&self) -> tokio::task::JoinHandle<()> {
-        self.inner.gate.verifier().jwks().spawn_refresher()
+    /// Starts the background work: the JWKS loader/refresher (fetches immediately) and, with
+    /// the fleet backend, its connection, subscriber and writer.
+    pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![self.inner.gate.verifier().jwks().spawn_refresher()];
+        if let Some(shared) = &self.inner.shared {
+            tasks.extend(shared.start());
+        }
+        tasks
     }
 
-    /// True once the pool's signing keys are loaded.
+    /// True once the pool's signing keys are loaded and, with the fleet backend, the logout
+    /// list is caught up (or Redis is unreachable and `shared.require_for_ready` is off).
     pub fn is_ready(&self) -> bool {
-        self.inner.gate.is_ready()
+        self.inner.gate.is_ready() && self.inner.shared.as_ref().is_none_or(Shared::is_ready)
+    }
+
+    /// The fleet backend, when `shared.backend = "redis"`.
+    pub fn shared(&self) -> Option<&Shared> {
+        self.inner.shared.as_ref()
     }
 
     /// The metrics (the server counts connections into them).
@@ -243,7 +283,7 @@ impl App {
             )),
             Ok(Route::Auth(ep)) => {
                 let client = inner.policy.client_ip(peer.ip(), req.headers());
-                let result = match inner.by_address.check(&client) {
+                let result = match inner.by_address.check(&client).await {
                     Err(wait) => {
                         inner.metrics.rate_limited("address");
                         Err(ApiError::too_many_requests(

@@ -25,6 +25,7 @@ use crate::idp::{AuthOutcome, Cognito, IdpError, Tokens};
 use crate::limit::Limiter;
 use crate::metrics::SharedMetrics;
 use crate::router::Endpoint;
+use crate::shared::Shared;
 use crate::verify::{self, now_secs};
 
 /// The seed's `LoginOut`, plus `username` (the canonical Cognito username a client needs to
@@ -49,6 +50,8 @@ pub struct AuthApi {
     max_body: usize,
     max_token_bytes: usize,
     by_username: Arc<Limiter<String>>,
+    /// The fleet backend: logouts are published to it.
+    shared: Option<Shared>,
     metrics: SharedMetrics,
 }
 
@@ -63,6 +66,7 @@ impl AuthApi {
         max_body: usize,
         max_token_bytes: usize,
         by_username: Limiter<String>,
+        shared: Option<Shared>,
         metrics: SharedMetrics,
     ) -> Self {
         AuthApi {
@@ -71,15 +75,17 @@ impl AuthApi {
             max_body,
             max_token_bytes,
             by_username: Arc::new(by_username),
+            shared,
             metrics,
         }
     }
 
     /// Password attempts per username are limited, whoever sends them (credential stuffing
     /// from many addresses against one account still spends that account's budget only).
-    fn limit_username(&self, username: &str) -> Result<(), ApiError> {
+    async fn limit_username(&self, username: &str) -> Result<(), ApiError> {
         self.by_username
             .check(&username.trim().to_lowercase())
+            .await
             .map_err(|wait| {
                 self.metrics.rate_limited("username");
                 ApiError::too_many_requests(
@@ -118,7 +124,7 @@ impl AuthApi {
     async fn login(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let password = field(body, "password")?;
-        self.limit_username(email)?;
+        self.limit_username(email).await?;
         match self.idp.login(email, password).await {
             Ok(outcome) => answer(outcome),
             Err(IdpError::NotAuthorized | IdpError::UserNotFound) => Err(invalid_credentials()),
@@ -130,7 +136,7 @@ impl AuthApi {
         let email = field(body, "email")?;
         let new_password = field(body, "new_password")?;
         let session = field(body, "session")?;
-        self.limit_username(email)?;
+        self.limit_username(email).await?;
         match self.idp.new_password(email, new_password, session).await {
             Ok(outcome) => answer(outcome),
             Err(IdpError::NotAuthorized | IdpError::SessionInvalid | IdpError::UserNotFound) => {
@@ -199,7 +205,10 @@ impl AuthApi {
             }
             Err(e) => return Err(e.into()),
         }
-        self.gate.revoke(&claims);
+        let revocation = self.gate.revoke(&claims);
+        if let Some(shared) = &self.shared {
+            shared.publish(revocation);
+        }
         Ok((
             json(StatusCode::OK, &serde_json::json!({ "ok": true })),
             Some(claims.sub),

@@ -5,7 +5,6 @@
 //! token's `exp`) and the logout revocation list, which is checked on every request, cached
 //! tokens included.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::headers::IdentityHeaders;
 use crate::metrics::SharedMetrics;
+use crate::revocation::{Revocation, RevocationList};
 use crate::verify::{now_secs, Claims, Verifier, VerifyError};
 
 /// What the gate knows about a verified token.
@@ -31,7 +31,7 @@ pub struct Gate {
     verifier: Verifier,
     identity: Arc<IdentityHeaders>,
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
-    revocations: Revocations,
+    revocations: RevocationList,
     metrics: SharedMetrics,
 }
 
@@ -70,7 +70,7 @@ impl Gate {
             verifier,
             identity: Arc::new(identity),
             cache,
-            revocations: Revocations::new(revocation_ttl),
+            revocations: RevocationList::new(revocation_ttl),
             metrics,
         }
     }
@@ -135,75 +135,15 @@ impl Gate {
     }
 
     /// Records a logout: the user's tokens issued before now are refused from here on.
-    pub fn revoke(&self, claims: &Claims) {
-        self.revocations.revoke(claims, now_secs());
-    }
-}
-
-/// Logouts remembered in-process: `sub` → (time of logout, `origin_jti`s logged out).
-///
-/// GlobalSignOut does not invalidate issued access tokens (they verify until `exp`), so the
-/// gate refuses a token of a logged-out user whose `iat` is before the logout second, or
-/// whose `origin_jti` is the session that logged out. A token issued in the very second of
-/// the logout by another session is accepted: `iat` has one-second resolution and a fresh
-/// login right after a logout must work.
-#[derive(Clone)]
-struct Revocations {
-    by_sub: Cache<String, Arc<Revoked>>,
-    any: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct Revoked {
-    at: u64,
-    origin_jtis: Vec<String>,
-}
-
-impl Revocations {
-    fn new(ttl: Duration) -> Self {
-        Revocations {
-            by_sub: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(ttl)
-                .build(),
-            any: Arc::new(AtomicBool::new(false)),
-        }
+    /// Returns the record, for the other sidecars of a fleet.
+    pub fn revoke(&self, claims: &Claims) -> Revocation {
+        let r = Revocation::logout(claims, now_secs());
+        self.revocations.apply(&r);
+        r
     }
 
-    fn revoke(&self, claims: &Claims, now: u64) {
-        let mut origin_jtis = self
-            .by_sub
-            .get(&claims.sub)
-            .map(|r| r.origin_jtis.clone())
-            .unwrap_or_default();
-        if let Some(j) = &claims.origin_jti {
-            origin_jtis.push(j.clone());
-        }
-        self.by_sub.insert(
-            claims.sub.clone(),
-            Arc::new(Revoked {
-                at: now,
-                origin_jtis,
-            }),
-        );
-        self.any.store(true, Ordering::Release);
-    }
-
-    fn check(&self, claims: &Claims) -> Result<(), VerifyError> {
-        if !self.any.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.by_sub.get(&claims.sub) {
-            Some(r)
-                if claims.iat < r.at
-                    || claims
-                        .origin_jti
-                        .as_ref()
-                        .is_some_and(|j| r.origin_jtis.contains(j)) =>
-            {
-                Err(VerifyError::Revoked)
-            }
-            _ => Ok(()),
-        }
+    /// The logout list (the shared backend applies other sidecars' logouts to it).
+    pub fn revocations(&self) -> &RevocationList {
+        &self.revocations
     }
 }

@@ -17,8 +17,10 @@ pub mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod revocation;
 pub mod router;
 pub mod server;
+pub mod shared;
 pub mod tunnel;
 pub mod verify;
 

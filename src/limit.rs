@@ -4,15 +4,22 @@
 //! Each key has a GCRA bucket (a rate per minute and a burst) held in a bounded moka cache, so
 //! a flood of distinct addresses or usernames costs bounded memory: the least recently used
 //! keys are forgotten, which can only ever let a forgotten key start afresh.
+//! With the fleet backend (`shared.backend = "redis"`) a limiter asks Redis first, so the
+//! budget is the fleet's; when Redis does not answer in time it falls back to its local
+//! buckets, so an outage never turns rate limiting off.
+//!
 //! Which address a request comes from is `forward::client_ip`'s call, beside the rules for
 //! the forwarded headers the app receives.
 
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+
+use crate::shared::Shared;
 
 /// One limit: `per_minute` requests sustained, `burst` at once. `per_minute == 0` disables it.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +36,26 @@ pub struct Limiter<K: Hash + Eq + Send + Sync + 'static> {
     tolerance: u64,
     epoch: Instant,
     buckets: Option<Cache<K, Arc<AtomicU64>>>,
+    /// The fleet backend and this limiter's key kind (`address`, `username`).
+    shared: Option<(Shared, &'static str)>,
+}
+
+/// A limiter key as the fleet backend names it.
+pub trait SharedKey {
+    /// A short id, safe as part of a Redis key (no personal data).
+    fn shared_id(&self) -> String;
+}
+
+impl SharedKey for IpAddr {
+    fn shared_id(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl SharedKey for String {
+    fn shared_id(&self) -> String {
+        crate::shared::username_id(self)
+    }
 }
 
 impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
@@ -52,11 +79,39 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
                     ))
                     .build()
             }),
+            shared: None,
         }
     }
 
+    /// Counts in the fleet backend first (falling back to the local buckets).
+    pub fn with_shared(mut self, shared: Shared, kind: &'static str) -> Self {
+        self.shared = Some((shared, kind));
+        self
+    }
+
     /// Takes one token for `key`; on refusal, returns how long until one is available.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
+    pub async fn check(&self, key: &K) -> Result<(), Duration>
+    where
+        K: SharedKey,
+    {
+        if self.buckets.is_none() {
+            return Ok(());
+        }
+        if let Some((shared, kind)) = &self.shared {
+            let interval = Duration::from_nanos(self.interval);
+            let tolerance = Duration::from_nanos(self.tolerance);
+            if let Some(verdict) = shared
+                .rate_limit(kind, &key.shared_id(), interval, tolerance)
+                .await
+            {
+                return verdict;
+            }
+        }
+        self.check_local(key)
+    }
+
+    /// `check` on this process's buckets only.
+    pub fn check_local(&self, key: &K) -> Result<(), Duration> {
         self.check_at(key, self.epoch.elapsed().as_nanos() as u64)
     }
 
@@ -129,7 +184,7 @@ mod tests {
             1000,
         );
         for k in 0..50_000u32 {
-            let _ = l.check(&k);
+            let _ = l.check_local(&k);
         }
         let buckets = l.buckets.as_ref().expect("enabled");
         buckets.run_pending_tasks();

@@ -64,6 +64,97 @@ pub struct Metrics {
     open_connections: Gauge,
     open_tunnels: Gauge,
     rate_limited: Family<Kind, Counter>,
+    shared: SharedStats,
+}
+
+/// The fleet backend's metrics (`shared.backend = "redis"`).
+struct SharedStats {
+    state: Gauge,
+    published: Counter,
+    publish_failures: Counter,
+    received: Counter,
+    ignored: Counter,
+    queue: Gauge,
+    queue_dropped: Counter,
+    catchup_entries: Gauge,
+    catchup_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    lag: Histogram,
+    fallbacks: Counter,
+}
+
+impl SharedStats {
+    fn register(registry: &mut Registry) -> Self {
+        let s = SharedStats {
+            state: Gauge::default(),
+            published: Counter::default(),
+            publish_failures: Counter::default(),
+            received: Counter::default(),
+            ignored: Counter::default(),
+            queue: Gauge::default(),
+            queue_dropped: Counter::default(),
+            catchup_entries: Gauge::default(),
+            catchup_seconds: Gauge::default(),
+            // 1 ms .. ~16 s
+            lag: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            fallbacks: Counter::default(),
+        };
+        registry.register(
+            "shared_state",
+            "Fleet store: 0 unreachable (local list only), 1 connecting or catching up, 2 synced",
+            s.state.clone(),
+        );
+        registry.register(
+            "shared_published",
+            "Logouts written to the fleet store and announced",
+            s.published.clone(),
+        );
+        registry.register(
+            "shared_publish_failures",
+            "Attempts to write a logout to the fleet store that failed (retried)",
+            s.publish_failures.clone(),
+        );
+        registry.register(
+            "shared_received",
+            "Logouts received from other sidecars (pub/sub)",
+            s.received.clone(),
+        );
+        registry.register(
+            "shared_ignored",
+            "Records in the fleet store that were not valid revocations (ignored)",
+            s.ignored.clone(),
+        );
+        registry.register(
+            "shared_queue_length",
+            "Logouts waiting for the fleet store",
+            s.queue.clone(),
+        );
+        registry.register(
+            "shared_queue_dropped",
+            "Queued logouts dropped (oldest first) because the queue was full",
+            s.queue_dropped.clone(),
+        );
+        registry.register(
+            "shared_catchup_revocations",
+            "Live logouts read at the last catch-up",
+            s.catchup_entries.clone(),
+        );
+        registry.register(
+            "shared_catchup_seconds",
+            "Duration of the last catch-up",
+            s.catchup_seconds.clone(),
+        );
+        registry.register(
+            "shared_propagation_seconds",
+            "Time from a logout on another sidecar to its arrival here",
+            s.lag.clone(),
+        );
+        registry.register(
+            "shared_rate_limit_fallbacks",
+            "Rate-limit checks answered by the local limiter because the fleet store did not",
+            s.fallbacks.clone(),
+        );
+        s
+    }
 }
 
 /// Shared handle.
@@ -140,6 +231,7 @@ impl Metrics {
             "Auth API requests refused by the rate limiter, by key kind (address, username)",
             rate_limited.clone(),
         );
+        let shared = SharedStats::register(&mut registry);
         let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
         let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
         let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
@@ -159,7 +251,61 @@ impl Metrics {
             open_connections,
             open_tunnels,
             rate_limited,
+            shared,
         }
+    }
+
+    /// The fleet store's state (`shared::State` as a number).
+    pub fn shared_state(&self, state: i64) {
+        self.shared.state.set(state);
+    }
+
+    /// A logout was written to the fleet store.
+    pub fn shared_published(&self) {
+        self.shared.published.inc();
+    }
+
+    /// Writing a logout to the fleet store failed.
+    pub fn shared_publish_failed(&self) {
+        self.shared.publish_failures.inc();
+    }
+
+    /// A logout arrived from another sidecar.
+    pub fn shared_received(&self) {
+        self.shared.received.inc();
+    }
+
+    /// A record in the fleet store was not a valid revocation.
+    pub fn shared_ignored(&self) {
+        self.shared.ignored.inc();
+    }
+
+    /// Logouts waiting for the fleet store.
+    pub fn shared_queue(&self, len: i64) {
+        self.shared.queue.set(len);
+    }
+
+    /// Queued logouts dropped.
+    pub fn shared_queue_dropped(&self, n: u64) {
+        self.shared.queue_dropped.inc_by(n);
+    }
+
+    /// A catch-up finished.
+    pub fn shared_catchup(&self, entries: u64, took: Duration) {
+        self.shared
+            .catchup_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.shared.catchup_seconds.set(took.as_secs_f64());
+    }
+
+    /// How long a logout took to arrive.
+    pub fn shared_lag(&self, lag: Duration) {
+        self.shared.lag.observe(lag.as_secs_f64());
+    }
+
+    /// A rate-limit check fell back to the local limiter.
+    pub fn shared_fallback(&self) {
+        self.shared.fallbacks.inc();
     }
 
     /// A request passed the gate and was forwarded (`public`: without a token).
