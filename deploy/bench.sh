@@ -5,6 +5,7 @@
 #   deploy/bench.sh                          # build, then the full run (DURATION=10 ROUNDS=3)
 #   DURATION=5 ROUNDS=2 deploy/bench.sh      # shorter; every harness knob passes through
 #   CACHE=off deploy/bench.sh                # verified-token cache off: RSA verify per request
+#   SHARED=redis deploy/bench.sh             # the fleet backend: a redis-server of its own
 #   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
 #   LOG_FORMAT=json deploy/bench.sh          # the JSON log lines the image writes (default: text)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
@@ -27,11 +28,13 @@
 #       identity.headers   = X-User-Sub <- sub, X-User-Name <- username
 #       identity.strip_prefixes = ["x-user-"]         admin.listen     = a free loopback port
 #       verify.cache_max_entries = 100000 (0 with CACHE=off)
+#       [shared] backend = "redis", url = a redis-server this script starts on a free loopback
+#                port and stops at the end (SHARED=redis; "-redis" appended to the name)
 #     Every SIDECAR_*, COGNITO_* and AWS_REGION variable is removed from the sidecar's
 #     environment first, so nothing from the caller's shell overrides the file.
 #  4. prints where the summary is and copies sidecar.toml next to it.
 #
-# Environment: CACHE=on|off, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
+# Environment: CACHE=on|off, SHARED=memory|redis, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
 # EXTRA_TARGET (default http://127.0.0.1:18090), SIDECAR_BIN, BENCH_DIR, and the harness's
 # own knobs (DURATION ROUNDS WARMUP CONNS THREADS TARGETS SERVER_CPU LOAD_CPU QUIET_WAIT ...).
 # All traffic stays on 127.0.0.1; every load run is bounded by DURATION (wrk under timeout).
@@ -101,6 +104,10 @@ format = $(toml_str "$format")
 level = "info"
 access = $access
 EOF
+    if [[ -n ${CS_BENCH_SHARED_URL:-} ]]; then
+        printf '\n[shared]\nbackend = "redis"\nurl = %s\n' "$(toml_str "$CS_BENCH_SHARED_URL")" \
+            >>"$CS_BENCH_CONFIG"
+    fi
     # Nothing from the caller's environment may override the file.
     while IFS= read -r v; do
         unset "$v"
@@ -129,6 +136,24 @@ case $access_log in
     1 | true | on) access=true ;;
     0 | false | off) access=false name="$name-nolog" ;;
     *) die "ACCESS_LOG must be 1 or 0 (got '$access_log')" ;;
+esac
+case ${SHARED:-memory} in
+    memory) shared_url="" ;;
+    redis)
+        command -v redis-server >/dev/null 2>&1 || bash "$REPO/deploy/system-packages.sh"
+        redis_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+        redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+            >/dev/null 2>&1 &
+        redis_pid=$!
+        trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+            sleep 0.05
+        done
+        shared_url="redis://127.0.0.1:$redis_port"
+        name="$name-redis"
+        ;;
+    *) die "SHARED must be memory or redis (got '${SHARED}')" ;;
 esac
 log_format=${LOG_FORMAT:-text}
 [[ $log_format == text || $log_format == json ]] || die "LOG_FORMAT must be text or json"
@@ -194,6 +219,7 @@ fi
 log "sidecar $bin (git $rev) as '$name' on $target"
 log "  $cache_note"
 log "  $access_note; admin (metrics) on 127.0.0.1:$admin_port"
+if [[ -n $shared_url ]]; then log "  fleet backend: redis at $shared_url"; fi
 
 before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)"
 status=0
@@ -208,6 +234,7 @@ CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
 CS_BENCH_CACHE_ENTRIES="$cache_entries" \
 CS_BENCH_ACCESS_LOG="$access" \
 CS_BENCH_LOG_FORMAT="$log_format" \
+CS_BENCH_SHARED_URL="$shared_url" \
     "$BENCH_DIR/run.sh" || status=$?
 
 # ------------------------------------------------------------------ 4. where it is

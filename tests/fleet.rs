@@ -679,3 +679,72 @@ async fn readiness_can_require_the_store() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_reads_every_live_revocation_in_pages() {
+    let _serial = SERIAL.lock().await;
+    let redis = RedisServer::start();
+    let jwks = JwksServer::start().await;
+    let mut conn = redis.client().await;
+    let t = now();
+    // 100,000 live records, in pipelines of 10,000, and 1,000 expired ones.
+    for chunk in 0..10 {
+        let mut pipe = redis::pipe();
+        for i in 0..10_000 {
+            let n = chunk * 10_000 + i;
+            pipe.zadd(KEY, record(&format!("u-{n}"), t, None), t + 3600)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.expect("zadd");
+    }
+    let mut pipe = redis::pipe();
+    for i in 0..1_000 {
+        pipe.zadd(KEY, record(&format!("gone-{i}"), t - 7200, None), t - 10)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.expect("zadd");
+
+    let echo = Echo::start().await;
+    let mut cfg = gate_config(&jwks.url, &echo.url(), &closed_url().await);
+    cfg.shared.backend = cognito_sidecar::config::SharedBackend::Redis;
+    cfg.shared.url = redis.url();
+    let started = Instant::now();
+    let sc = Sidecar::start_with(cfg, false).await;
+    while !sc.app.is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not ready after a minute of catch-up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ready_after = started.elapsed();
+    let metrics = sc.app.render_metrics();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(value("sidecar_shared_catchup_revocations "), 100_000.0);
+    eprintln!(
+        "catch-up of 100,000 live revocations: {:.0} ms (ready after {:.0} ms)",
+        value("sidecar_shared_catchup_seconds ") * 1000.0,
+        ready_after.as_secs_f64() * 1000.0
+    );
+    let old = |sub: &str| {
+        let mut c = access_claims(sub);
+        c["iat"] = json!(t - 10);
+        mint("key1", "k1", &c)
+    };
+    for sub in ["u-0", "u-9999", "u-10000", "u-99999"] {
+        assert_eq!(
+            gate_status(&sc, &old(sub)).await,
+            (401, Some("token_revoked".into())),
+            "{sub}"
+        );
+    }
+    assert_eq!(gate_status(&sc, &old("gone-1")).await.0, 200);
+    let left: usize = conn.zcard(KEY).await.expect("zcard");
+    assert_eq!(left, 100_000, "expired records are pruned");
+}
