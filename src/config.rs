@@ -790,7 +790,10 @@ impl Config {
                 _ => {
                     return Err(ConfigError::new(
                         "shared.url",
-                        format!("{:?} is not a redis:// or rediss:// URL", redact_url(&sh.url)),
+                        format!(
+                            "{:?} is not a redis:// or rediss:// URL",
+                            redact_url(&sh.url)
+                        ),
                     ))
                 }
             }
