@@ -1,16 +1,17 @@
 //! The deployment files agree with the code: `deploy/iam/task-role-policy.json` and the
 //! CloudFormation task role grant exactly the calls `idp::iam_actions` says are signed with AWS
 //! credentials; the ECS task definition (standalone and in the template) has the shape the
-//! sidecar needs; its environment is a valid configuration on top of `proxy.toml`; and the
+//! sidecar needs; its environment is a valid configuration on top of `proxy.toml`, with and
+//! without the template's optional shared cache, which only the tasks reach; and the
 //! Dockerfile builds with `deploy/build-release.sh` and puts the binary where the health checks
 //! look for it.
 
 #![allow(clippy::result_large_err)] // figment::Jail's closure signature
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use cognito_sidecar::config::{AuthFlow, LogFormat};
+use cognito_sidecar::config::{AuthFlow, LogFormat, SharedBackend};
 use cognito_sidecar::idp::iam_actions;
 use cognito_sidecar::Config;
 use figment::providers::{Format, Toml};
@@ -92,6 +93,129 @@ fn lower_first(k: &str) -> String {
         None => String::new(),
     }
 }
+
+/// The one `{tag: value}` of a short- or long-form intrinsic (`!If` or `Fn::If`, `!Ref` or
+/// `Ref`), with `tag` without its `!` / `Fn::`.
+fn intrinsic(v: &Json) -> Option<(&str, &Json)> {
+    let m = v.as_object().filter(|m| m.len() == 1)?;
+    let (k, v) = m.iter().next()?;
+    let name = k
+        .strip_prefix('!')
+        .or_else(|| k.strip_prefix("Fn::"))
+        .unwrap_or(k);
+    [
+        "Ref",
+        "If",
+        "Not",
+        "Equals",
+        "And",
+        "Or",
+        "Condition",
+        "Sub",
+        "Join",
+        "GetAtt",
+        "Select",
+        "Split",
+    ]
+    .contains(&name)
+    .then_some((name, v))
+}
+
+/// Parameter values (name as written, value); those not given take their defaults.
+type Params<'a> = [(&'a str, &'a str)];
+
+fn param_value(t: &Json, params: &Params, name: &str) -> String {
+    if let Some((_, v)) = params.iter().find(|(k, _)| *k == name) {
+        return (*v).to_owned();
+    }
+    match &t["parameters"][lower_first(name)]["default"] {
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        other => panic!("parameter {name}: no value given and default {other}"),
+    }
+}
+
+/// Whether the template's condition `name` holds with these parameters (`Not`, `Equals`,
+/// `And`, `Or`, `Condition` over literals and `Ref`s to parameters).
+fn condition_holds(t: &Json, params: &Params, name: &str) -> bool {
+    let def = &t["conditions"][lower_first(name)];
+    assert!(!def.is_null(), "condition {name} is not defined");
+    eval_condition(t, params, def)
+}
+
+fn eval_condition(t: &Json, params: &Params, v: &Json) -> bool {
+    let args = |a: &Json| a.as_array().cloned().unwrap_or_default();
+    match intrinsic(v) {
+        Some(("Not", a)) => !eval_condition(t, params, &args(a)[0]),
+        Some(("And", a)) => args(a).iter().all(|c| eval_condition(t, params, c)),
+        Some(("Or", a)) => args(a).iter().any(|c| eval_condition(t, params, c)),
+        Some(("Condition", Json::String(c))) => condition_holds(t, params, c),
+        Some(("Equals", a)) => {
+            let a = args(a);
+            let scalar = |x: &Json| match (x, intrinsic(x)) {
+                (Json::String(s), _) => s.clone(),
+                (_, Some(("Ref", Json::String(p)))) => param_value(t, params, p),
+                _ => panic!("unsupported in a condition: {x}"),
+            };
+            a.len() == 2 && scalar(&a[0]) == scalar(&a[1])
+        }
+        _ => panic!("unsupported condition {v}"),
+    }
+}
+
+/// `v` with every `If` replaced by the branch its condition selects and every
+/// `Ref AWS::NoValue` removed (from its list or its key); `None` if `v` itself is NoValue.
+fn resolve_ifs(t: &Json, params: &Params, v: &Json) -> Option<Json> {
+    match (intrinsic(v), v) {
+        (Some(("Ref", r)), _) if r == "AWS::NoValue" => None,
+        (Some(("If", Json::Array(a))), _) => {
+            assert_eq!(a.len(), 3, "If takes three arguments: {v}");
+            let cond = a[0].as_str().expect("If's condition name");
+            let branch = if condition_holds(t, params, cond) {
+                &a[1]
+            } else {
+                &a[2]
+            };
+            resolve_ifs(t, params, branch)
+        }
+        (_, Json::Array(items)) => Some(Json::Array(
+            items
+                .iter()
+                .filter_map(|i| resolve_ifs(t, params, i))
+                .collect(),
+        )),
+        (_, Json::Object(m)) => Some(Json::Object(
+            m.iter()
+                .filter_map(|(k, i)| Some((k.clone(), resolve_ifs(t, params, i)?)))
+                .collect(),
+        )),
+        _ => Some(v.clone()),
+    }
+}
+
+/// The template as deployed with these parameters: resources and outputs whose condition
+/// does not hold are gone, and every `If` is resolved.
+fn template_with(params: &Params) -> Json {
+    let mut t = template();
+    for section in ["resources", "outputs"] {
+        let kept: serde_json::Map<String, Json> = t[section]
+            .as_object()
+            .expect(section)
+            .iter()
+            .filter(|(_, r)| {
+                r["condition"]
+                    .as_str()
+                    .is_none_or(|c| condition_holds(&t, params, c))
+            })
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        t[section] = Json::Object(kept);
+    }
+    resolve_ifs(&t, params, &t).expect("the template")
+}
+
+/// The values of the `SharedCache` parameter.
+const SHARED_CACHE: [&str; 3] = ["none", "valkey", "redis"];
 
 /// `Action` (or any IAM field) as a list: a string or an array of strings.
 fn strings(v: &Json) -> Vec<String> {
@@ -212,13 +336,17 @@ fn cloudformation_task_role_grants_the_same_actions_on_the_pool() {
     );
 }
 
-/// Name → value of a container's `environment`.
+/// Name → value of a container's `environment` (of a template: after `template_with`).
 fn env_of(container: &Json) -> Vec<(String, Json)> {
     container["environment"]
         .as_array()
         .map(|e| {
             e.iter()
                 .map(|kv| {
+                    assert!(
+                        intrinsic(kv).is_none(),
+                        "{kv}: resolve the template's conditions first (template_with)"
+                    );
                     let name = kv["name"].as_str().expect("environment name").to_owned();
                     (name, kv["value"].clone())
                 })
@@ -282,10 +410,11 @@ fn check_task_definition(task: &Json, what: &str, secret: bool) {
                 c["name"]
             );
         }
-        // The secret never sits in plain environment, in any container.
+        // The secrets (the client secret, the shared cache's password) never sit in plain
+        // environment, in any container.
         for (name, _) in env_of(c) {
             assert!(
-                !name.contains("SECRET"),
+                !name.contains("SECRET") && !name.contains("PASSWORD"),
                 "{what}: {name} in {}'s environment",
                 c["name"]
             );
@@ -360,13 +489,18 @@ fn task_definition_has_the_sidecar_shape() {
 
 #[test]
 fn cloudformation_template_has_the_sidecar_shape() {
-    let t = template();
+    for cache in SHARED_CACHE {
+        let t = template_with(&[("SharedCache", cache)]);
+        let task = &t["resources"]["taskDefinition"];
+        assert_eq!(task["type"], "AWS::ECS::TaskDefinition");
+        let what = format!("cloudformation.yaml (SharedCache={cache})");
+        check_task_definition(&task["properties"], &what, false);
+    }
+
+    let t = template_with(&[]);
     let r = &t["resources"];
     let kind = |name: &str| r[name]["type"].as_str().unwrap_or("").to_owned();
     let p = |name: &str| &r[name]["properties"];
-
-    assert_eq!(kind("taskDefinition"), "AWS::ECS::TaskDefinition");
-    check_task_definition(p("taskDefinition"), "cloudformation.yaml", false);
 
     assert_eq!(kind("userPoolClient"), "AWS::Cognito::UserPoolClient");
     let client = p("userPoolClient");
@@ -437,6 +571,349 @@ fn cloudformation_template_has_the_sidecar_shape() {
         "appImage",
     ] {
         assert!(t["parameters"].get(param).is_some(), "parameter {param}");
+    }
+}
+
+/// The template's resource `id` (a logical id as written: `Cache`).
+fn resource<'a>(t: &'a Json, id: &str) -> &'a Json {
+    let r = &t["resources"][lower_first(id)];
+    assert!(!r.is_null(), "no resource {id}");
+    r
+}
+
+/// The logical id a `!Ref X` / `{"Ref": "X"}` names.
+fn ref_of(v: &Json) -> Option<&str> {
+    match intrinsic(v) {
+        Some(("Ref", Json::String(id))) => Some(id),
+        _ => None,
+    }
+}
+
+/// The logical id (as written) of the template's only resource of type `ty`.
+fn only_resource_of_type(t: &Json, ty: &str) -> String {
+    let ids: Vec<String> = t["resources"]
+        .as_object()
+        .expect("resources")
+        .iter()
+        .filter(|(_, r)| r["type"] == ty)
+        .map(|(id, _)| {
+            let mut c = id.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one {ty}: {ids:?}");
+    ids[0].clone()
+}
+
+/// Security group rules without their descriptions.
+fn rules_of(v: &Json) -> Vec<Json> {
+    v.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut r| {
+            if let Some(m) = r.as_object_mut() {
+                m.remove("description");
+            }
+            r
+        })
+        .collect()
+}
+
+const CACHE_PORT: u64 = 6379;
+
+#[test]
+fn cloudformation_shared_cache_is_optional_and_reachable_only_from_the_tasks() {
+    let t = template();
+
+    // The parameter: off by default, an engine name when on.
+    let param = &t["parameters"]["sharedCache"];
+    assert_eq!(param["type"], "String");
+    assert_eq!(param["default"], "none");
+    assert_eq!(param["allowedValues"], json!(SHARED_CACHE));
+
+    let cache_id = only_resource_of_type(&t, "AWS::ElastiCache::ServerlessCache");
+    let cache = resource(&t, &cache_id);
+    let cond = cache["condition"]
+        .as_str()
+        .expect("the cache has a condition")
+        .to_owned();
+    assert!(!condition_holds(&t, &[], &cond), "no cache by default");
+    for value in SHARED_CACHE {
+        assert_eq!(
+            condition_holds(&t, &[("SharedCache", value)], &cond),
+            value != "none",
+            "SharedCache={value}"
+        );
+    }
+    let props = &cache["properties"];
+    assert_eq!(ref_of(&props["engine"]), Some("SharedCache"), "Engine");
+    assert!(
+        props.get("userGroupId").is_none(),
+        "no user group: the sidecar gets no cache credentials"
+    );
+
+    // In the tasks' subnets, behind its own security group.
+    let service =
+        &resource(&t, "Service")["properties"]["networkConfiguration"]["awsvpcConfiguration"];
+    assert_eq!(props["subnetIds"], service["subnets"]);
+    assert_eq!(ref_of(&props["subnetIds"]), Some("TaskSubnetIds"));
+    let task_sg = service["securityGroups"]
+        .as_array()
+        .and_then(|g| g.first())
+        .and_then(ref_of)
+        .expect("the tasks' security group");
+    assert_eq!(task_sg, "TaskSecurityGroup");
+    let groups = props["securityGroupIds"]
+        .as_array()
+        .expect("SecurityGroupIds");
+    assert_eq!(groups.len(), 1, "the cache's own group only");
+    let cache_sg = ref_of(&groups[0]).expect("a Ref to the cache's group");
+    assert_ne!(cache_sg, task_sg);
+    let sg = resource(&t, cache_sg);
+    assert_eq!(sg["type"], "AWS::EC2::SecurityGroup");
+    assert_eq!(
+        sg["condition"],
+        json!(cond),
+        "{cache_sg} exists with the cache"
+    );
+    assert_eq!(ref_of(&sg["properties"]["vpcId"]), Some("VpcId"));
+
+    // Exactly TCP 6379 from the tasks: inline, and no separate ingress resource.
+    assert_eq!(
+        rules_of(&sg["properties"]["securityGroupIngress"]),
+        [json!({
+            "ipProtocol": "tcp",
+            "fromPort": CACHE_PORT,
+            "toPort": CACHE_PORT,
+            "sourceSecurityGroupId": {"!Ref": task_sg},
+        })]
+    );
+    let all = t["resources"].as_object().expect("resources");
+    for (id, r) in all {
+        if r["type"] == "AWS::EC2::SecurityGroupIngress" {
+            assert_ne!(
+                ref_of(&r["properties"]["groupId"]),
+                Some(cache_sg),
+                "{id}: the cache's ingress is its inline rule only"
+            );
+        }
+    }
+    // If the tasks' egress is ever restricted, it must let them reach the cache.
+    let task_egress: Vec<Json> = all
+        .values()
+        .filter(|r| {
+            r["type"] == "AWS::EC2::SecurityGroupEgress"
+                && ref_of(&r["properties"]["groupId"]) == Some(task_sg)
+        })
+        .map(|r| r["properties"].clone())
+        .chain(rules_of(
+            &resource(&t, task_sg)["properties"]["securityGroupEgress"],
+        ))
+        .collect();
+    if !task_egress.is_empty() {
+        assert!(
+            task_egress.iter().any(|e| {
+                ref_of(&e["destinationSecurityGroupId"]) == Some(cache_sg)
+                    && e["fromPort"] == CACHE_PORT
+                    && e["toPort"] == CACHE_PORT
+            }),
+            "the tasks' egress is restricted but does not reach the cache: {task_egress:?}"
+        );
+    }
+
+    // The sidecar's environment: backend and URL exactly when the cache exists.
+    let task = &resource(&t, "TaskDefinition")["properties"];
+    let sidecar = container(task, SIDECAR, "cloudformation.yaml");
+    let mut conditional = BTreeMap::new();
+    for entry in sidecar["environment"].as_array().expect("environment") {
+        let name = match intrinsic(entry) {
+            Some(("If", Json::Array(a))) => {
+                assert_eq!(a.len(), 3, "{entry}");
+                assert_eq!(a[0], json!(cond), "{entry}: the cache's condition");
+                assert_eq!(
+                    ref_of(&a[2]),
+                    Some("AWS::NoValue"),
+                    "{entry}: nothing without the cache"
+                );
+                let name = a[1]["name"].as_str().expect("name").to_owned();
+                conditional.insert(name.clone(), a[1]["value"].clone());
+                name
+            }
+            _ => entry["name"].as_str().expect("name").to_owned(),
+        };
+        if name.starts_with("SIDECAR_SHARED__") {
+            assert!(
+                conditional.contains_key(&name),
+                "{name} is set only with the cache"
+            );
+        }
+    }
+    assert_eq!(
+        conditional.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["SIDECAR_SHARED__BACKEND", "SIDECAR_SHARED__URL"]
+    );
+    assert_eq!(conditional["SIDECAR_SHARED__BACKEND"], "redis");
+    let url = match intrinsic(&conditional["SIDECAR_SHARED__URL"]) {
+        Some(("Sub", Json::String(s))) => s.clone(),
+        other => panic!("SIDECAR_SHARED__URL: expected a Sub, got {other:?}"),
+    };
+    assert_eq!(
+        url,
+        format!("rediss://${{{cache_id}.Endpoint.Address}}:${{{cache_id}.Endpoint.Port}}"),
+        "TLS (ElastiCache Serverless accepts nothing else), to the cache's endpoint"
+    );
+
+    // Resolved: present with the cache, gone without.
+    for value in SHARED_CACHE {
+        let t = template_with(&[("SharedCache", value)]);
+        let on = value != "none";
+        assert_eq!(t["resources"].get(lower_first(&cache_id)).is_some(), on);
+        assert_eq!(t["resources"].get(lower_first(cache_sg)).is_some(), on);
+        let task = &t["resources"]["taskDefinition"]["properties"];
+        let env = env_of(container(task, SIDECAR, value));
+        let shared: Vec<&str> = env
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.starts_with("SIDECAR_SHARED__"))
+            .collect();
+        let want: &[&str] = if on {
+            &["SIDECAR_SHARED__BACKEND", "SIDECAR_SHARED__URL"]
+        } else {
+            &[]
+        };
+        assert_eq!(shared, want, "SharedCache={value}");
+    }
+}
+
+/// Sample values of the template's parameters, pseudo-parameters, `Ref`s and attributes, for
+/// loading its environment.
+const SAMPLES: [(&str, &str); 6] = [
+    ("AWS::Region", "eu-west-1"),
+    ("UserPool", "eu-west-1_Example"),
+    ("UserPoolClient", "exampleclientid0123456789"),
+    ("TrustedProxyCidrs", "10.0.0.0/16"),
+    (
+        "Cache.Endpoint.Address",
+        "sidecar-0123abcd-x1y2z3.serverless.euw1.cache.amazonaws.com",
+    ),
+    ("Cache.Endpoint.Port", "6379"),
+];
+
+fn sample(name: &str) -> &'static str {
+    SAMPLES
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample value for {name}"))
+}
+
+/// An environment value of the template with its intrinsics evaluated over `SAMPLES`
+/// (`Ref`, `GetAtt`, `Sub` without a variable map, `Join`); a list parameter is one sample.
+fn render(v: &Json) -> Json {
+    match (intrinsic(v), v) {
+        (_, Json::String(_)) => v.clone(),
+        (Some(("Ref", Json::String(r))), _) => {
+            if r == "TrustedProxyCidrs" {
+                json!([sample(r)])
+            } else {
+                json!(sample(r))
+            }
+        }
+        (Some(("GetAtt", Json::String(a))), _) => json!(sample(a)),
+        (Some(("GetAtt", Json::Array(a))), _) => {
+            let a: Vec<&str> = a.iter().filter_map(Json::as_str).collect();
+            json!(sample(&a.join(".")))
+        }
+        (Some(("Sub", Json::String(s))), _) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let end = rest[start..].find('}').expect("a closed ${") + start;
+                out.push_str(&rest[..start]);
+                out.push_str(sample(&rest[start + 2..end]));
+                rest = &rest[end + 1..];
+            }
+            out.push_str(rest);
+            json!(out)
+        }
+        (Some(("Join", Json::Array(a))), _) => {
+            let sep = a[0].as_str().expect("Join's delimiter");
+            let items = match render(&a[1]) {
+                Json::Array(items) => items,
+                other => panic!("Join over {other}"),
+            };
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| match render(i) {
+                    Json::String(s) => s,
+                    other => panic!("Join item {other}"),
+                })
+                .collect();
+            json!(items.join(sep))
+        }
+        (_, Json::Array(items)) => Json::Array(items.iter().map(render).collect()),
+        _ => panic!("cannot evaluate {v}"),
+    }
+}
+
+/// The sidecar's environment in the template deployed with `SharedCache=cache`.
+fn template_environment(cache: &str) -> Vec<(String, String)> {
+    let t = template_with(&[("SharedCache", cache)]);
+    let task = &t["resources"]["taskDefinition"]["properties"];
+    env_of(container(task, SIDECAR, "cloudformation.yaml"))
+        .into_iter()
+        .map(|(k, v)| match render(&v) {
+            Json::String(s) => (k, s),
+            other => panic!("{k}: {other} is not a string"),
+        })
+        .collect()
+}
+
+#[test]
+fn template_environment_is_a_valid_configuration_over_proxy_toml_with_and_without_the_cache() {
+    let toml = repo("proxy.toml");
+    for cache in SHARED_CACHE {
+        let env = template_environment(cache);
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in &env {
+                jail.set_env(k, v);
+            }
+            let config = Config::load(&toml).map_err(|e| format!("SharedCache={cache}: {e}"))?;
+            let derived = config
+                .validate()
+                .map_err(|e| format!("SharedCache={cache}: {e}"))?;
+            assert_eq!(derived.region, "eu-west-1");
+            assert_eq!(config.cognito.client_secret, None);
+            assert_eq!(config.cognito.auth_flow, AuthFlow::AdminUserPassword);
+            assert_eq!(config.upstream.url, "http://127.0.0.1:3000");
+            assert_eq!(u64::from(config.server.listen.port()), SIDECAR_PORT);
+            assert_eq!(config.log.format, LogFormat::Json);
+            let proxies: Vec<String> = config
+                .server
+                .trusted_proxies
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            assert_eq!(proxies, ["10.0.0.0/16"]);
+            let shared = &config.shared;
+            if cache == "none" {
+                assert_eq!(shared.backend, SharedBackend::Memory, "{cache}");
+            } else {
+                assert_eq!(shared.backend, SharedBackend::Redis, "{cache}");
+                assert_eq!(
+                    shared.url,
+                    format!("rediss://{}:6379", sample("Cache.Endpoint.Address"))
+                );
+                // No user group on the cache: no AUTH.
+                assert_eq!(shared.username, None);
+                assert_eq!(shared.password, None);
+            }
+            Ok(())
+        });
     }
 }
 
