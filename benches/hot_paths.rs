@@ -354,6 +354,7 @@ fn bench_headers(c: &mut Criterion) {
                     identity: Some(&ids),
                     peer,
                     request_id: &rid,
+                    authorization: None,
                 };
                 black_box(to_upstream(parts, &d, &policy).is_ok())
             },

@@ -21,8 +21,10 @@ use crate::headers::IdentityHeaders;
 use crate::idp::{Cognito, CognitoSettings};
 use crate::limit::{Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
+use crate::pages::{Pages, Templates};
 use crate::proxy::{self, Upstream};
 use crate::router::{Refused, Route, Router, Rule};
+use crate::session::{self, SessionAuth, Sessions};
 use crate::shared::{Shared, SharedError};
 use crate::tunnel::Tunnels;
 use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
@@ -41,6 +43,8 @@ struct Inner {
     policy: Policy,
     tunnels: Tunnels,
     shared: Option<Shared>,
+    sessions: Option<Sessions>,
+    pages: Option<Pages>,
     max_token_bytes: usize,
     access_log: bool,
     metrics: SharedMetrics,
@@ -159,6 +163,36 @@ impl App {
             by_username = by_username.with_shared(s.clone(), "username");
             by_address = by_address.with_shared(s.clone(), "address");
         }
+        let by_username = Arc::new(by_username);
+        let (sessions, pages) = if config.session.enabled {
+            let templates =
+                Templates::load(config.session.templates_dir.as_deref()).map_err(|problem| {
+                    ConfigError {
+                        key: "session.templates_dir".into(),
+                        problem,
+                    }
+                })?;
+            let sessions = Sessions::new(
+                &config.session,
+                Arc::clone(&idp),
+                gate.clone(),
+                shared.clone(),
+                Arc::clone(&metrics),
+            );
+            let pages = Pages::new(
+                sessions.clone(),
+                Arc::clone(&idp),
+                gate.clone(),
+                shared.clone(),
+                Arc::clone(&by_username),
+                Arc::clone(&metrics),
+                templates,
+                config.api.max_body_bytes,
+            );
+            (Some(sessions), Some(pages))
+        } else {
+            (None, None)
+        };
         let upstream = Upstream::new(&config.upstream);
         let policy =
             Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
@@ -182,6 +216,8 @@ impl App {
                     Arc::clone(&metrics),
                 ),
                 shared,
+                sessions,
+                pages,
                 gate,
                 upstream,
                 policy,
@@ -229,6 +265,9 @@ impl App {
 
     /// The Prometheus text exposition, JWKS state included.
     pub fn render_metrics(&self) -> String {
+        if let Some(s) = &self.inner.sessions {
+            self.inner.metrics.sessions_active(s.count());
+        }
         let jwks = self.jwks();
         self.inner.metrics.render(&JwksStats {
             fetches: jwks.fetch_count(),
@@ -253,6 +292,7 @@ impl App {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let mut sub: Option<String> = None;
+        let mut set_cookie: Option<HeaderValue> = None;
         let result = match inner.router.route(&method, &path) {
             Err(Refused::Path) => Err(ApiError::bad_request(
                 "invalid_path",
@@ -302,9 +342,32 @@ impl App {
                     .auth(ep.name(), result.as_ref().err().map_or("ok", |e| e.code));
                 result
             }
+            Ok(Route::Page(page)) => match &inner.pages {
+                Some(pages) => {
+                    let client = inner.policy.client_ip(peer.ip(), req.headers());
+                    if req.method() == http::Method::POST {
+                        match inner.by_address.check(&client).await {
+                            Err(wait) => {
+                                inner.metrics.rate_limited("address");
+                                Err(ApiError::too_many_requests(
+                                    "rate_limited",
+                                    "too many requests from this address; retry later",
+                                    wait.as_secs_f64().ceil() as u64,
+                                ))
+                            }
+                            Ok(()) => pages.serve(page, req, client).await,
+                        }
+                    } else {
+                        pages.serve(page, req, client).await
+                    }
+                }
+                None => Err(ApiError::internal()),
+            },
             Ok(Route::Gate(rule)) => {
                 let public = rule == Rule::Public;
-                let result = self.pass(rule, req, peer, &request_id, &mut sub).await;
+                let result = self
+                    .pass(rule, req, peer, &request_id, &mut sub, &mut set_cookie)
+                    .await;
                 match &result {
                     Ok(_) => inner.metrics.forwarded(public),
                     Err(e) => inner.metrics.refused(e.code),
@@ -334,12 +397,17 @@ impl App {
                 sub = sub.as_deref().unwrap_or("-"),
             );
         }
+        if let Some(c) = set_cookie {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
         resp
     }
 
-    /// The gate: authenticate (optional on public routes), authorize, build what the app
-    /// receives (`forward::to_upstream`), forward.
+    /// The gate: authenticate (optional on public routes) by bearer token or, with browser
+    /// sessions on and no `Authorization`, by the session cookie; authorize; build what the
+    /// app receives (`forward::to_upstream`); forward. `set_cookie` carries a cookie change
+    /// for the answer (an ended session's cookie is cleared).
     async fn pass(
         &self,
         rule: Rule,
@@ -347,32 +415,76 @@ impl App {
         peer: SocketAddr,
         request_id: &HeaderValue,
         sub: &mut Option<String>,
+        set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Response<Body>, ApiError> {
         let inner = &self.inner;
-        let identity: Option<Arc<Identity>> = match &rule {
+        let bearer_sent = req.headers().contains_key(AUTHORIZATION);
+        let mut session_token: Option<HeaderValue> = None;
+        let identity: Option<Arc<Identity>> = match (&inner.sessions, bearer_sent) {
+            (Some(sessions), false) => match sessions.authenticate(req.headers()).await {
+                SessionAuth::Valid {
+                    identity,
+                    access_token,
+                } => {
+                    let cfg = sessions.config();
+                    let h = req.headers();
+                    let upgrade = h.contains_key(http::header::UPGRADE);
+                    let refused =
+                        if upgrade && !session::websocket_origin_allowed(h, &cfg.allowed_origins) {
+                            Some("websocket")
+                        } else if !session::csrf_allows(req.method(), h, &cfg.allowed_origins) {
+                            Some("request")
+                        } else {
+                            None
+                        };
+                    match refused {
+                        // A public route goes on without the identity the cookie would give.
+                        Some(_) if rule == Rule::Public => None,
+                        Some(kind) => {
+                            inner.metrics.csrf_refused(kind);
+                            return Err(ApiError::csrf_rejected());
+                        }
+                        None => {
+                            if cfg.forward_access_token {
+                                session_token =
+                                    HeaderValue::from_str(&format!("Bearer {access_token}")).ok();
+                            }
+                            Some(identity)
+                        }
+                    }
+                }
+                SessionAuth::Ended => {
+                    *set_cookie = Some(session::session_cookie("", 0));
+                    None
+                }
+                SessionAuth::None => None,
+            },
             // Optional on public routes: a token that verifies adds identity headers (and is
             // forwarded); anything else is removed before the app sees it.
-            Rule::Public if req.headers().contains_key(AUTHORIZATION) => {
+            (_, true) if rule == Rule::Public => {
                 match verify::bearer(req.headers(), inner.max_token_bytes) {
                     Ok(token) => inner.gate.check(token).await.ok(),
                     Err(_) => None,
                 }
             }
-            Rule::Public => None,
-            Rule::Authenticated | Rule::Groups(_) => {
+            (_, true) => {
                 let token = verify::bearer(req.headers(), inner.max_token_bytes)?;
-                let id = inner.gate.check(token).await?;
-                if let Rule::Groups(required) = &rule {
-                    if !id.claims.groups.iter().any(|g| required.contains(g)) {
-                        *sub = Some(id.claims.sub.clone());
-                        return Err(ApiError::insufficient_scope());
-                    }
-                }
-                Some(id)
+                Some(inner.gate.check(token).await?)
             }
+            (None, false) => None,
         };
         if let Some(id) = &identity {
             *sub = Some(id.claims.sub.clone());
+        }
+        match (&rule, &identity) {
+            (Rule::Public, _) => {}
+            (_, None) => return Err(self.unauthenticated(&req)),
+            (Rule::Groups(required), Some(id)) => {
+                if !id.claims.groups.iter().any(|g| required.contains(g)) {
+                    return Err(ApiError::insufficient_scope());
+                }
+            }
+            (Rule::Authenticated, Some(_)) => {}
         }
 
         let (parts, body) = req.into_parts();
@@ -380,6 +492,7 @@ impl App {
             identity: identity.as_deref().map(|id| id.headers.as_slice()),
             peer: peer.ip(),
             request_id,
+            authorization: session_token.as_ref(),
         };
         let out = forward::to_upstream(parts, &decision, &inner.policy)?;
         let started = tokio::time::Instant::now();
@@ -401,6 +514,26 @@ impl App {
                 }
                 Err(e.into())
             }
+        }
+    }
+}
+
+impl App {
+    /// No token and no session: a browser navigation is sent to sign in (when sessions are
+    /// on), anything else gets `401 token_missing`.
+    fn unauthenticated(&self, req: &Request<Incoming>) -> ApiError {
+        match &self.inner.sessions {
+            Some(sessions) if session::is_navigation(req.method(), req.headers()) => {
+                let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                let back = session::safe_return(target);
+                let encoded: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+                let location = format!("{}/sign-in?return={encoded}", sessions.config().prefix);
+                match HeaderValue::from_str(&location) {
+                    Ok(l) => ApiError::sign_in_required(l),
+                    Err(_) => ApiError::token_missing(),
+                }
+            }
+            _ => ApiError::token_missing(),
         }
     }
 }

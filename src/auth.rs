@@ -65,7 +65,7 @@ impl AuthApi {
         gate: Gate,
         max_body: usize,
         max_token_bytes: usize,
-        by_username: Limiter<String>,
+        by_username: Arc<Limiter<String>>,
         shared: Option<Shared>,
         metrics: SharedMetrics,
     ) -> Self {
@@ -74,7 +74,7 @@ impl AuthApi {
             gate,
             max_body,
             max_token_bytes,
-            by_username: Arc::new(by_username),
+            by_username,
             shared,
             metrics,
         }

@@ -50,6 +50,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub rate_limit: RateLimitConfig,
     pub shared: SharedConfig,
+    pub session: SessionConfig,
     /// Authorization rules, first match wins; a path no rule matches needs a valid token.
     pub routes: Vec<RouteRule>,
 }
@@ -464,6 +465,61 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Browser sessions: the sidecar's own sign-in pages and a session cookie, for apps used
+/// from a browser that never sends `Authorization`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Off by default; bearer tokens work either way.
+    pub enabled: bool,
+    /// Path prefix of the sign-in, new-password and sign-out pages.
+    pub prefix: String,
+    /// A session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, whatever happens.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    /// The access token is refreshed when it expires within this margin.
+    #[serde(with = "humantime_serde")]
+    pub refresh_margin: Duration,
+    /// Sessions kept at most in memory (the least recently used go first).
+    pub max_sessions: u64,
+    /// Where the browser goes after signing out.
+    pub after_sign_out: String,
+    /// Origins (`https://host[:port]`) besides the request's own that may send
+    /// state-changing requests and open WebSockets with the session cookie.
+    pub allowed_origins: Vec<String>,
+    /// Send the session's access token to the app as `Authorization: Bearer`.
+    pub forward_access_token: bool,
+    /// The pages' title.
+    pub title: String,
+    /// An image URL shown above the form (`https:`, or a path on this host).
+    pub logo_url: Option<String>,
+    /// A directory whose `sign-in.html`, `new-password.html` and `sign-out.html` replace the
+    /// built-in pages (see the README for their placeholders).
+    pub templates_dir: Option<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            enabled: false,
+            prefix: "/_auth".into(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            refresh_margin: Duration::from_secs(60),
+            max_sessions: 100_000,
+            after_sign_out: "/_auth/sign-in".into(),
+            allowed_origins: Vec::new(),
+            forward_access_token: false,
+            title: "Sign in".into(),
+            logo_url: None,
+            templates_dir: None,
+        }
+    }
+}
+
 /// Where logouts and auth API rate limits are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -812,6 +868,67 @@ impl Config {
             positive(sh.command_timeout, "shared.command_timeout")?;
             if sh.queue_max == 0 {
                 return Err(ConfigError::new("shared.queue_max", "must be at least 1"));
+            }
+        }
+        let se = &self.session;
+        if se.enabled {
+            check_rule_path(&se.prefix)
+                .map_err(|p| ConfigError::new("session.prefix", p))
+                .and_then(|()| {
+                    if se.prefix == "/" || se.prefix.ends_with('/') || se.prefix.ends_with("/*") {
+                        Err(ConfigError::new(
+                            "session.prefix",
+                            "must not end with / (for example /_auth)",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+            positive(se.idle_timeout, "session.idle_timeout")?;
+            positive(se.absolute_timeout, "session.absolute_timeout")?;
+            if se.max_sessions == 0 {
+                return Err(ConfigError::new(
+                    "session.max_sessions",
+                    "must be at least 1",
+                ));
+            }
+            if !se.after_sign_out.starts_with('/') || se.after_sign_out.starts_with("//") {
+                return Err(ConfigError::new(
+                    "session.after_sign_out",
+                    "must be a path on this host (starting with one /)",
+                ));
+            }
+            for (i, o) in se.allowed_origins.iter().enumerate() {
+                let uri: Uri = o.parse().map_err(|_| {
+                    ConfigError::new(format!("session.allowed_origins[{i}]"), "not an origin")
+                })?;
+                let bare = uri.path() == "/" && !o.ends_with('/') || uri.path().is_empty();
+                if !matches!(uri.scheme_str(), Some("http" | "https"))
+                    || uri.authority().is_none()
+                    || !bare
+                    || uri.query().is_some()
+                {
+                    return Err(ConfigError::new(
+                        format!("session.allowed_origins[{i}]"),
+                        "must be scheme://host[:port], without a path",
+                    ));
+                }
+            }
+            if let Some(l) = &se.logo_url {
+                if !(l.starts_with("https://") || l.starts_with('/') && !l.starts_with("//")) {
+                    return Err(ConfigError::new(
+                        "session.logo_url",
+                        "must be an https:// URL or a path on this host",
+                    ));
+                }
+            }
+            if se.prefix == self.api.prefix
+                || se.prefix.starts_with(&format!("{}/", self.api.prefix))
+            {
+                return Err(ConfigError::new(
+                    "session.prefix",
+                    "must not overlap api.prefix",
+                ));
             }
         }
         for (i, u) in self.upstream.upgrades.iter().enumerate() {

@@ -25,6 +25,7 @@ pub struct ApiError {
     challenge: Option<&'static str>,
     allow: Option<&'static str>,
     retry_after: Option<u64>,
+    location: Option<Box<HeaderValue>>,
 }
 
 impl ApiError {
@@ -41,6 +42,7 @@ impl ApiError {
             challenge: None,
             allow: None,
             retry_after: None,
+            location: None,
         }
     }
 
@@ -115,7 +117,28 @@ impl ApiError {
 
     /// Whether the fault is the client's (logged at debug) or ours/a neighbour's (logged at warn).
     pub fn is_client_fault(&self) -> bool {
-        self.status.is_client_error()
+        !self.status.is_server_error()
+    }
+
+    /// 302 to the sign-in page: a browser navigation without a session (`Location` set; the
+    /// JSON body is there for anything that does not follow redirects).
+    pub fn sign_in_required(location: HeaderValue) -> Self {
+        let mut e = Self::new(
+            StatusCode::FOUND,
+            "sign_in_required",
+            "sign in first (Location has the sign-in page)",
+        );
+        e.location = Some(Box::new(location));
+        e
+    }
+
+    /// 403: a cookie-authenticated request the CSRF rules refuse.
+    pub fn csrf_rejected() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf_rejected",
+            "a cross-site request cannot use the session cookie",
+        )
     }
 
     /// The one conversion to HTTP: JSON `{"message", "code"}` plus the headers the status needs.
@@ -133,6 +156,13 @@ impl ApiError {
         }
         if let Some(s) = self.retry_after {
             h.insert(RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(l) = self.location {
+            h.insert(http::header::LOCATION, *l);
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
         }
         resp
     }

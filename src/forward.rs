@@ -24,15 +24,18 @@
 //! 8. **Identity**: every header in the identity namespace is removed, then the verified
 //!    token's headers are added.
 //! 9. **Authorization**: kept when its token verified (`upstream.forward_authorization`),
-//!    else removed unless `upstream.forward_unverified_authorization`.
-//! 10. **Request id**: the sanitized `X-Request-Id`; the version is HTTP/1.1.
+//!    else removed unless `upstream.forward_unverified_authorization`; for a browser session,
+//!    the session's access token only with `session.forward_access_token`.
+//! 10. **Cookies**: the sidecar's own (`__Host-sidecar-session`, `__Host-sidecar-csrf`) are
+//!     removed from `Cookie`, the others pass; several `Cookie` headers (HTTP/2) become one.
+//! 11. **Request id**: the sanitized `X-Request-Id`; the version is HTTP/1.1.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
-    UPGRADE,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -77,6 +80,8 @@ pub struct Policy {
     /// For, Proto, Host, Port: kept from a trusted proxy.
     trust: [bool; 4],
     identity: Arc<IdentityHeaders>,
+    /// The sidecar's cookies, never forwarded (browser sessions on).
+    strip_cookies: Vec<&'static str>,
 }
 
 /// What the router and the gate decided about one request.
@@ -88,6 +93,8 @@ pub struct Decision<'a> {
     pub peer: IpAddr,
     /// The request id (already sanitized, see `request_id`).
     pub request_id: &'a HeaderValue,
+    /// An `Authorization` the sidecar adds (a browser session's access token).
+    pub authorization: Option<&'a HeaderValue>,
 }
 
 /// The request head to send to the app.
@@ -135,6 +142,11 @@ impl Policy {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             trust: FORWARDED_FAMILY.map(trusted),
             identity,
+            strip_cookies: if cfg.session.enabled {
+                vec![crate::session::SESSION_COOKIE, crate::session::CSRF_COOKIE]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -281,8 +293,33 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     if !keep_authorization {
         h.remove(AUTHORIZATION);
     }
+    if let Some(v) = d.authorization {
+        h.insert(AUTHORIZATION, v.clone());
+    }
 
-    // 10. Host, request id, version, URI.
+    // 10. Cookies.
+    if h.contains_key(COOKIE) {
+        let kept: Vec<&str> = h
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                !pair.is_empty() && !p.strip_cookies.contains(&name)
+            })
+            .collect();
+        let joined = kept.join("; ");
+        h.remove(COOKIE);
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            if !joined.is_empty() {
+                h.insert(COOKIE, v);
+            }
+        }
+    }
+
+    // 11. Host, request id, version, URI.
     let host = match (&client_host, p.preserve_host) {
         (Some(v), true) => v.clone(),
         _ => p.host.clone(),
@@ -463,6 +500,7 @@ mod tests {
             identity: i.verified.then_some(&identity[..]),
             peer: i.peer.parse().expect("ip"),
             request_id: &rid,
+            authorization: None,
         };
         let out = to_upstream(parts, &d, p).map_err(|e| e.code)?;
         let mut head: Head = out

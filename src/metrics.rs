@@ -65,6 +65,11 @@ pub struct Metrics {
     open_tunnels: Gauge,
     rate_limited: Family<Kind, Counter>,
     shared: SharedStats,
+    sessions_active: Gauge,
+    sign_ins: Family<Outcome, Counter>,
+    sign_outs: Counter,
+    session_refreshes: Family<Outcome, Counter>,
+    csrf_refused: Family<Kind, Counter>,
 }
 
 /// The fleet backend's metrics (`shared.backend = "redis"`).
@@ -232,6 +237,36 @@ impl Metrics {
             rate_limited.clone(),
         );
         let shared = SharedStats::register(&mut registry);
+        let sessions_active = Gauge::default();
+        registry.register(
+            "sessions_active",
+            "Browser sessions held on this task (all of them with the memory store)",
+            sessions_active.clone(),
+        );
+        let sign_ins = Family::<Outcome, Counter>::default();
+        registry.register(
+            "session_sign_ins",
+            "Sign-ins on the sidecar's pages by outcome (ok or the error code)",
+            sign_ins.clone(),
+        );
+        let sign_outs = Counter::default();
+        registry.register(
+            "session_sign_outs",
+            "Sessions ended by signing out",
+            sign_outs.clone(),
+        );
+        let session_refreshes = Family::<Outcome, Counter>::default();
+        registry.register(
+            "session_refreshes",
+            "Session token refreshes by outcome (ok, failed)",
+            session_refreshes.clone(),
+        );
+        let csrf_refused = Family::<Kind, Counter>::default();
+        registry.register(
+            "csrf_refused",
+            "Requests refused by the CSRF rules, by kind (form, request, websocket)",
+            csrf_refused.clone(),
+        );
         let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
         let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
         let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
@@ -252,7 +287,40 @@ impl Metrics {
             open_tunnels,
             rate_limited,
             shared,
+            sessions_active,
+            sign_ins,
+            sign_outs,
+            session_refreshes,
+            csrf_refused,
         }
+    }
+
+    /// Browser sessions held now.
+    pub fn sessions_active(&self, n: u64) {
+        self.sessions_active
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A sign-in on the pages ended (`ok` or an error code).
+    pub fn session_sign_in(&self, outcome: &'static str) {
+        self.sign_ins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// A session ended by signing out.
+    pub fn session_sign_out(&self) {
+        self.sign_outs.inc();
+    }
+
+    /// A session's tokens were refreshed (`ok`) or could not be (`failed`).
+    pub fn session_refresh(&self, outcome: &'static str) {
+        self.session_refreshes
+            .get_or_create(&Outcome { outcome })
+            .inc();
+    }
+
+    /// A request the CSRF rules refused.
+    pub fn csrf_refused(&self, kind: &'static str) {
+        self.csrf_refused.get_or_create(&Kind { kind }).inc();
     }
 
     /// The fleet store's state (`shared::State` as a number).

@@ -59,6 +59,8 @@ pub enum Route {
     /// A sidecar-owned path with a method it does not serve (the `Allow` value).
     WrongMethod(&'static str),
     Auth(Endpoint),
+    /// One of the browser-session pages (`session.enabled`).
+    Page(crate::pages::Page),
     Gate(Rule),
 }
 
@@ -86,6 +88,8 @@ pub struct Router {
     live: String,
     ready: String,
     auth_prefix: String,
+    /// `session.prefix` when browser sessions are on.
+    pages_prefix: Option<String>,
     case_sensitive: bool,
     rules: Vec<CompiledRule>,
 }
@@ -132,6 +136,7 @@ impl Router {
             live: cfg.health.live_path.clone(),
             ready: cfg.health.ready_path.clone(),
             auth_prefix: cfg.api.prefix.clone(),
+            pages_prefix: cfg.session.enabled.then(|| cfg.session.prefix.clone()),
             case_sensitive,
             rules,
         }
@@ -169,6 +174,14 @@ impl Router {
             };
             if let Some(ep) = ep {
                 return Ok(Route::Auth(ep));
+            }
+        }
+        if let Some(prefix) = &self.pages_prefix {
+            if let Some(page) = path
+                .strip_prefix(prefix.as_str())
+                .and_then(crate::pages::Page::from_path)
+            {
+                return Ok(Route::Page(page));
             }
         }
         Ok(Route::Gate(self.rule_for(method, path)?))

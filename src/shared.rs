@@ -93,6 +93,8 @@ struct Inner {
     revocations_key: String,
     /// `prefix:rl:`
     rate_prefix: String,
+    /// `prefix:` (sessions are `prefix:session:<hash>`)
+    session_prefix: String,
     connect_timeout: Duration,
     command_timeout: Duration,
     queue_max: usize,
@@ -150,6 +152,7 @@ impl Shared {
                 client,
                 revocations_key: format!("{{{prefix}}}:revocations"),
                 rate_prefix: format!("{prefix}:rl:"),
+                session_prefix: format!("{prefix}:"),
                 connect_timeout: cfg.connect_timeout,
                 command_timeout: cfg.command_timeout,
                 queue_max: cfg.queue_max,
@@ -271,6 +274,67 @@ impl Shared {
                 inner.metrics.shared_fallback();
                 None
             }
+        }
+    }
+
+    /// A session kept in the store (`prefix:session:<hash of the id>`), its idle timer reset.
+    pub async fn session_get(&self, key: &str, idle: Duration) -> Result<Option<String>, ()> {
+        let inner = &self.inner;
+        let mut conn = inner
+            .manager
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .ok_or(())?;
+        let cmd = redis::cmd("GETEX")
+            .arg(format!("{}session:{key}", inner.session_prefix))
+            .arg("EX")
+            .arg(idle.as_secs().max(1))
+            .to_owned();
+        match timeout(
+            inner.command_timeout,
+            cmd.query_async::<Option<String>>(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            _ => Err(()),
+        }
+    }
+
+    /// Stores a session for `ttl`.
+    pub async fn session_put(&self, key: &str, json: &str, ttl: Duration) -> Result<(), ()> {
+        let inner = &self.inner;
+        let mut conn = inner
+            .manager
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .ok_or(())?;
+        let call = conn.set_ex::<_, _, ()>(
+            format!("{}session:{key}", inner.session_prefix),
+            json,
+            ttl.as_secs().max(1),
+        );
+        match timeout(inner.command_timeout, call).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Deletes a session.
+    pub async fn session_delete(&self, key: &str) -> Result<(), ()> {
+        let inner = &self.inner;
+        let mut conn = inner
+            .manager
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .ok_or(())?;
+        let call = conn.del::<_, ()>(format!("{}session:{key}", inner.session_prefix));
+        match timeout(inner.command_timeout, call).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
         }
     }
 

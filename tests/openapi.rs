@@ -30,6 +30,8 @@ fn codes_in_source() -> BTreeSet<String> {
         "src/auth.rs",
         "src/app.rs",
         "src/forward.rs",
+        "src/pages.rs",
+        "src/session.rs",
         "src/server.rs",
         "src/limit.rs",
     ] {

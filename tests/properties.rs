@@ -946,6 +946,7 @@ proptest! {
             identity: verified.then_some(&identity[..]),
             peer: "203.0.113.7".parse().expect("ip"),
             request_id: &request_id,
+            authorization: None,
         };
         let Ok(out) = to_upstream(parts, &decision, &policy) else {
             return Ok(());

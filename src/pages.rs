@@ -1,0 +1,781 @@
+//! The sidecar's own pages for browser sessions, under `session.prefix` (default `/_auth`):
+//! sign-in, new password (Cognito's NEW_PASSWORD_REQUIRED) and sign-out, over the same Cognito
+//! calls as the JSON API, with its error messages (no user enumeration).
+//!
+//! Plain HTML forms that work without JavaScript: labelled fields, the first one focused,
+//! errors announced (`role="alert"`, `aria-describedby`). Every page is sent with a strict
+//! `Content-Security-Policy` (no script at all), `X-Frame-Options: DENY` and
+//! `Cache-Control: no-store`. Each form carries a CSRF token bound to the pre-session cookie
+//! `__Host-sidecar-csrf`. Operators may replace the three templates (`session.templates_dir`);
+//! every placeholder is HTML-escaped except `{{error}}` and `{{logo}}`, which the sidecar builds.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{full, Body};
+use crate::error::ApiError;
+use crate::gate::Gate;
+use crate::idp::{AuthOutcome, Cognito, IdpError};
+use crate::limit::Limiter;
+use crate::metrics::SharedMetrics;
+use crate::session::{self, Sessions};
+use crate::shared::Shared;
+use crate::verify::now_secs;
+
+/// A page of the sidecar's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    SignIn,
+    NewPassword,
+    SignOut,
+    Style,
+}
+
+impl Page {
+    /// The page for `rest`, the path after `session.prefix`.
+    pub fn from_path(rest: &str) -> Option<Page> {
+        match rest {
+            "/sign-in" => Some(Page::SignIn),
+            "/new-password" => Some(Page::NewPassword),
+            "/sign-out" => Some(Page::SignOut),
+            "/style.css" => Some(Page::Style),
+            _ => None,
+        }
+    }
+}
+
+/// No script, no framing, forms only to this origin.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
+main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:8px;\
+box-shadow:0 1px 4px rgba(0,0,0,.12)}h1{font-size:1.4rem;margin:0 0 1rem}\
+label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
+input{width:100%;box-sizing:border-box;padding:.55rem;font-size:1rem;border:1px solid #8a93a6;border-radius:4px}\
+input:focus,button:focus{outline:3px solid #2d6cdf;outline-offset:1px}\
+button{margin-top:1.2rem;width:100%;padding:.65rem;font-size:1rem;border:0;border-radius:4px;\
+background:#2d6cdf;color:#fff;cursor:pointer}\
+.error{background:#fdecea;color:#8a1c12;border:1px solid #f5c2bd;padding:.6rem;border-radius:4px}\
+.hint{color:#4b5468;font-size:.9rem}.logo{max-width:8rem;display:block;margin-bottom:1rem}";
+
+const SIGN_IN: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>{{title}}</h1>
+{{error}}
+<form method="post" action="{{prefix}}/sign-in">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" required autofocus value="{{email}}"{{invalid}}>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required{{invalid}}>
+<button type="submit">Sign in</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+const NEW_PASSWORD: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Choose a new password · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Choose a new password</h1>
+<p class="hint">Your account was created with a temporary password. Choose the password you will sign in with from now on.</p>
+{{error}}
+<form method="post" action="{{prefix}}/new-password">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<input type="hidden" name="email" value="{{email}}">
+<input type="hidden" name="session" value="{{session}}">
+<label for="new_password">New password</label>
+<input id="new_password" name="new_password" type="password" autocomplete="new-password" required autofocus{{invalid}}>
+<button type="submit">Set password and sign in</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+const SIGN_OUT: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign out · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Sign out</h1>
+{{error}}
+<form method="post" action="{{prefix}}/sign-out">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<button type="submit" autofocus>Sign out</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+/// The three templates, built in or from `session.templates_dir`.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    sign_in: String,
+    new_password: String,
+    sign_out: String,
+}
+
+impl Templates {
+    /// The built-in pages, each replaced by `<dir>/<name>.html` when that file exists.
+    pub fn load(dir: Option<&str>) -> Result<Self, String> {
+        let read = |name: &str, builtin: &str| -> Result<String, String> {
+            let Some(dir) = dir else {
+                return Ok(builtin.to_string());
+            };
+            let path = Path::new(dir).join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => Ok(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(builtin.to_string()),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            }
+        };
+        Ok(Templates {
+            sign_in: read("sign-in.html", SIGN_IN)?,
+            new_password: read("new-password.html", NEW_PASSWORD)?,
+            sign_out: read("sign-out.html", SIGN_OUT)?,
+        })
+    }
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fills `{{name}}` placeholders: `vars` escaped, `raw` as given (built by the sidecar).
+fn render(template: &str, vars: &[(&str, &str)], raw: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in raw {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
+    }
+    out
+}
+
+/// The pages and what they need; built once.
+#[derive(Clone)]
+pub struct Pages {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Sessions,
+    idp: Arc<Cognito>,
+    gate: Gate,
+    shared: Option<Shared>,
+    by_username: Arc<Limiter<String>>,
+    metrics: SharedMetrics,
+    templates: Templates,
+    max_body: usize,
+}
+
+/// Form fields, first value of each.
+type Form = HashMap<String, String>;
+
+impl Pages {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sessions: Sessions,
+        idp: Arc<Cognito>,
+        gate: Gate,
+        shared: Option<Shared>,
+        by_username: Arc<Limiter<String>>,
+        metrics: SharedMetrics,
+        templates: Templates,
+        max_body: usize,
+    ) -> Self {
+        Pages {
+            inner: Arc::new(Inner {
+                sessions,
+                idp,
+                gate,
+                shared,
+                by_username,
+                metrics,
+                templates,
+                max_body,
+            }),
+        }
+    }
+
+    /// Serves one page request. `Err` only for what the JSON error path answers (wrong
+    /// method, oversized or unreadable bodies).
+    pub async fn serve(
+        &self,
+        page: Page,
+        req: Request<Incoming>,
+        _peer: IpAddr,
+    ) -> Result<Response<Body>, ApiError> {
+        let method = req.method().clone();
+        match (page, &method) {
+            (Page::Style, &Method::GET | &Method::HEAD) => Ok(style()),
+            (Page::SignIn, &Method::GET | &Method::HEAD) => {
+                let ret = query_param(req.uri().query(), "return").unwrap_or_default();
+                Ok(self.sign_in_page(req.headers(), StatusCode::OK, None, "", &ret))
+            }
+            (Page::SignIn, &Method::POST) => self.sign_in(req).await,
+            (Page::NewPassword, &Method::POST) => self.new_password(req).await,
+            (Page::NewPassword, &Method::GET | &Method::HEAD) => {
+                Ok(redirect(&format!("{}/sign-in", self.prefix())))
+            }
+            (Page::SignOut, &Method::GET | &Method::HEAD) => {
+                Ok(self.sign_out_page(req.headers(), None))
+            }
+            (Page::SignOut, &Method::POST) => self.sign_out(req).await,
+            (Page::Style, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
+            _ => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        &self.inner.sessions.config().prefix
+    }
+
+    async fn sign_in(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let form = self.form(&parts.headers, body).await?;
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let ret = session::safe_return(get("return"));
+        let email = get("email").trim();
+        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
+            self.inner.metrics.csrf_refused("form");
+            return Ok(self.sign_in_page(
+                &parts.headers,
+                StatusCode::FORBIDDEN,
+                Some("This form has expired. Please sign in again."),
+                email,
+                &ret,
+            ));
+        }
+        if email.is_empty() || get("password").is_empty() {
+            return Ok(self.sign_in_page(
+                &parts.headers,
+                StatusCode::BAD_REQUEST,
+                Some("Enter your email and password."),
+                email,
+                &ret,
+            ));
+        }
+        if let Err(e) = self.limit(email).await {
+            return Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret));
+        }
+        match self.inner.idp.login(email, get("password")).await {
+            Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
+            Err(e) => {
+                let e = login_error(e);
+                self.inner.metrics.session_sign_in(e.code);
+                Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
+            }
+        }
+    }
+
+    async fn new_password(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let form = self.form(&parts.headers, body).await?;
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let ret = session::safe_return(get("return"));
+        let (email, cognito_session) = (get("email").trim(), get("session"));
+        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
+            self.inner.metrics.csrf_refused("form");
+            return Ok(self.sign_in_page(
+                &parts.headers,
+                StatusCode::FORBIDDEN,
+                Some("This form has expired. Please sign in again."),
+                email,
+                &ret,
+            ));
+        }
+        if let Err(e) = self.limit(email).await {
+            return Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret));
+        }
+        let new = get("new_password");
+        if new.is_empty() {
+            return Ok(self.new_password_page(
+                &parts.headers,
+                StatusCode::BAD_REQUEST,
+                Some("Enter a new password."),
+                email,
+                cognito_session,
+                &ret,
+            ));
+        }
+        match self
+            .inner
+            .idp
+            .new_password(email, new, cognito_session)
+            .await
+        {
+            Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
+            Err(IdpError::InvalidPassword) => {
+                let e = ApiError::from(IdpError::InvalidPassword);
+                Ok(self.new_password_page(
+                    &parts.headers,
+                    e.status,
+                    Some(&e.message),
+                    email,
+                    cognito_session,
+                    &ret,
+                ))
+            }
+            Err(IdpError::NotAuthorized | IdpError::SessionInvalid | IdpError::UserNotFound) => {
+                Ok(self.sign_in_page(
+                    &parts.headers,
+                    StatusCode::UNAUTHORIZED,
+                    Some("the session is invalid, expired or already used; sign in again"),
+                    email,
+                    &ret,
+                ))
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
+            }
+        }
+    }
+
+    /// Tokens → a new session (the old one, if any, ends: the id is rotated at sign-in);
+    /// NEW_PASSWORD_REQUIRED → its page; another challenge → an explanation.
+    async fn outcome(
+        &self,
+        headers: &http::HeaderMap,
+        outcome: AuthOutcome,
+        email: &str,
+        ret: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let inner = &self.inner;
+        match outcome {
+            AuthOutcome::Tokens(tokens) => {
+                let _ = inner.sessions.end(headers).await;
+                let id = inner.sessions.create(tokens).await.map_err(|_| {
+                    tracing::warn!("sign-in answered without an access token");
+                    ApiError::internal()
+                })?;
+                inner.metrics.session_sign_in("ok");
+                let mut resp = redirect(ret);
+                let max_age = inner.sessions.config().absolute_timeout.as_secs();
+                resp.headers_mut()
+                    .append(SET_COOKIE, session::session_cookie(&id, max_age));
+                Ok(resp)
+            }
+            AuthOutcome::Challenge {
+                name,
+                session: Some(s),
+                ..
+            } if name == "NEW_PASSWORD_REQUIRED" => {
+                Ok(self.new_password_page(headers, StatusCode::OK, None, email, &s, ret))
+            }
+            AuthOutcome::Challenge { name, .. } => {
+                inner.metrics.session_sign_in("unsupported_challenge");
+                let name: String = name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
+                Ok(self.sign_in_page(
+                    headers,
+                    StatusCode::BAD_REQUEST,
+                    Some(&format!(
+                        "This account needs the {name} sign-in step, which this page does not support."
+                    )),
+                    email,
+                    ret,
+                ))
+            }
+        }
+    }
+
+    async fn sign_out(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let inner = &self.inner;
+        let (parts, body) = req.into_parts();
+        let form = self.form(&parts.headers, body).await?;
+        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
+            inner.metrics.csrf_refused("form");
+            return Ok(self.sign_out_page(
+                &parts.headers,
+                Some("This form has expired. Please try again."),
+            ));
+        }
+        if let Some(data) = inner.sessions.end(&parts.headers).await {
+            let token = Sessions::access_token(&data);
+            // Refuse the session's tokens at every gate, as /api/user/logout does; its
+            // signature and issuer are checked first (it may have expired meanwhile).
+            if let Ok(claims) = inner
+                .gate
+                .verifier()
+                .verify_ignoring_expiry(token, now_secs())
+                .await
+            {
+                let revocation = inner.gate.revoke(&claims);
+                if let Some(shared) = &inner.shared {
+                    shared.publish(revocation);
+                }
+            }
+            if let Err(e) = inner.idp.global_sign_out(token).await {
+                tracing::info!(error_class = e.class(), "GlobalSignOut at sign-out failed");
+            }
+            inner.metrics.session_sign_out();
+        }
+        let mut resp = redirect(&inner.sessions.config().after_sign_out);
+        resp.headers_mut()
+            .append(SET_COOKIE, session::session_cookie("", 0));
+        Ok(resp)
+    }
+
+    async fn limit(&self, email: &str) -> Result<(), ApiError> {
+        self.inner
+            .by_username
+            .check(&email.to_lowercase())
+            .await
+            .map_err(|wait| {
+                self.inner.metrics.rate_limited("username");
+                ApiError::too_many_requests(
+                    "rate_limited",
+                    "too many attempts for this user; retry later",
+                    wait.as_secs_f64().ceil() as u64,
+                )
+            })
+    }
+
+    async fn form(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Form, ApiError> {
+        let ct = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        }) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the form as application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes: Bytes = Limited::new(body, self.inner.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "the form is too large",
+                    )
+                } else {
+                    ApiError::bad_request("body_incomplete", "the form was not received completely")
+                }
+            })?
+            .to_bytes();
+        let mut form = Form::new();
+        for (k, v) in form_urlencoded::parse(&bytes) {
+            form.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Ok(form)
+    }
+
+    /// The CSRF token for a form: the pre-session cookie's, or a new one to set.
+    fn csrf(&self, headers: &http::HeaderMap) -> (String, bool) {
+        match session::cookie(headers, session::CSRF_COOKIE) {
+            Some(t) if t.len() == 43 => (t, false),
+            _ => (session::random_token(), true),
+        }
+    }
+
+    fn common(&self) -> (String, String) {
+        let cfg = self.inner.sessions.config();
+        let logo = match &cfg.logo_url {
+            Some(url) => format!(r#"<img class="logo" src="{}" alt="">"#, escape(url)),
+            None => String::new(),
+        };
+        (cfg.title.clone(), logo)
+    }
+
+    fn sign_in_page(
+        &self,
+        headers: &http::HeaderMap,
+        status: StatusCode,
+        error: Option<&str>,
+        email: &str,
+        ret: &str,
+    ) -> Response<Body> {
+        let (csrf, new) = self.csrf(headers);
+        let (title, logo) = self.common();
+        let ret = session::safe_return(ret);
+        let (error_html, invalid) = error_parts(error);
+        let html = render(
+            &self.inner.templates.sign_in,
+            &[
+                ("title", &title),
+                ("prefix", self.prefix()),
+                ("csrf", &csrf),
+                ("return", &ret),
+                ("email", email),
+            ],
+            &[
+                ("error", &error_html),
+                ("logo", &logo),
+                ("invalid", invalid),
+            ],
+        );
+        html_response(status, html, new.then_some(csrf))
+    }
+
+    fn new_password_page(
+        &self,
+        headers: &http::HeaderMap,
+        status: StatusCode,
+        error: Option<&str>,
+        email: &str,
+        cognito_session: &str,
+        ret: &str,
+    ) -> Response<Body> {
+        let (csrf, new) = self.csrf(headers);
+        let (title, logo) = self.common();
+        let (error_html, invalid) = error_parts(error);
+        let html = render(
+            &self.inner.templates.new_password,
+            &[
+                ("title", &title),
+                ("prefix", self.prefix()),
+                ("csrf", &csrf),
+                ("return", ret),
+                ("email", email),
+                ("session", cognito_session),
+            ],
+            &[
+                ("error", &error_html),
+                ("logo", &logo),
+                ("invalid", invalid),
+            ],
+        );
+        html_response(status, html, new.then_some(csrf))
+    }
+
+    fn sign_out_page(&self, headers: &http::HeaderMap, error: Option<&str>) -> Response<Body> {
+        let (csrf, new) = self.csrf(headers);
+        let (title, logo) = self.common();
+        let (error_html, _) = error_parts(error);
+        let status = if error.is_some() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::OK
+        };
+        let html = render(
+            &self.inner.templates.sign_out,
+            &[
+                ("title", &title),
+                ("prefix", self.prefix()),
+                ("csrf", &csrf),
+            ],
+            &[("error", &error_html), ("logo", &logo)],
+        );
+        html_response(status, html, new.then_some(csrf))
+    }
+}
+
+/// The error paragraph (announced to screen readers) and the fields' invalid markers.
+fn error_parts(error: Option<&str>) -> (String, &'static str) {
+    match error {
+        Some(msg) => {
+            let mut m = escape(msg);
+            if let Some(first) = m.get(..1) {
+                m = first.to_uppercase() + &m[1..];
+            }
+            (
+                format!(r#"<p id="error" class="error" role="alert">{m}</p>"#),
+                r#" aria-invalid="true" aria-describedby="error""#,
+            )
+        }
+        None => (String::new(), ""),
+    }
+}
+
+/// The messages of the JSON API's login endpoint.
+fn login_error(e: IdpError) -> ApiError {
+    match e {
+        IdpError::NotAuthorized | IdpError::UserNotFound => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "incorrect email or password",
+        ),
+        e => ApiError::from(e),
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn html_response(status: StatusCode, html: String, new_csrf: Option<String>) -> Response<Body> {
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure_headers(h);
+    if let Some(t) = new_csrf {
+        h.append(SET_COOKIE, session::csrf_cookie(&t));
+    }
+    resp
+}
+
+fn secure_headers(h: &mut http::HeaderMap) {
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+}
+
+fn style() -> Response<Body> {
+    let mut resp = Response::new(full(STYLE));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    resp
+}
+
+/// `303 See Other` to a path on this host (the browser follows with a GET).
+pub fn redirect(to: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let h = resp.headers_mut();
+    h.insert(
+        LOCATION,
+        HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/")),
+    );
+    secure_headers(h);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_rendering() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
+        );
+        let out = render(
+            "<p>{{a}}</p>{{raw}}<i>{{a}}</i>{{none}}",
+            &[("a", "<b>")],
+            &[("raw", "<hr>")],
+        );
+        assert_eq!(out, "<p>&lt;b&gt;</p><hr><i>&lt;b&gt;</i>{{none}}");
+        // A value cannot smuggle a placeholder that is filled later.
+        let out = render("{{a}}{{b}}", &[("a", "{{b}}"), ("b", "x")], &[]);
+        assert!(out == "{{b}}x" || out == "xx", "{out}");
+        let (html, invalid) = error_parts(Some("incorrect email or password"));
+        assert!(html.contains(r#"role="alert""#) && html.contains("Incorrect email"));
+        assert!(invalid.contains("aria-describedby"));
+        assert_eq!(error_parts(None), (String::new(), ""));
+    }
+
+    #[test]
+    fn built_in_templates_have_their_placeholders_and_no_script() {
+        for (t, needs) in [
+            (
+                SIGN_IN,
+                &["csrf", "return", "email", "error", "title", "prefix"][..],
+            ),
+            (
+                NEW_PASSWORD,
+                &["csrf", "return", "email", "session", "error"][..],
+            ),
+            (SIGN_OUT, &["csrf", "error", "prefix"][..]),
+        ] {
+            for n in needs {
+                assert!(t.contains(&format!("{{{{{n}}}}}")), "{n}");
+            }
+            assert!(!t.to_ascii_lowercase().contains("<script"));
+            assert!(t.contains(r#"<html lang="en">"#) && t.contains("autofocus"));
+        }
+        for t in [SIGN_IN, NEW_PASSWORD] {
+            // Every visible input has its label.
+            let inputs = t.matches("<input id=").count();
+            assert_eq!(inputs, t.matches("<label for=").count());
+        }
+        assert!(SIGN_IN.contains(r#"name="email""#) && SIGN_IN.contains(r#"name="password""#));
+    }
+
+    #[test]
+    fn page_paths() {
+        assert_eq!(Page::from_path("/sign-in"), Some(Page::SignIn));
+        assert_eq!(Page::from_path("/sign-out"), Some(Page::SignOut));
+        assert_eq!(Page::from_path("/new-password"), Some(Page::NewPassword));
+        assert_eq!(Page::from_path("/style.css"), Some(Page::Style));
+        assert_eq!(Page::from_path("/other"), None);
+        assert_eq!(Page::from_path(""), None);
+    }
+}
