@@ -474,9 +474,11 @@ pub fn moto_url() -> String {
             bin.display()
         );
         // Not waited for: the shell outlives no one (see above), and the OnceLock keeps it.
+        // As deploy/local/moto.sh: TOTP codes checked against moto's fixed secret.
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
+            .env("MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP", "true")
             .spawn()
             .expect("start moto (run deploy/venv.sh first, or use deploy/test.sh)");
         std::mem::forget(child);
@@ -627,6 +629,8 @@ impl Pool {
         // Functional tests log in often; the limiter has tests of its own.
         c.rate_limit.username_burst = 1000;
         c.rate_limit.address_burst = 1000;
+        c.rate_limit.recovery_username_burst = 1000;
+        c.rate_limit.recovery_address_burst = 1000;
         c
     }
 }
