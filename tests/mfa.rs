@@ -20,13 +20,16 @@ use aws_sdk_cognitoidentityprovider::types::{
 use bytes::Bytes;
 use cognito_sidecar::config::AuthFlow;
 use common::*;
-use hmac::{Hmac, Mac};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 const FLOWS: [AuthFlow; 2] = [AuthFlow::AdminUserPassword, AuthFlow::UserPassword];
+
+/// The timing comparison runs alone: the other tests here hold it shared, so none of them
+/// loads moto (single-threaded) or the sidecar while it measures.
+static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 async fn post(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
     status_json(
@@ -80,51 +83,6 @@ fn text(v: &Value, k: &str) -> String {
     v[k].as_str()
         .unwrap_or_else(|| panic!("{k} in {v}"))
         .to_string()
-}
-
-// === TOTP (RFC 6238: HMAC-SHA1, 30 s, 6 digits), as Cognito and moto compute it ===
-
-fn base32(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').chars() {
-        let v = match c.to_ascii_uppercase() {
-            c @ 'A'..='Z' => c as u32 - 'A' as u32,
-            c @ '2'..='7' => c as u32 - '2' as u32 + 26,
-            other => panic!("not base32: {other:?}"),
-        };
-        acc = (acc << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-fn totp_at(secret: &str, unix: u64) -> String {
-    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&base32(secret)).expect("key");
-    mac.update(&(unix / 30).to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let off = usize::from(h[19] & 0x0f);
-    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
-    format!("{:06}", bin % 1_000_000)
-}
-
-/// The current code, valid for a few more seconds at least (moto accepts the current 30 s
-/// step only, so a code computed at the end of one is not taken).
-async fn totp_now(secret: &str) -> String {
-    let into_step = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-        % 30.0;
-    if into_step > 25.0 {
-        tokio::time::sleep(Duration::from_secs_f64(30.2 - into_step)).await;
-    }
-    totp_at(secret, now())
 }
 
 /// A six-digit code that is not the current one.
@@ -226,6 +184,7 @@ fn config(pool: &Pool, flow: AuthFlow) -> cognito_sidecar::config::Config {
 
 #[tokio::test]
 async fn totp_sign_in_answers_the_code_challenge_in_both_flows() {
+    let _shared = EXCLUSIVE.read().await;
     // With a client secret: moto checks SECRET_HASH on the MFA answer.
     let pool = Pool::create(true, false).await;
     pool_mfa(&pool, UserPoolMfaType::Optional, false).await;
@@ -267,6 +226,7 @@ async fn totp_sign_in_answers_the_code_challenge_in_both_flows() {
 
 #[tokio::test]
 async fn sms_mfa_is_relayed_and_mfa_requests_are_checked() {
+    let _shared = EXCLUSIVE.read().await;
     let pool = Pool::create(false, false).await;
     pool_mfa(&pool, UserPoolMfaType::Optional, true).await;
     let email = pool.confirmed_user("sms@example.com", &[]).await;
@@ -346,6 +306,7 @@ async fn sms_mfa_is_relayed_and_mfa_requests_are_checked() {
 /// tokens; the next sign-in asks for a TOTP code.
 #[tokio::test]
 async fn new_password_then_mfa_setup_then_a_code() {
+    let _shared = EXCLUSIVE.read().await;
     let pool = Pool::create(true, false).await;
     pool_mfa(&pool, UserPoolMfaType::On, false).await;
     for flow in FLOWS {
@@ -468,6 +429,7 @@ async fn moto_reset_code(pool: &Pool, username: &str) -> String {
 
 #[tokio::test]
 async fn forgot_password_then_confirm() {
+    let _shared = EXCLUSIVE.read().await;
     for (secret, flow) in [
         (false, AuthFlow::AdminUserPassword),
         (true, AuthFlow::UserPassword),
@@ -559,6 +521,7 @@ async fn forgot_password_then_confirm() {
 
 #[tokio::test]
 async fn forgot_password_takes_as_long_for_an_unknown_user() {
+    let _alone = EXCLUSIVE.write().await;
     let pool = Pool::create(false, false).await;
     let email = pool.confirmed_user("timing@example.com", &[]).await;
     let sc = Sidecar::start(config(&pool, AuthFlow::AdminUserPassword)).await;
@@ -583,9 +546,14 @@ async fn forgot_password_takes_as_long_for_an_unknown_user() {
     let (mut known, mut unknown) = (Duration::ZERO, Duration::ZERO);
     let tries = 50;
     for i in 0..tries {
-        // Interleaved, so drift on the machine affects both alike.
-        let (ks, kb, kt) = ask(email.clone()).await;
-        let (us, ub, ut) = ask(format!("nobody-{i}@example.com")).await;
+        // Interleaved, in alternating order, so drift on the machine affects both alike.
+        let ((ks, kb, kt), (us, ub, ut)) = if i % 2 == 0 {
+            let k = ask(email.clone()).await;
+            (k, ask(format!("nobody-{i}@example.com")).await)
+        } else {
+            let u = ask(format!("nobody-{i}@example.com")).await;
+            (ask(email.clone()).await, u)
+        };
         assert_eq!((ks, &kb), (us, &ub), "try {i}");
         assert_eq!(ks, 200);
         known += kt;
@@ -602,6 +570,7 @@ async fn forgot_password_takes_as_long_for_an_unknown_user() {
 
 #[tokio::test]
 async fn change_password_for_a_signed_in_user() {
+    let _shared = EXCLUSIVE.read().await;
     let pool = Pool::create(false, false).await;
     let email = pool.confirmed_user("changer@example.com", &[]).await;
     for flow in FLOWS {
@@ -670,6 +639,7 @@ async fn change_password_for_a_signed_in_user() {
 
 #[tokio::test]
 async fn recovery_rate_limits_per_username_and_per_address() {
+    let _shared = EXCLUSIVE.read().await;
     let pool = Pool::create(false, false).await;
     let email = pool.confirmed_user("limited@example.com", &[]).await;
     let mut c = config(&pool, AuthFlow::AdminUserPassword);
@@ -956,6 +926,7 @@ impl Scripted {
 
 #[tokio::test]
 async fn a_second_emulator_and_every_failure_code() {
+    let _shared = EXCLUSIVE.read().await;
     let jwks = JwksServer::start().await;
     let fake = Scripted::start().await;
     for flow in FLOWS {
@@ -1140,6 +1111,7 @@ async fn a_second_emulator_and_every_failure_code() {
 /// Every MFA and recovery endpoint is routed under the prefix and answers only POST.
 #[tokio::test]
 async fn new_endpoints_are_post_only() {
+    let _shared = EXCLUSIVE.read().await;
     let jwks = JwksServer::start().await;
     let c = gate_config(&jwks.url, "http://127.0.0.1:9", "http://127.0.0.1:9");
     let sc = Sidecar::start(c).await;
