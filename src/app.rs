@@ -209,9 +209,10 @@ impl App {
                 auth: AuthApi::new(
                     idp,
                     gate.clone(),
-                    config.api.max_body_bytes,
+                    &config.api,
                     v.max_token_bytes,
                     by_username,
+                    crate::auth::RecoveryLimits::new(rl, shared.as_ref()),
                     shared.clone(),
                     Arc::clone(&metrics),
                 ),
@@ -332,7 +333,7 @@ impl App {
                             wait.as_secs_f64().ceil() as u64,
                         ))
                     }
-                    Ok(()) => inner.auth.handle(ep, req).await.map(|(resp, s)| {
+                    Ok(()) => inner.auth.handle(ep, req, client).await.map(|(resp, s)| {
                         sub = s;
                         resp
                     }),

@@ -1,17 +1,22 @@
 //! The auth API the sidecar serves itself, a drop-in for the seed's Django endpoints:
-//! `POST <prefix>/login`, `/new-password`, `/refresh`, `/logout`, same JSON field names.
+//! `POST <prefix>/login`, `/new-password`, `/refresh`, `/logout`, same JSON field names; and
+//! what real user pools need next: MFA on sign-in (`/mfa`, `/mfa/setup`, `/mfa/verify`),
+//! password recovery (`/forgot-password`, `/confirm-forgot-password`) and `/change-password`.
 //!
-//! Parses and limits the JSON body, calls Cognito through `idp`, shapes the answer. Maps the
-//! Cognito errors whose meaning depends on the endpoint (a `NotAuthorized` is bad credentials
-//! on login but a revoked refresh token on refresh); everything else goes through
-//! `ApiError::from`. Unknown users and wrong passwords get the same answer.
+//! Parses and limits the JSON body, calls Cognito through `idp`, shapes the answer. Cognito
+//! errors are classified by the step that raised them (`ApiError::from_idp`: a
+//! `NotAuthorized` is bad credentials on login but a revoked refresh token on refresh).
+//! Unknown users and wrong passwords get the same answer, and so do unknown and known users
+//! asking for a password reset.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use aws_sdk_cognitoidentityprovider::types::ChallengeNameType;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -19,9 +24,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::body::{full, Body};
+use crate::config::RateLimitConfig;
 use crate::error::ApiError;
 use crate::gate::Gate;
-use crate::idp::{AuthOutcome, Cognito, IdpError, Tokens};
+use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, IdpError, Step, Tokens};
 use crate::limit::Limiter;
 use crate::metrics::SharedMetrics;
 use crate::router::Endpoint;
@@ -40,6 +46,67 @@ pub struct LoginOut {
     pub challenge: Option<&'static str>,
     pub session: Option<String>,
     pub username: Option<String>,
+    /// With a challenge: where Cognito sent a code and which MFA types can be chosen or set
+    /// up, when it says (`null` otherwise).
+    pub challenge_hints: Option<ChallengeHints>,
+}
+
+/// The challenges `login`, `new-password`, `mfa` and `mfa/verify` relay; any other is
+/// answered `400 unsupported_challenge`.
+pub const CHALLENGES: [&str; 6] = [
+    "NEW_PASSWORD_REQUIRED",
+    "SOFTWARE_TOKEN_MFA",
+    "SMS_MFA",
+    "EMAIL_OTP",
+    "SELECT_MFA_TYPE",
+    "MFA_SETUP",
+];
+
+/// The answer of `mfa/setup`: the TOTP secret, the same as an `otpauth://` URI for an
+/// authenticator app (a QR code of it), and the session `mfa/verify` takes.
+#[derive(Debug, Serialize)]
+pub struct MfaSetupOut {
+    pub secret_code: String,
+    pub otpauth_uri: String,
+    pub session: String,
+}
+
+/// The answer of `forgot-password`, the same whether or not the user exists.
+#[derive(Debug, Serialize)]
+pub struct ForgotOut {
+    pub ok: bool,
+    pub delivery: Option<Delivery>,
+}
+
+/// The recovery endpoints' own limits (Cognito allows only a few codes an hour per user: the
+/// sidecar answers 429 before Cognito does).
+pub struct RecoveryLimits {
+    by_username: Limiter<String>,
+    by_address: Limiter<IpAddr>,
+}
+
+impl RecoveryLimits {
+    /// From `rate_limit.recovery_*`, counted in the fleet backend when there is one.
+    pub fn new(rl: &RateLimitConfig, shared: Option<&Shared>) -> Self {
+        let mut by_username = Limiter::per_hour(
+            rl.recovery_username_per_hour,
+            rl.recovery_username_burst,
+            rl.max_tracked,
+        );
+        let mut by_address = Limiter::per_hour(
+            rl.recovery_address_per_hour,
+            rl.recovery_address_burst,
+            rl.max_tracked,
+        );
+        if let Some(s) = shared {
+            by_username = by_username.with_shared(s.clone(), "recovery_username");
+            by_address = by_address.with_shared(s.clone(), "recovery_address");
+        }
+        RecoveryLimits {
+            by_username,
+            by_address,
+        }
+    }
 }
 
 /// The auth endpoints and what they need.
@@ -50,6 +117,8 @@ pub struct AuthApi {
     max_body: usize,
     max_token_bytes: usize,
     by_username: Arc<Limiter<String>>,
+    recovery: Arc<RecoveryLimits>,
+    totp_issuer: Arc<str>,
     /// The fleet backend: logouts are published to it.
     shared: Option<Shared>,
     metrics: SharedMetrics,
@@ -60,24 +129,57 @@ pub type Answer = (Response<Body>, Option<String>);
 
 impl AuthApi {
     /// The endpoints over a Cognito client and the gate (for logout and refresh).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         idp: Arc<Cognito>,
         gate: Gate,
-        max_body: usize,
+        api: &crate::config::ApiConfig,
         max_token_bytes: usize,
         by_username: Arc<Limiter<String>>,
+        recovery: RecoveryLimits,
         shared: Option<Shared>,
         metrics: SharedMetrics,
     ) -> Self {
         AuthApi {
             idp,
             gate,
-            max_body,
+            max_body: api.max_body_bytes,
             max_token_bytes,
             by_username,
+            recovery: Arc::new(recovery),
+            totp_issuer: Arc::from(api.totp_issuer.as_str()),
             shared,
             metrics,
         }
+    }
+
+    /// Recovery requests per client address and per username (each endpoint counts on its
+    /// own per username), whether or not the user exists.
+    async fn limit_recovery(
+        &self,
+        endpoint: &str,
+        username: &str,
+        client: IpAddr,
+    ) -> Result<(), ApiError> {
+        let refused = |kind: &'static str, message: &'static str, wait: std::time::Duration| {
+            self.metrics.rate_limited(kind);
+            ApiError::too_many_requests("rate_limited", message, wait.as_secs_f64().ceil() as u64)
+        };
+        self.recovery.by_address.check(&client).await.map_err(|w| {
+            refused(
+                "address",
+                "too many recovery requests from this address; retry later",
+                w,
+            )
+        })?;
+        let key = format!("{endpoint}:{}", username.trim().to_lowercase());
+        self.recovery.by_username.check(&key).await.map_err(|w| {
+            refused(
+                "username",
+                "too many recovery requests for this user; retry later",
+                w,
+            )
+        })
     }
 
     /// Password attempts per username are limited, whoever sends them (credential stuffing
@@ -96,8 +198,13 @@ impl AuthApi {
             })
     }
 
-    /// Serves one auth request.
-    pub async fn handle(&self, ep: Endpoint, req: Request<Incoming>) -> Result<Answer, ApiError> {
+    /// Serves one auth request from `client` (the address the rate limits count).
+    pub async fn handle(
+        &self,
+        ep: Endpoint,
+        req: Request<Incoming>,
+        client: IpAddr,
+    ) -> Result<Answer, ApiError> {
         if req.method() != Method::POST {
             return Err(ApiError::method_not_allowed("POST"));
         }
@@ -118,6 +225,33 @@ impl AuthApi {
                     .await?;
                 self.refresh(&body, &parts.headers).await
             }
+            Endpoint::Mfa => {
+                let body = self.json_body(req).await?;
+                self.mfa(&body).await
+            }
+            Endpoint::MfaSetup => {
+                let body = self.json_body(req).await?;
+                self.mfa_setup(&body).await
+            }
+            Endpoint::MfaVerify => {
+                let body = self.json_body(req).await?;
+                self.mfa_verify(&body).await
+            }
+            Endpoint::ForgotPassword => {
+                let body = self.json_body(req).await?;
+                self.forgot_password(&body, client).await
+            }
+            Endpoint::ConfirmForgotPassword => {
+                let body = self.json_body(req).await?;
+                self.confirm_forgot_password(&body, client).await
+            }
+            Endpoint::ChangePassword => {
+                // The token first: without a valid one, the body is not even read.
+                let token = verify::bearer(req.headers(), self.max_token_bytes)?.to_owned();
+                let claims = self.gate.check_access(&token).await?;
+                let body = self.json_body(req).await?;
+                self.change_password(&body, &token, claims).await
+            }
         }
     }
 
@@ -127,8 +261,7 @@ impl AuthApi {
         self.limit_username(email).await?;
         match self.idp.login(email, password).await {
             Ok(outcome) => answer(outcome),
-            Err(IdpError::NotAuthorized | IdpError::UserNotFound) => Err(invalid_credentials()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(ApiError::from_idp(Step::Login, e)),
         }
     }
 
@@ -139,14 +272,7 @@ impl AuthApi {
         self.limit_username(email).await?;
         match self.idp.new_password(email, new_password, session).await {
             Ok(outcome) => answer(outcome),
-            Err(IdpError::NotAuthorized | IdpError::SessionInvalid | IdpError::UserNotFound) => {
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_session",
-                    "the session is invalid, expired or already used; sign in again",
-                ))
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(ApiError::from_idp(Step::NewPassword, e)),
         }
     }
 
@@ -181,12 +307,7 @@ impl AuthApi {
         }
         match self.idp.refresh(refresh_token, username.as_deref()).await {
             Ok(tokens) => answer(AuthOutcome::Tokens(tokens)),
-            Err(IdpError::NotAuthorized | IdpError::UserNotFound) => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "the refresh token is invalid, expired or revoked (or the username does not match it)",
-            )),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(ApiError::from_idp(Step::Refresh, e)),
         }
     }
 
@@ -195,20 +316,176 @@ impl AuthApi {
         // Always as an access token: GlobalSignOut takes nothing else, even when the gate
         // accepts only id tokens (`verify.token_use = ["id"]`).
         let claims = self.gate.check_access(token).await?;
-        match self.idp.global_sign_out(token).await {
-            Ok(()) => {}
-            Err(IdpError::NotAuthorized | IdpError::UserNotFound) => {
-                return Err(ApiError::invalid_token(
-                    "token_invalid",
-                    "the identity provider refused the token",
-                ))
-            }
-            Err(e) => return Err(e.into()),
+        if let Err(e) = self.idp.global_sign_out(token).await {
+            return Err(ApiError::from_idp(Step::Logout, e));
         }
         let revocation = self.gate.revoke(&claims);
         if let Some(shared) = &self.shared {
             shared.publish(revocation);
         }
+        Ok((
+            json(StatusCode::OK, &serde_json::json!({ "ok": true })),
+            Some(claims.sub),
+        ))
+    }
+
+    /// Answers an MFA challenge: a code (SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP) or a choice
+    /// (SELECT_MFA_TYPE). Tokens, or the next challenge.
+    async fn mfa(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+        let email = field(body, "email")?;
+        let session = field(body, "session")?;
+        let challenge = field(body, "challenge")?;
+        let username = optional_field(body, "username")?.unwrap_or(email);
+        let (name, key, value) = match challenge {
+            "SOFTWARE_TOKEN_MFA" => (
+                ChallengeNameType::SoftwareTokenMfa,
+                "SOFTWARE_TOKEN_MFA_CODE",
+                code_field(body, "code")?,
+            ),
+            "SMS_MFA" => (
+                ChallengeNameType::SmsMfa,
+                "SMS_MFA_CODE",
+                code_field(body, "code")?,
+            ),
+            "EMAIL_OTP" => (
+                ChallengeNameType::EmailOtp,
+                "EMAIL_OTP_CODE",
+                code_field(body, "code")?,
+            ),
+            "SELECT_MFA_TYPE" => {
+                let answer = field(body, "answer")?;
+                if !matches!(answer, "SOFTWARE_TOKEN_MFA" | "SMS_MFA" | "EMAIL_OTP") {
+                    return Err(ApiError::bad_request(
+                        "invalid_field",
+                        "field `answer` must be SOFTWARE_TOKEN_MFA, SMS_MFA or EMAIL_OTP",
+                    ));
+                }
+                (ChallengeNameType::SelectMfaType, "ANSWER", answer)
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    "field `challenge` must be SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP or SELECT_MFA_TYPE",
+                ))
+            }
+        };
+        self.limit_username(email).await?;
+        match self
+            .idp
+            .respond(name, username, session, &[(key, value)])
+            .await
+        {
+            Ok(outcome) => answer(outcome),
+            Err(e) => Err(ApiError::from_idp(Step::MfaAnswer, e)),
+        }
+    }
+
+    /// Starts TOTP enrollment from an MFA_SETUP session (AssociateSoftwareToken).
+    async fn mfa_setup(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+        let email = field(body, "email")?;
+        let session = field(body, "session")?;
+        self.limit_username(email).await?;
+        let token = self
+            .idp
+            .associate_software_token(session)
+            .await
+            .map_err(|e| ApiError::from_idp(Step::MfaAssociate, e))?;
+        let out = MfaSetupOut {
+            otpauth_uri: otpauth_uri(&self.totp_issuer, email, &token.secret_code),
+            session: token.session.unwrap_or_else(|| session.to_owned()),
+            secret_code: token.secret_code,
+        };
+        let mut resp = json(StatusCode::OK, &out);
+        resp.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok((resp, None))
+    }
+
+    /// Completes TOTP enrollment: VerifySoftwareToken with the first code, then MFA_SETUP is
+    /// answered with the session it returns. Tokens, or the next challenge.
+    async fn mfa_verify(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+        let email = field(body, "email")?;
+        let session = field(body, "session")?;
+        let code = code_field(body, "code")?;
+        let username = optional_field(body, "username")?.unwrap_or(email);
+        let device = optional_field(body, "device_name")?;
+        if device.is_some_and(|d| d.chars().count() > 64) {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "field `device_name` must be at most 64 characters",
+            ));
+        }
+        self.limit_username(email).await?;
+        let next = self
+            .idp
+            .verify_software_token(session, code, device)
+            .await
+            .map_err(|e| ApiError::from_idp(Step::MfaVerify, e))?;
+        let next = next.as_deref().unwrap_or(session);
+        match self
+            .idp
+            .respond(ChallengeNameType::MfaSetup, username, next, &[])
+            .await
+        {
+            Ok(outcome) => answer(outcome),
+            Err(e) => Err(ApiError::from_idp(Step::MfaAnswer, e)),
+        }
+    }
+
+    /// ForgotPassword. The answer is the same for an unknown user: the refusals that would
+    /// tell (no such user, no verified address, not confirmed, ...) are answered 200 too.
+    async fn forgot_password(
+        &self,
+        body: &Map<String, Value>,
+        client: IpAddr,
+    ) -> Result<Answer, ApiError> {
+        let email = field(body, "email")?;
+        self.limit_recovery("forgot", email, client).await?;
+        let delivery = match self.idp.forgot_password(email).await {
+            Ok(d) => d,
+            Err(e) if hides_user(&e) => None,
+            Err(e) => return Err(ApiError::from_idp(Step::ForgotPassword, e)),
+        };
+        let out = ForgotOut { ok: true, delivery };
+        Ok((json(StatusCode::OK, &out), None))
+    }
+
+    /// ConfirmForgotPassword: the code and the new password.
+    async fn confirm_forgot_password(
+        &self,
+        body: &Map<String, Value>,
+        client: IpAddr,
+    ) -> Result<Answer, ApiError> {
+        let email = field(body, "email")?;
+        let code = code_field(body, "code")?;
+        let new_password = field(body, "new_password")?;
+        self.limit_recovery("confirm", email, client).await?;
+        self.idp
+            .confirm_forgot_password(email, code, new_password)
+            .await
+            .map_err(|e| ApiError::from_idp(Step::ConfirmForgotPassword, e))?;
+        Ok((
+            json(StatusCode::OK, &serde_json::json!({ "ok": true })),
+            None,
+        ))
+    }
+
+    /// ChangePassword for the user of a verified access token; wrong old passwords count
+    /// against that user's sign-in budget.
+    async fn change_password(
+        &self,
+        body: &Map<String, Value>,
+        token: &str,
+        claims: crate::verify::Claims,
+    ) -> Result<Answer, ApiError> {
+        let old_password = field(body, "old_password")?;
+        let new_password = field(body, "new_password")?;
+        self.limit_username(claims.username.as_deref().unwrap_or(&claims.sub))
+            .await?;
+        self.idp
+            .change_password(token, old_password, new_password)
+            .await
+            .map_err(|e| ApiError::from_idp(Step::ChangePassword, e))?;
         Ok((
             json(StatusCode::OK, &serde_json::json!({ "ok": true })),
             Some(claims.sub),
@@ -271,11 +548,42 @@ impl AuthApi {
     }
 }
 
-fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        "incorrect email or password",
+/// The ForgotPassword refusals that only a known (or only an unknown) user gets: answered
+/// like a success, so the answer does not tell whether the user exists.
+fn hides_user(e: &IdpError) -> bool {
+    matches!(
+        e,
+        IdpError::UserNotFound
+            | IdpError::NotAuthorized
+            | IdpError::UserNotConfirmed
+            | IdpError::InvalidParameter
+            | IdpError::InvalidPassword
+    )
+}
+
+/// A code field (MFA, TOTP, confirmation): required, at most 64 visible ASCII characters.
+fn code_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    let code = field(body, name)?;
+    if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("field `{name}` must be a code of at most 64 visible ASCII characters"),
+        ));
+    }
+    Ok(code)
+}
+
+/// The `otpauth://` URI of a TOTP secret (Key Uri Format): label `issuer:account`, SHA1, six
+/// digits, thirty seconds, as Cognito's TOTP MFA works.
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        enc(secret),
+        enc(issuer)
     )
 }
 
@@ -313,6 +621,11 @@ fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
             };
             let sub = claim("sub");
             let username = claim("username");
+            // Some emulators omit ExpiresIn: the token's own lifetime says the same.
+            let lifetime = claims.as_ref().and_then(|c| {
+                let n = |k: &str| c.get(k).and_then(Value::as_i64);
+                i32::try_from(n("exp")? - n("iat")?).ok().filter(|l| *l > 0)
+            });
             let Tokens {
                 access_token,
                 id_token,
@@ -321,10 +634,10 @@ fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
                 token_type,
             } = t;
             let out = LoginOut {
+                expires_in: expires_in.or(lifetime),
                 access_token,
                 id_token,
                 refresh_token,
-                expires_in,
                 token_type,
                 username,
                 ..LoginOut::default()
@@ -335,29 +648,33 @@ fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
             name,
             session,
             username,
-        } if name == "NEW_PASSWORD_REQUIRED" => {
-            let out = LoginOut {
-                challenge: Some("NEW_PASSWORD_REQUIRED"),
-                session,
-                username,
-                ..LoginOut::default()
-            };
-            Ok((json(StatusCode::OK, &out), None))
-        }
-        AuthOutcome::Challenge { name, .. } => {
-            // The name is Cognito's enum value (SMS_MFA, CUSTOM_CHALLENGE, ...), not user data.
-            let name: String = name
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
-            Err(ApiError::bad_request(
-                "unsupported_challenge",
-                format!(
-                    "the sign-in requires the {name} challenge, which this API does not support"
-                ),
-            ))
-        }
+            hints,
+        } => match CHALLENGES.iter().find(|c| **c == name) {
+            Some(challenge) => {
+                let out = LoginOut {
+                    challenge: Some(challenge),
+                    session,
+                    username,
+                    challenge_hints: (!hints.is_empty()).then_some(hints),
+                    ..LoginOut::default()
+                };
+                Ok((json(StatusCode::OK, &out), None))
+            }
+            None => {
+                // The name is Cognito's enum value (CUSTOM_CHALLENGE, ...), not user data.
+                let name: String = name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
+                Err(ApiError::bad_request(
+                    "unsupported_challenge",
+                    format!(
+                        "the sign-in requires the {name} challenge, which this API does not support"
+                    ),
+                ))
+            }
+        },
     }
 }
 
@@ -408,13 +725,133 @@ mod tests {
     #[test]
     fn other_challenges_are_named_not_crashed() {
         let e = answer(AuthOutcome::Challenge {
-            name: "SMS_MFA".into(),
+            name: "CUSTOM_CHALLENGE".into(),
             session: Some("secret-session".into()),
             username: None,
+            hints: ChallengeHints::default(),
         })
         .expect_err("unsupported");
         assert_eq!(e.code, "unsupported_challenge");
-        assert!(e.message.contains("SMS_MFA"));
+        assert!(e.message.contains("CUSTOM_CHALLENGE"));
         assert!(!e.message.contains("secret-session"));
+    }
+
+    async fn body_of(resp: Response<Body>) -> Value {
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn every_mfa_challenge_is_relayed_with_its_hints() {
+        for name in CHALLENGES {
+            let hints = ChallengeHints {
+                code_delivery_destination: Some("+*******1234".into()),
+                code_delivery_medium: Some("SMS".into()),
+                mfas_can_choose: Some(vec!["SMS_MFA".into(), "SOFTWARE_TOKEN_MFA".into()]),
+                mfas_can_setup: None,
+            };
+            let (resp, sub) = answer(AuthOutcome::Challenge {
+                name: name.into(),
+                session: Some("sess".into()),
+                username: Some("u-1".into()),
+                hints,
+            })
+            .expect(name);
+            assert_eq!(sub, None);
+            let v = body_of(resp).await;
+            assert_eq!(v["challenge"], name);
+            assert_eq!(v["session"], "sess");
+            assert_eq!(v["username"], "u-1");
+            assert_eq!(v["access_token"], Value::Null);
+            assert_eq!(v["challenge_hints"]["code_delivery_medium"], "SMS");
+            assert_eq!(
+                v["challenge_hints"]["mfas_can_choose"],
+                json!(["SMS_MFA", "SOFTWARE_TOKEN_MFA"])
+            );
+            assert_eq!(v["challenge_hints"]["mfas_can_setup"], Value::Null);
+        }
+        // No hints: `challenge_hints` is null, not an object of nulls.
+        let (resp, _) = answer(AuthOutcome::Challenge {
+            name: "NEW_PASSWORD_REQUIRED".into(),
+            session: Some("s".into()),
+            username: None,
+            hints: ChallengeHints::default(),
+        })
+        .expect("relayed");
+        assert_eq!(body_of(resp).await["challenge_hints"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn expires_in_is_derived_from_the_token_when_cognito_omits_it() {
+        let token = |claims: Value| format!("h.{}.s", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let cases = [
+            (None, json!({"iat": 1000, "exp": 4600}), json!(3600)),
+            (Some(300), json!({"iat": 1000, "exp": 4600}), json!(300)),
+            (None, json!({"iat": 1000}), Value::Null),
+            (None, json!({"iat": 5000, "exp": 4600}), Value::Null),
+        ];
+        for (given, claims, want) in cases {
+            let (resp, _) = answer(AuthOutcome::Tokens(Tokens {
+                access_token: Some(token(claims.clone())),
+                expires_in: given,
+                ..Tokens::default()
+            }))
+            .expect("tokens");
+            assert_eq!(
+                body_of(resp).await["expires_in"],
+                want,
+                "{given:?} {claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn otpauth_uri_escapes_the_label_and_carries_the_secret() {
+        let uri = otpauth_uri("My App", "a+b@example.com", "JBSWY3DPEHPK3PXP");
+        assert_eq!(
+            uri,
+            "otpauth://totp/My%20App:a%2Bb%40example%2Ecom?secret=JBSWY3DPEHPK3PXP\
+             &issuer=My%20App&algorithm=SHA1&digits=6&period=30"
+        );
+    }
+
+    #[test]
+    fn forgot_password_hides_exactly_the_refusals_that_tell_users_apart() {
+        let all = crate::error::tests_support::all_idp_errors();
+        let hidden: Vec<&str> = all
+            .iter()
+            .filter(|e| hides_user(e))
+            .map(|e| e.class())
+            .collect();
+        assert_eq!(
+            hidden,
+            [
+                "not_authorized",
+                "user_not_found",
+                "invalid_password",
+                "user_not_confirmed",
+                "invalid_parameter"
+            ]
+        );
+    }
+
+    #[test]
+    fn code_fields_table() {
+        let Value::Object(body) = json!({
+            "ok": "123456", "moto": "moto-confirmation-code:123456", "space": "12 34",
+            "long": "1".repeat(65), "nl": "1\n2", "num": 123456,
+        }) else {
+            unreachable!()
+        };
+        assert_eq!(code_field(&body, "ok").ok(), Some("123456"));
+        assert!(code_field(&body, "moto").is_ok());
+        for bad in ["space", "long", "nl", "num"] {
+            let e = code_field(&body, bad).expect_err(bad);
+            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_field"), "{bad}");
+        }
+        assert_eq!(
+            code_field(&body, "absent").expect_err("absent").code,
+            "missing_field"
+        );
     }
 }

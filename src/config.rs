@@ -176,6 +176,8 @@ impl std::fmt::Debug for CognitoConfig {
 pub struct ApiConfig {
     pub prefix: String,
     pub max_body_bytes: usize,
+    /// The issuer an authenticator app shows for a TOTP enrolled through `mfa/setup`.
+    pub totp_issuer: String,
 }
 
 impl Default for ApiConfig {
@@ -183,6 +185,7 @@ impl Default for ApiConfig {
         ApiConfig {
             prefix: "/api/user".into(),
             max_body_bytes: 16 * 1024,
+            totp_issuer: "cognito-sidecar".into(),
         }
     }
 }
@@ -449,6 +452,15 @@ pub struct RateLimitConfig {
     pub username_per_minute: u32,
     /// Attempts one username may get at once.
     pub username_burst: u32,
+    /// Sustained forgot-password and confirm-forgot-password requests per hour for one
+    /// username (each endpoint counted on its own).
+    pub recovery_username_per_hour: u32,
+    /// Recovery requests one username may make at once.
+    pub recovery_username_burst: u32,
+    /// Sustained recovery requests per hour from one client address.
+    pub recovery_address_per_hour: u32,
+    /// Recovery requests one address may make at once.
+    pub recovery_address_burst: u32,
     /// Addresses and usernames tracked at most (least recently used are forgotten).
     pub max_tracked: u64,
 }
@@ -460,6 +472,10 @@ impl Default for RateLimitConfig {
             address_burst: 20,
             username_per_minute: 10,
             username_burst: 5,
+            recovery_username_per_hour: 5,
+            recovery_username_burst: 3,
+            recovery_address_per_hour: 30,
+            recovery_address_burst: 10,
             max_tracked: 100_000,
         }
     }
@@ -702,6 +718,13 @@ impl Config {
             return Err(ConfigError::new(
                 "api.prefix",
                 "must start with / and not end with / (for example /api/user)",
+            ));
+        }
+        let issuer = &self.api.totp_issuer;
+        if issuer.trim().is_empty() || issuer.len() > 64 || issuer.contains(':') {
+            return Err(ConfigError::new(
+                "api.totp_issuer",
+                "must be 1 to 64 characters without `:` (for example MyApp)",
             ));
         }
 
@@ -1161,6 +1184,7 @@ mod tests {
                 "verify.token_use",
             ),
             (|c| c.api.prefix = "api/".into(), "api.prefix"),
+            (|c| c.api.totp_issuer = "My:App".into(), "api.totp_issuer"),
             (|c| c.log.level = "cognito_sidecar=lol=".into(), "log.level"),
             (|c| c.cognito.timeout = Duration::ZERO, "cognito.timeout"),
             (

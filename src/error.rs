@@ -12,7 +12,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 
 use crate::body::{full, Body};
-use crate::idp::IdpError;
+use crate::idp::{IdpError, Step};
 use crate::proxy::ProxyError;
 use crate::verify::VerifyError;
 
@@ -184,14 +184,24 @@ impl From<VerifyError> for ApiError {
 }
 
 impl From<IdpError> for ApiError {
-    /// The generic mapping; endpoints map the errors whose meaning depends on the call
-    /// (`NotAuthorized` on login vs. refresh) before falling back to this.
+    /// The meaning of an error whatever the step; `ApiError::from_idp` decides first for the
+    /// errors whose meaning depends on it.
     fn from(e: IdpError) -> Self {
         match e {
             IdpError::Throttled => ApiError::too_many_requests(
                 "idp_throttled",
                 "the identity provider is throttling requests; retry later",
                 1,
+            ),
+            IdpError::LimitExceeded => ApiError::too_many_requests(
+                "attempt_limit_exceeded",
+                "the identity provider's attempt limit for this user is reached; retry later",
+                60,
+            ),
+            IdpError::TooManyFailedAttempts => ApiError::too_many_requests(
+                "too_many_failed_attempts",
+                "too many failed attempts; retry later",
+                60,
             ),
             IdpError::Unavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -201,6 +211,18 @@ impl From<IdpError> for ApiError {
             IdpError::InvalidPassword => ApiError::bad_request(
                 "weak_password",
                 "the new password does not meet the password policy",
+            ),
+            IdpError::CodeMismatch | IdpError::EnableSoftwareTokenMfa => {
+                ApiError::bad_request("invalid_code", "the code is wrong")
+            }
+            IdpError::ExpiredCode => ApiError::bad_request(
+                "expired_code",
+                "the code has expired or was already used; request a new one",
+            ),
+            IdpError::CodeDeliveryFailure => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "code_delivery_failed",
+                "the identity provider could not send the code",
             ),
             IdpError::PasswordResetRequired => ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -216,15 +238,73 @@ impl From<IdpError> for ApiError {
                 "invalid_request",
                 "the identity provider rejected the request's parameters",
             ),
-            IdpError::NotAuthorized | IdpError::UserNotFound | IdpError::SessionInvalid => {
+            IdpError::NotAuthorized | IdpError::UserNotFound => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "not authorized")
             }
-            IdpError::Unexpected(_) | IdpError::BadResponse => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "idp_error",
-                "the identity provider answered unexpectedly",
-            ),
+            IdpError::ResourceNotFound | IdpError::Unexpected(_) | IdpError::BadResponse => {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "idp_error",
+                    "the identity provider answered unexpectedly",
+                )
+            }
         }
+    }
+}
+
+impl ApiError {
+    /// A Cognito error, classified by the step that raised it as well as by its name: sign-in
+    /// and MFA steps never answer `weak_password` (some emulators and pool configurations
+    /// send InvalidPasswordException for a wrong password) and never tell an unknown user
+    /// from a wrong secret; a refused session is `invalid_session`; and so on. ForgotPassword's
+    /// refusals that would reveal whether a user exists never get here (`auth.rs` answers
+    /// them 200).
+    pub fn from_idp(step: Step, e: IdpError) -> Self {
+        use IdpError as E;
+        use Step as S;
+        match (step, e) {
+            (
+                S::Login | S::MfaAnswer | S::MfaAssociate | S::MfaVerify,
+                E::InvalidPassword,
+            )
+            | (S::Login, E::NotAuthorized | E::UserNotFound)
+            | (S::ChangePassword, E::NotAuthorized) => ApiError::invalid_credentials(),
+            (
+                S::NewPassword | S::MfaAnswer | S::MfaAssociate | S::MfaVerify,
+                E::NotAuthorized | E::UserNotFound | E::ResourceNotFound,
+            )
+            | (S::NewPassword, E::CodeMismatch | E::ExpiredCode) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_session",
+                "the session is invalid, expired or already used; sign in again",
+            ),
+            (S::Refresh, E::NotAuthorized | E::UserNotFound | E::InvalidPassword) => {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_refresh_token",
+                    "the refresh token is invalid, expired or revoked (or the username does not match it)",
+                )
+            }
+            (S::Logout, E::NotAuthorized | E::UserNotFound | E::InvalidPassword)
+            | (S::ChangePassword, E::UserNotFound) => {
+                ApiError::invalid_token("token_invalid", "the identity provider refused the token")
+            }
+            // An unknown user looks like a wrong code (moto answers ResourceNotFound for it).
+            (
+                S::ConfirmForgotPassword,
+                E::UserNotFound | E::ResourceNotFound | E::NotAuthorized,
+            ) => ApiError::from(E::CodeMismatch),
+            (_, e) => ApiError::from(e),
+        }
+    }
+
+    /// 401: wrong email or password, or an unknown user (the same answer on purpose).
+    pub fn invalid_credentials() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "incorrect email or password",
+        )
     }
 }
 
@@ -250,10 +330,174 @@ impl From<ProxyError> for ApiError {
     }
 }
 
+/// Shared by the unit tables here and in `auth.rs`.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::idp::IdpError;
+
+    /// One of each `IdpError`, in a fixed order (a new variant must be added here: the match
+    /// below fails to compile until it is).
+    pub fn all_idp_errors() -> Vec<IdpError> {
+        let all = vec![
+            IdpError::NotAuthorized,
+            IdpError::UserNotFound,
+            IdpError::ResourceNotFound,
+            IdpError::CodeMismatch,
+            IdpError::ExpiredCode,
+            IdpError::EnableSoftwareTokenMfa,
+            IdpError::InvalidPassword,
+            IdpError::PasswordResetRequired,
+            IdpError::UserNotConfirmed,
+            IdpError::InvalidParameter,
+            IdpError::LimitExceeded,
+            IdpError::TooManyFailedAttempts,
+            IdpError::CodeDeliveryFailure,
+            IdpError::Throttled,
+            IdpError::Unavailable,
+            IdpError::BadResponse,
+            IdpError::Unexpected("AccessDeniedException".into()),
+        ];
+        for e in &all {
+            match e {
+                IdpError::NotAuthorized
+                | IdpError::UserNotFound
+                | IdpError::ResourceNotFound
+                | IdpError::CodeMismatch
+                | IdpError::ExpiredCode
+                | IdpError::EnableSoftwareTokenMfa
+                | IdpError::InvalidPassword
+                | IdpError::PasswordResetRequired
+                | IdpError::UserNotConfirmed
+                | IdpError::InvalidParameter
+                | IdpError::LimitExceeded
+                | IdpError::TooManyFailedAttempts
+                | IdpError::CodeDeliveryFailure
+                | IdpError::Throttled
+                | IdpError::Unavailable
+                | IdpError::BadResponse
+                | IdpError::Unexpected(_) => {}
+            }
+        }
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    /// Every step × every Cognito error, written out: the columns follow
+    /// `tests_support::all_idp_errors()` (NotAuthorized, UserNotFound, ResourceNotFound,
+    /// CodeMismatch, ExpiredCode, EnableSoftwareTokenMFA, InvalidPassword,
+    /// PasswordResetRequired, UserNotConfirmed, InvalidParameter, LimitExceeded,
+    /// TooManyFailedAttempts, CodeDeliveryFailure, Throttled, Unavailable, BadResponse,
+    /// Unexpected). ForgotPassword's row is what `from_idp` says; `auth.rs` answers its
+    /// user-revealing refusals 200 before (tested there).
+    #[test]
+    fn step_by_error_matrix() {
+        const CRED: &str = "invalid_credentials";
+        const SESS: &str = "invalid_session";
+        const CODE: &str = "invalid_code";
+        const EXP: &str = "expired_code";
+        const WEAK: &str = "weak_password";
+        const TOK: &str = "token_invalid";
+        const NA: &str = "not_authorized";
+        const IDP: &str = "idp_error";
+        // The columns from PasswordResetRequired on are the same in every row but where noted.
+        const TAIL: [&str; 10] = [
+            "password_reset_required",
+            "user_not_confirmed",
+            "invalid_request",
+            "attempt_limit_exceeded",
+            "too_many_failed_attempts",
+            "code_delivery_failed",
+            "idp_throttled",
+            "idp_unavailable",
+            IDP,
+            IDP,
+        ];
+        let head: [(Step, [&str; 7]); 10] = [
+            (Step::Login, [CRED, CRED, IDP, CODE, EXP, CODE, CRED]),
+            (
+                Step::NewPassword,
+                [SESS, SESS, SESS, SESS, SESS, CODE, WEAK],
+            ),
+            (Step::MfaAnswer, [SESS, SESS, SESS, CODE, EXP, CODE, CRED]),
+            (
+                Step::MfaAssociate,
+                [SESS, SESS, SESS, CODE, EXP, CODE, CRED],
+            ),
+            (Step::MfaVerify, [SESS, SESS, SESS, CODE, EXP, CODE, CRED]),
+            (
+                Step::Refresh,
+                [
+                    "invalid_refresh_token",
+                    "invalid_refresh_token",
+                    IDP,
+                    CODE,
+                    EXP,
+                    CODE,
+                    "invalid_refresh_token",
+                ],
+            ),
+            (Step::Logout, [TOK, TOK, IDP, CODE, EXP, CODE, TOK]),
+            (Step::ForgotPassword, [NA, NA, IDP, CODE, EXP, CODE, WEAK]),
+            (
+                Step::ConfirmForgotPassword,
+                [CODE, CODE, CODE, CODE, EXP, CODE, WEAK],
+            ),
+            (
+                Step::ChangePassword,
+                [CRED, TOK, IDP, CODE, EXP, CODE, WEAK],
+            ),
+        ];
+        assert_eq!(head.map(|(s, _)| s), Step::ALL, "every step, in order");
+        let errors = tests_support::all_idp_errors();
+        let status_of = |code: &str| match code {
+            CRED | SESS | TOK | NA | "invalid_refresh_token" => 401,
+            CODE | EXP | WEAK | "invalid_request" => 400,
+            "password_reset_required" | "user_not_confirmed" => 403,
+            "attempt_limit_exceeded" | "too_many_failed_attempts" | "idp_throttled" => 429,
+            "code_delivery_failed" | IDP => 502,
+            "idp_unavailable" => 503,
+            other => panic!("no status for {other}"),
+        };
+        for (step, first) in head {
+            let row: Vec<&str> = first.iter().chain(TAIL.iter()).copied().collect();
+            assert_eq!(row.len(), errors.len());
+            for (e, want) in errors.iter().zip(row) {
+                let got = ApiError::from_idp(step, e.clone());
+                assert_eq!(
+                    (got.code, got.status.as_u16()),
+                    (want, status_of(want)),
+                    "{step:?} × {e:?}"
+                );
+                // A sign-in or MFA step never says weak_password, and never tells an unknown
+                // user from a wrong secret.
+                if matches!(
+                    step,
+                    Step::Login | Step::MfaAnswer | Step::MfaAssociate | Step::MfaVerify
+                ) {
+                    assert_ne!(got.code, WEAK, "{step:?} × {e:?}");
+                }
+            }
+            let unknown = ApiError::from_idp(step, IdpError::UserNotFound);
+            let refused = ApiError::from_idp(step, IdpError::NotAuthorized);
+            if step != Step::ChangePassword {
+                assert_eq!(unknown, refused, "{step:?}: unknown user == refused");
+            }
+        }
+        // Retry-After on every 429.
+        for e in [
+            IdpError::LimitExceeded,
+            IdpError::TooManyFailedAttempts,
+            IdpError::Throttled,
+        ] {
+            let resp = ApiError::from(e).into_response();
+            assert!(resp.headers().contains_key(RETRY_AFTER));
+        }
+    }
 
     #[tokio::test]
     async fn renders_json_and_headers() {

@@ -1,9 +1,11 @@
 //! The Cognito user pool, seen through the few calls the auth API needs.
 //!
 //! Owns the SDK client (built once), SECRET_HASH, and the classification of SDK errors into
-//! `IdpError`. Speaks our types (`Tokens`, `AuthOutcome`), never SDK types. It must not log
-//! or return any token, password, session or SECRET_HASH, nor Cognito's message text (moto's
-//! message for a wrong admin password is the username, for one).
+//! `IdpError` by exception name; what an error *means* depends on the step that raised it
+//! (`Step`, mapped in `ApiError::from_idp`). Speaks our types (`Tokens`, `AuthOutcome`),
+//! never SDK types. It must not log or return any token, password, code, TOTP secret,
+//! session or SECRET_HASH, nor Cognito's message text (moto's message for a wrong admin
+//! password is the username, for one).
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::types::{
-    AuthFlowType, AuthenticationResultType, ChallengeNameType,
+    AuthFlowType, AuthenticationResultType, ChallengeNameType, VerifySoftwareTokenResponseType,
 };
 use aws_sdk_cognitoidentityprovider::Client;
 use base64::engine::general_purpose::STANDARD;
@@ -32,13 +34,30 @@ pub fn operations(flow: AuthFlow) -> &'static [&'static str] {
             "AdminRespondToAuthChallenge",
             "InitiateAuth",
             "GlobalSignOut",
+            "AssociateSoftwareToken",
+            "VerifySoftwareToken",
+            "ForgotPassword",
+            "ConfirmForgotPassword",
+            "ChangePassword",
         ],
-        AuthFlow::UserPassword => &["InitiateAuth", "RespondToAuthChallenge", "GlobalSignOut"],
+        AuthFlow::UserPassword => &[
+            "InitiateAuth",
+            "RespondToAuthChallenge",
+            "GlobalSignOut",
+            "AssociateSoftwareToken",
+            "VerifySoftwareToken",
+            "ForgotPassword",
+            "ConfirmForgotPassword",
+            "ChangePassword",
+        ],
     }
 }
 
 /// The operations of `operations(flow)` that are signed with AWS credentials, so the task
-/// role needs them; the others are authorized by the client id or the user's token.
+/// role needs them; the others are authorized by the client id (and SECRET_HASH), a challenge
+/// session or the user's access token: the MFA set-up calls (AssociateSoftwareToken,
+/// VerifySoftwareToken), ForgotPassword, ConfirmForgotPassword and ChangePassword have no
+/// admin variant in use here and need no IAM permission in either flow.
 pub fn iam_actions(flow: AuthFlow) -> &'static [&'static str] {
     match flow {
         AuthFlow::AdminUserPassword => &["AdminInitiateAuth", "AdminRespondToAuthChallenge"],
@@ -46,16 +65,27 @@ pub fn iam_actions(flow: AuthFlow) -> &'static [&'static str] {
     }
 }
 
-/// What went wrong talking to Cognito, by meaning. Never carries Cognito's message text.
+/// What went wrong talking to Cognito: the exception, by name. Its meaning for the client
+/// depends on the step that raised it (`Step`; `ApiError::from_idp`). Never carries
+/// Cognito's message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdpError {
     #[error("not authorized")]
     NotAuthorized,
     #[error("user not found")]
     UserNotFound,
-    #[error("challenge session invalid or used")]
-    SessionInvalid,
-    #[error("password does not meet the policy")]
+    /// ResourceNotFoundException: an unknown client, or (moto) a bogus or used session, or
+    /// (moto's ConfirmForgotPassword) an unknown user.
+    #[error("resource not found")]
+    ResourceNotFound,
+    #[error("code mismatch")]
+    CodeMismatch,
+    #[error("code expired")]
+    ExpiredCode,
+    /// EnableSoftwareTokenMFAException: VerifySoftwareToken refused the code.
+    #[error("software token not verified")]
+    EnableSoftwareTokenMfa,
+    #[error("password refused by the policy (or, on some emulators, wrong)")]
     InvalidPassword,
     #[error("password reset required")]
     PasswordResetRequired,
@@ -63,6 +93,14 @@ pub enum IdpError {
     UserNotConfirmed,
     #[error("invalid parameter")]
     InvalidParameter,
+    /// LimitExceededException: a per-user attempt limit (codes, recovery, password changes).
+    #[error("attempt limit exceeded")]
+    LimitExceeded,
+    #[error("too many failed attempts")]
+    TooManyFailedAttempts,
+    #[error("the code could not be delivered")]
+    CodeDeliveryFailure,
+    /// TooManyRequestsException, ThrottlingException: the account's request rate.
     #[error("throttled")]
     Throttled,
     #[error("unreachable or timed out")]
@@ -79,17 +117,89 @@ impl IdpError {
         match self {
             IdpError::NotAuthorized => "not_authorized",
             IdpError::UserNotFound => "user_not_found",
-            IdpError::SessionInvalid => "session_invalid",
+            IdpError::ResourceNotFound => "resource_not_found",
+            IdpError::CodeMismatch => "code_mismatch",
+            IdpError::ExpiredCode => "expired_code",
+            IdpError::EnableSoftwareTokenMfa => "enable_software_token_mfa",
             IdpError::InvalidPassword => "invalid_password",
             IdpError::PasswordResetRequired => "password_reset_required",
             IdpError::UserNotConfirmed => "user_not_confirmed",
             IdpError::InvalidParameter => "invalid_parameter",
+            IdpError::LimitExceeded => "limit_exceeded",
+            IdpError::TooManyFailedAttempts => "too_many_failed_attempts",
+            IdpError::CodeDeliveryFailure => "code_delivery_failure",
             IdpError::Throttled => "throttled",
             IdpError::Unavailable => "unavailable",
             IdpError::BadResponse => "bad_response",
             IdpError::Unexpected(_) => "unexpected",
         }
     }
+
+    /// The error a Cognito exception name stands for (`None`: no name at all).
+    pub fn from_code(code: Option<&str>) -> IdpError {
+        match code {
+            Some("NotAuthorizedException") => IdpError::NotAuthorized,
+            Some("UserNotFoundException") => IdpError::UserNotFound,
+            Some("ResourceNotFoundException") => IdpError::ResourceNotFound,
+            Some("CodeMismatchException") => IdpError::CodeMismatch,
+            Some("ExpiredCodeException") => IdpError::ExpiredCode,
+            Some("EnableSoftwareTokenMFAException") => IdpError::EnableSoftwareTokenMfa,
+            Some("InvalidPasswordException") => IdpError::InvalidPassword,
+            Some("PasswordResetRequiredException") => IdpError::PasswordResetRequired,
+            Some("UserNotConfirmedException") => IdpError::UserNotConfirmed,
+            Some("InvalidParameterException") => IdpError::InvalidParameter,
+            Some("LimitExceededException") => IdpError::LimitExceeded,
+            Some("TooManyFailedAttemptsException") => IdpError::TooManyFailedAttempts,
+            Some("CodeDeliveryFailureException") => IdpError::CodeDeliveryFailure,
+            Some("TooManyRequestsException" | "ThrottlingException") => IdpError::Throttled,
+            Some("InternalErrorException" | "ServiceUnavailableException") => IdpError::Unavailable,
+            Some(other) => IdpError::Unexpected(other.to_owned()),
+            None => IdpError::BadResponse,
+        }
+    }
+}
+
+/// The step of the auth API a Cognito call served: the same exception means different things
+/// in different steps (an `InvalidPasswordException` is a weak new password when one is set,
+/// but a wrong password on sign-in), so errors are classified by step (`ApiError::from_idp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// (Admin)InitiateAuth with a password.
+    Login,
+    /// (Admin)RespondToAuthChallenge NEW_PASSWORD_REQUIRED.
+    NewPassword,
+    /// (Admin)RespondToAuthChallenge with an MFA code or choice, or completing MFA_SETUP.
+    MfaAnswer,
+    /// AssociateSoftwareToken with an MFA_SETUP session.
+    MfaAssociate,
+    /// VerifySoftwareToken with a session.
+    MfaVerify,
+    /// InitiateAuth REFRESH_TOKEN_AUTH.
+    Refresh,
+    /// GlobalSignOut.
+    Logout,
+    /// ForgotPassword.
+    ForgotPassword,
+    /// ConfirmForgotPassword.
+    ConfirmForgotPassword,
+    /// ChangePassword.
+    ChangePassword,
+}
+
+impl Step {
+    /// Every step, for tables.
+    pub const ALL: [Step; 10] = [
+        Step::Login,
+        Step::NewPassword,
+        Step::MfaAnswer,
+        Step::MfaAssociate,
+        Step::MfaVerify,
+        Step::Refresh,
+        Step::Logout,
+        Step::ForgotPassword,
+        Step::ConfirmForgotPassword,
+        Step::ChangePassword,
+    ];
 }
 
 /// The tokens of a successful authentication, as Cognito returned them.
@@ -117,7 +227,96 @@ pub enum AuthOutcome {
         session: Option<String>,
         /// Cognito's canonical username (`USER_ID_FOR_SRP`), when it says.
         username: Option<String>,
+        /// The non-secret challenge parameters a client needs to go on.
+        hints: ChallengeHints,
     },
+}
+
+/// The challenge parameters the auth API passes on (every other one is dropped): where a
+/// code was sent (masked by Cognito) and which MFA types can be chosen or set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChallengeHints {
+    /// `CODE_DELIVERY_DESTINATION`, e.g. `+*******1234` or `a***@e***`.
+    pub code_delivery_destination: Option<String>,
+    /// `CODE_DELIVERY_DELIVERY_MEDIUM`: `SMS` or `EMAIL`.
+    pub code_delivery_medium: Option<String>,
+    /// `MFAS_CAN_CHOOSE` (SELECT_MFA_TYPE), e.g. `["SMS_MFA", "SOFTWARE_TOKEN_MFA"]`.
+    pub mfas_can_choose: Option<Vec<String>>,
+    /// `MFAS_CAN_SETUP` (MFA_SETUP), e.g. `["SOFTWARE_TOKEN_MFA"]`.
+    pub mfas_can_setup: Option<Vec<String>>,
+}
+
+impl ChallengeHints {
+    /// Whether Cognito gave none of them.
+    pub fn is_empty(&self) -> bool {
+        *self == ChallengeHints::default()
+    }
+
+    /// Picks the hints out of Cognito's challenge parameters.
+    pub fn from_params(params: Option<&std::collections::HashMap<String, String>>) -> Self {
+        let Some(p) = params else {
+            return ChallengeHints::default();
+        };
+        let text = |k: &str| {
+            p.get(k)
+                .map(|v| v.chars().take(128).collect::<String>())
+                .filter(|v| !v.is_empty())
+        };
+        ChallengeHints {
+            code_delivery_destination: text("CODE_DELIVERY_DESTINATION"),
+            code_delivery_medium: p
+                .get("CODE_DELIVERY_DELIVERY_MEDIUM")
+                .map(|v| enum_token(v))
+                .filter(|v| !v.is_empty()),
+            mfas_can_choose: p.get("MFAS_CAN_CHOOSE").map(|v| mfa_list(v)),
+            mfas_can_setup: p.get("MFAS_CAN_SETUP").map(|v| mfa_list(v)),
+        }
+    }
+}
+
+/// An enum-like value (`SMS`, `SOFTWARE_TOKEN_MFA`): ASCII letters, digits and `_` only.
+fn enum_token(v: &str) -> String {
+    v.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+/// A list of MFA types as Cognito writes it, a JSON array in a string (`["SMS_MFA"]`; moto
+/// writes Python's `['SMS_MFA']`), or a comma-separated list.
+fn mfa_list(v: &str) -> Vec<String> {
+    v.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(enum_token)
+        .filter(|t| !t.is_empty())
+        .take(8)
+        .collect()
+}
+
+/// Where a password-reset code was sent. The masked destination is left out on purpose: for
+/// an unknown user Cognito (or an emulator) invents one that does not look like a real one,
+/// and the answer must not tell the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    /// `EMAIL` or `SMS`.
+    pub medium: String,
+    /// The attribute the code went to: `email` or `phone_number`.
+    pub attribute: Option<String>,
+}
+
+/// A TOTP enrollment in progress: the secret for the authenticator app and the session for
+/// `verify_software_token`.
+pub struct SoftwareToken {
+    pub secret_code: String,
+    pub session: Option<String>,
+}
+
+impl std::fmt::Debug for SoftwareToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SoftwareToken { <redacted> }")
+    }
 }
 
 /// Settings for `Cognito::new`.
@@ -232,27 +431,47 @@ impl Cognito {
     }
 
     /// Answers NEW_PASSWORD_REQUIRED.
-    #[tracing::instrument(skip_all, fields(op))]
     pub async fn new_password(
         &self,
         username: &str,
         new_password: &str,
         session: &str,
     ) -> Result<AuthOutcome, IdpError> {
+        self.respond(
+            ChallengeNameType::NewPasswordRequired,
+            username,
+            session,
+            &[("NEW_PASSWORD", new_password)],
+        )
+        .await
+    }
+
+    /// Answers a challenge with the configured flow: `USERNAME`, `SECRET_HASH` (with a client
+    /// secret) and `responses` (NEW_PASSWORD, SOFTWARE_TOKEN_MFA_CODE, ANSWER, ...).
+    #[tracing::instrument(skip_all, fields(op, challenge = %challenge.as_str()))]
+    pub async fn respond(
+        &self,
+        challenge: ChallengeNameType,
+        username: &str,
+        session: &str,
+        responses: &[(&str, &str)],
+    ) -> Result<AuthOutcome, IdpError> {
         let hash = self.secret_hash(username);
-        let challenge = ChallengeNameType::NewPasswordRequired;
         match self.flow {
             AuthFlow::AdminUserPassword => {
                 tracing::Span::current().record("op", "AdminRespondToAuthChallenge");
-                let out = self
+                let mut req = self
                     .client
                     .admin_respond_to_auth_challenge()
                     .user_pool_id(&self.pool_id)
                     .client_id(&self.client_id)
                     .challenge_name(challenge)
                     .session(session)
-                    .challenge_responses("USERNAME", username)
-                    .challenge_responses("NEW_PASSWORD", new_password)
+                    .challenge_responses("USERNAME", username);
+                for (k, v) in responses {
+                    req = req.challenge_responses(*k, *v);
+                }
+                let out = req
                     .set_challenge_secret_hash(hash)
                     .send()
                     .timed(&self.metrics, "AdminRespondToAuthChallenge")
@@ -261,14 +480,17 @@ impl Cognito {
             }
             AuthFlow::UserPassword => {
                 tracing::Span::current().record("op", "RespondToAuthChallenge");
-                let out = self
+                let mut req = self
                     .client
                     .respond_to_auth_challenge()
                     .client_id(&self.client_id)
                     .challenge_name(challenge)
                     .session(session)
-                    .challenge_responses("USERNAME", username)
-                    .challenge_responses("NEW_PASSWORD", new_password)
+                    .challenge_responses("USERNAME", username);
+                for (k, v) in responses {
+                    req = req.challenge_responses(*k, *v);
+                }
+                let out = req
                     .set_challenge_secret_hash(hash)
                     .send()
                     .timed(&self.metrics, "RespondToAuthChallenge")
@@ -276,6 +498,114 @@ impl Cognito {
                 Ok(outcome_of!(out))
             }
         }
+    }
+
+    /// AssociateSoftwareToken with an MFA_SETUP session: the TOTP secret, and the session
+    /// VerifySoftwareToken takes.
+    #[tracing::instrument(skip_all, fields(op = "AssociateSoftwareToken"))]
+    pub async fn associate_software_token(&self, session: &str) -> Result<SoftwareToken, IdpError> {
+        let out = self
+            .client
+            .associate_software_token()
+            .session(session)
+            .send()
+            .timed(&self.metrics, "AssociateSoftwareToken")
+            .await?;
+        let secret_code = out
+            .secret_code()
+            .filter(|s| !s.is_empty())
+            .ok_or(IdpError::BadResponse)?
+            .to_owned();
+        Ok(SoftwareToken {
+            secret_code,
+            session: out.session().map(str::to_owned),
+        })
+    }
+
+    /// VerifySoftwareToken with a session: the first code from the authenticator app. Returns
+    /// the session that completes MFA_SETUP.
+    #[tracing::instrument(skip_all, fields(op = "VerifySoftwareToken"))]
+    pub async fn verify_software_token(
+        &self,
+        session: &str,
+        code: &str,
+        device_name: Option<&str>,
+    ) -> Result<Option<String>, IdpError> {
+        let out = self
+            .client
+            .verify_software_token()
+            .session(session)
+            .user_code(code)
+            .set_friendly_device_name(device_name.map(str::to_owned))
+            .send()
+            .timed(&self.metrics, "VerifySoftwareToken")
+            .await?;
+        match out.status() {
+            Some(VerifySoftwareTokenResponseType::Success) => Ok(out.session().map(str::to_owned)),
+            // Cognito answered, but did not accept the code.
+            _ => Err(IdpError::CodeMismatch),
+        }
+    }
+
+    /// ForgotPassword: Cognito sends the user a code. Returns where it went, when it says.
+    #[tracing::instrument(skip_all, fields(op = "ForgotPassword"))]
+    pub async fn forgot_password(&self, username: &str) -> Result<Option<Delivery>, IdpError> {
+        let out = self
+            .client
+            .forgot_password()
+            .client_id(&self.client_id)
+            .username(username)
+            .set_secret_hash(self.secret_hash(username))
+            .send()
+            .timed(&self.metrics, "ForgotPassword")
+            .await?;
+        Ok(out.code_delivery_details().and_then(|d| {
+            let medium = enum_token(d.delivery_medium()?.as_str());
+            (!medium.is_empty()).then(|| Delivery {
+                medium,
+                attribute: d.attribute_name().map(enum_token).filter(|a| !a.is_empty()),
+            })
+        }))
+    }
+
+    /// ConfirmForgotPassword: the code from ForgotPassword and the new password.
+    #[tracing::instrument(skip_all, fields(op = "ConfirmForgotPassword"))]
+    pub async fn confirm_forgot_password(
+        &self,
+        username: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<(), IdpError> {
+        self.client
+            .confirm_forgot_password()
+            .client_id(&self.client_id)
+            .username(username)
+            .confirmation_code(code)
+            .password(new_password)
+            .set_secret_hash(self.secret_hash(username))
+            .send()
+            .timed(&self.metrics, "ConfirmForgotPassword")
+            .await
+            .map(|_| ())
+    }
+
+    /// ChangePassword for the user of `access_token`.
+    #[tracing::instrument(skip_all, fields(op = "ChangePassword"))]
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<(), IdpError> {
+        self.client
+            .change_password()
+            .access_token(access_token)
+            .previous_password(old_password)
+            .proposed_password(new_password)
+            .send()
+            .timed(&self.metrics, "ChangePassword")
+            .await
+            .map(|_| ())
     }
 
     /// REFRESH_TOKEN_AUTH through `InitiateAuth` for both flows: it needs no IAM, and moto
@@ -300,7 +630,7 @@ impl Cognito {
         match outcome_of!(out) {
             AuthOutcome::Tokens(t) => Ok(t),
             AuthOutcome::Challenge { name, .. } => {
-                tracing::warn!(challenge = %name, "refresh answered with a challenge");
+                tracing::warn!(challenge = %enum_token(&name), "refresh answered with a challenge");
                 Err(IdpError::BadResponse)
             }
         }
@@ -418,6 +748,7 @@ fn outcome(
             name: c.map(|c| c.as_str().to_owned()).unwrap_or_default(),
             session: session.map(str::to_owned),
             username: params.and_then(|p| p.get("USER_ID_FOR_SRP").cloned()),
+            hints: ChallengeHints::from_params(params),
         },
     }
 }
@@ -432,33 +763,20 @@ where
     let e = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => IdpError::Unavailable,
         SdkError::ResponseError(_) => IdpError::BadResponse,
-        SdkError::ServiceError(se) => match se.err().code() {
-            Some("NotAuthorizedException") => IdpError::NotAuthorized,
-            Some("UserNotFoundException") => IdpError::UserNotFound,
-            Some(
-                "ResourceNotFoundException" | "CodeMismatchException" | "ExpiredCodeException",
-            ) => IdpError::SessionInvalid,
-            Some("InvalidPasswordException") => IdpError::InvalidPassword,
-            Some("PasswordResetRequiredException") => IdpError::PasswordResetRequired,
-            Some("UserNotConfirmedException") => IdpError::UserNotConfirmed,
-            Some("InvalidParameterException") => IdpError::InvalidParameter,
-            Some(
-                "TooManyRequestsException"
-                | "LimitExceededException"
-                | "TooManyFailedAttemptsException"
-                | "ThrottlingException",
-            ) => IdpError::Throttled,
-            Some("InternalErrorException" | "ServiceUnavailableException") => IdpError::Unavailable,
-            Some(other) => IdpError::Unexpected(other.to_owned()),
-            None => IdpError::BadResponse,
-        },
+        SdkError::ServiceError(se) => IdpError::from_code(se.err().code()),
         _ => IdpError::Unexpected("sdk".to_owned()),
     };
     match &e {
         IdpError::Unavailable | IdpError::BadResponse | IdpError::Unexpected(_) => {
             tracing::warn!(op, error_class = ?e, "cognito call failed");
         }
-        IdpError::Throttled => tracing::warn!(op, error_class = ?e, "cognito throttled"),
+        IdpError::Throttled | IdpError::LimitExceeded | IdpError::CodeDeliveryFailure => {
+            tracing::warn!(
+                op,
+                error_class = e.class(),
+                "cognito refused: limit or delivery"
+            )
+        }
         _ => tracing::debug!(op, error_class = ?e, "cognito refused"),
     }
     e
@@ -483,6 +801,86 @@ mod tests {
         for (secret, user, client, want) in cases {
             assert_eq!(secret_hash(secret, user, client), want, "{user}");
         }
+    }
+
+    #[test]
+    fn exception_names_table() {
+        let cases = [
+            ("NotAuthorizedException", IdpError::NotAuthorized),
+            ("UserNotFoundException", IdpError::UserNotFound),
+            ("ResourceNotFoundException", IdpError::ResourceNotFound),
+            ("CodeMismatchException", IdpError::CodeMismatch),
+            ("ExpiredCodeException", IdpError::ExpiredCode),
+            (
+                "EnableSoftwareTokenMFAException",
+                IdpError::EnableSoftwareTokenMfa,
+            ),
+            ("InvalidPasswordException", IdpError::InvalidPassword),
+            (
+                "PasswordResetRequiredException",
+                IdpError::PasswordResetRequired,
+            ),
+            ("UserNotConfirmedException", IdpError::UserNotConfirmed),
+            ("InvalidParameterException", IdpError::InvalidParameter),
+            ("LimitExceededException", IdpError::LimitExceeded),
+            (
+                "TooManyFailedAttemptsException",
+                IdpError::TooManyFailedAttempts,
+            ),
+            (
+                "CodeDeliveryFailureException",
+                IdpError::CodeDeliveryFailure,
+            ),
+            ("TooManyRequestsException", IdpError::Throttled),
+            ("ThrottlingException", IdpError::Throttled),
+            ("InternalErrorException", IdpError::Unavailable),
+            ("ServiceUnavailableException", IdpError::Unavailable),
+            (
+                "AccessDeniedException",
+                IdpError::Unexpected("AccessDeniedException".into()),
+            ),
+        ];
+        for (name, want) in cases {
+            assert_eq!(IdpError::from_code(Some(name)), want, "{name}");
+        }
+        assert_eq!(IdpError::from_code(None), IdpError::BadResponse);
+    }
+
+    #[test]
+    fn challenge_hints_keep_only_what_a_client_needs() {
+        let params: std::collections::HashMap<String, String> = [
+            ("CODE_DELIVERY_DESTINATION", "+*******1234"),
+            ("CODE_DELIVERY_DELIVERY_MEDIUM", "SMS"),
+            ("MFAS_CAN_CHOOSE", "[\"SMS_MFA\",\"SOFTWARE_TOKEN_MFA\"]"),
+            // moto writes Python's list repr.
+            ("MFAS_CAN_SETUP", "['SOFTWARE_TOKEN_MFA']"),
+            ("USER_ID_FOR_SRP", "sub-1"),
+            ("SECRET_BLOCK", "never-relayed"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let h = ChallengeHints::from_params(Some(&params));
+        assert_eq!(h.code_delivery_destination.as_deref(), Some("+*******1234"));
+        assert_eq!(h.code_delivery_medium.as_deref(), Some("SMS"));
+        assert_eq!(
+            h.mfas_can_choose,
+            Some(vec![
+                "SMS_MFA".to_string(),
+                "SOFTWARE_TOKEN_MFA".to_string()
+            ])
+        );
+        assert_eq!(
+            h.mfas_can_setup,
+            Some(vec!["SOFTWARE_TOKEN_MFA".to_string()])
+        );
+        let text = serde_json::to_string(&h).expect("json");
+        assert!(
+            !text.contains("never-relayed") && !text.contains("sub-1"),
+            "{text}"
+        );
+        assert!(ChallengeHints::from_params(None).is_empty());
+        assert!(ChallengeHints::from_params(Some(&Default::default())).is_empty());
     }
 
     #[test]

@@ -61,22 +61,30 @@ impl SharedKey for String {
 impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
     /// A limiter tracking at most `max_keys` keys.
     pub fn new(q: Quota, max_keys: u64) -> Self {
-        let interval = if q.per_minute == 0 {
+        Self::with_period(q.per_minute, q.burst, 60, max_keys)
+    }
+
+    /// `per_hour` requests an hour sustained, `burst` at once (for limits below one a minute);
+    /// `per_hour == 0` disables it.
+    pub fn per_hour(per_hour: u32, burst: u32, max_keys: u64) -> Self {
+        Self::with_period(per_hour, burst, 3600, max_keys)
+    }
+
+    fn with_period(count: u32, burst: u32, period_secs: u64, max_keys: u64) -> Self {
+        let interval = if count == 0 {
             0
         } else {
-            60_000_000_000 / u64::from(q.per_minute)
+            period_secs * 1_000_000_000 / u64::from(count)
         };
         Limiter {
             interval,
-            tolerance: interval * u64::from(q.burst.max(1) - 1),
+            tolerance: interval * u64::from(burst.max(1) - 1),
             epoch: Instant::now(),
-            buckets: (q.per_minute > 0).then(|| {
+            buckets: (count > 0).then(|| {
                 Cache::builder()
                     .max_capacity(max_keys)
                     // An idle bucket is full again after `tolerance + interval`; forget it then.
-                    .time_to_idle(Duration::from_nanos(
-                        interval * u64::from(q.burst.max(1)) + 1,
-                    ))
+                    .time_to_idle(Duration::from_nanos(interval * u64::from(burst.max(1)) + 1))
                     .build()
             }),
             shared: None,
@@ -172,6 +180,20 @@ mod tests {
         for _ in 0..100 {
             assert!(off.check_at(&"a", 0).is_ok());
         }
+    }
+
+    #[test]
+    fn per_hour_limits_spread_over_the_hour() {
+        let l: Limiter<&str> = Limiter::per_hour(6, 2, 10);
+        let s = 1_000_000_000;
+        assert!(l.check_at(&"a", 100 * s).is_ok());
+        assert!(l.check_at(&"a", 100 * s).is_ok());
+        let wait = l.check_at(&"a", 100 * s).expect_err("burst spent");
+        assert_eq!(wait, Duration::from_secs(600), "one every ten minutes");
+        assert!(l.check_at(&"a", 699 * s).is_err());
+        assert!(l.check_at(&"a", 700 * s).is_ok());
+        let off: Limiter<&str> = Limiter::per_hour(0, 0, 10);
+        assert!((0..100).all(|_| off.check_at(&"a", 0).is_ok()));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use crate::body::{full, Body};
 use crate::error::ApiError;
 use crate::gate::Gate;
-use crate::idp::{AuthOutcome, Cognito, IdpError};
+use crate::idp::{AuthOutcome, Cognito, Step};
 use crate::limit::Limiter;
 use crate::metrics::SharedMetrics;
 use crate::session::{self, Sessions};
@@ -312,7 +312,7 @@ impl Pages {
         match self.inner.idp.login(email, get("password")).await {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
             Err(e) => {
-                let e = login_error(e);
+                let e = ApiError::from_idp(Step::Login, e);
                 self.inner.metrics.session_sign_in(e.code);
                 Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
             }
@@ -356,29 +356,22 @@ impl Pages {
             .await
         {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
-            Err(IdpError::InvalidPassword) => {
-                let e = ApiError::from(IdpError::InvalidPassword);
-                Ok(self.new_password_page(
-                    &parts.headers,
-                    e.status,
-                    Some(&e.message),
-                    email,
-                    cognito_session,
-                    &ret,
-                ))
-            }
-            Err(IdpError::NotAuthorized | IdpError::SessionInvalid | IdpError::UserNotFound) => {
-                Ok(self.sign_in_page(
-                    &parts.headers,
-                    StatusCode::UNAUTHORIZED,
-                    Some("the session is invalid, expired or already used; sign in again"),
-                    email,
-                    &ret,
-                ))
-            }
             Err(e) => {
-                let e = ApiError::from(e);
-                Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
+                // The JSON API's classification: a weak password is answered on this page,
+                // anything else (an expired challenge session above all) on the sign-in page.
+                let e = ApiError::from_idp(Step::NewPassword, e);
+                if e.code == "weak_password" {
+                    Ok(self.new_password_page(
+                        &parts.headers,
+                        e.status,
+                        Some(&e.message),
+                        email,
+                        cognito_session,
+                        &ret,
+                    ))
+                } else {
+                    Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
+                }
             }
         }
     }
@@ -639,18 +632,6 @@ fn error_parts(error: Option<&str>) -> (String, &'static str) {
             )
         }
         None => (String::new(), ""),
-    }
-}
-
-/// The messages of the JSON API's login endpoint.
-fn login_error(e: IdpError) -> ApiError {
-    match e {
-        IdpError::NotAuthorized | IdpError::UserNotFound => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "incorrect email or password",
-        ),
-        e => ApiError::from(e),
     }
 }
 

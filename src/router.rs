@@ -26,6 +26,12 @@ pub enum Endpoint {
     NewPassword,
     Refresh,
     Logout,
+    Mfa,
+    MfaSetup,
+    MfaVerify,
+    ForgotPassword,
+    ConfirmForgotPassword,
+    ChangePassword,
 }
 
 impl Endpoint {
@@ -36,6 +42,12 @@ impl Endpoint {
             Endpoint::NewPassword => "new-password",
             Endpoint::Refresh => "refresh",
             Endpoint::Logout => "logout",
+            Endpoint::Mfa => "mfa",
+            Endpoint::MfaSetup => "mfa/setup",
+            Endpoint::MfaVerify => "mfa/verify",
+            Endpoint::ForgotPassword => "forgot-password",
+            Endpoint::ConfirmForgotPassword => "confirm-forgot-password",
+            Endpoint::ChangePassword => "change-password",
         }
     }
 }
@@ -170,6 +182,12 @@ impl Router {
                 "/new-password" => Some(Endpoint::NewPassword),
                 "/refresh" => Some(Endpoint::Refresh),
                 "/logout" => Some(Endpoint::Logout),
+                "/mfa" => Some(Endpoint::Mfa),
+                "/mfa/setup" => Some(Endpoint::MfaSetup),
+                "/mfa/verify" => Some(Endpoint::MfaVerify),
+                "/forgot-password" => Some(Endpoint::ForgotPassword),
+                "/confirm-forgot-password" => Some(Endpoint::ConfirmForgotPassword),
+                "/change-password" => Some(Endpoint::ChangePassword),
                 _ => None,
             };
             if let Some(ep) = ep {

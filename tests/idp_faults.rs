@@ -1,5 +1,5 @@
 //! A broken Cognito: a fake AWS JSON 1.1 endpoint on loopback answers `POST /api/user/login`
-//! with throttling, 5xx, HTML, silence, unknown errors and an MFA challenge (or nothing
+//! with throttling, 5xx, HTML, silence, unknown errors and a custom challenge (or nothing
 //! listens at all). Each case asserts the exact status and code the client gets, and that the
 //! answer carries neither the password, nor Cognito's message text, nor HTML.
 
@@ -43,8 +43,8 @@ enum Fault {
     AccessDenied,
     /// Answers only after `Duration`.
     Slow(Duration),
-    /// 200 with an SMS_MFA challenge.
-    SmsMfa,
+    /// 200 with a CUSTOM_CHALLENGE (a Lambda-driven flow the API does not relay).
+    CustomChallenge,
     /// 200 whose body is not JSON.
     Garbage200,
 }
@@ -113,14 +113,15 @@ impl FakeCognito {
                         tokio::time::sleep(d).await;
                         aws_error(400, "NotAuthorizedException")
                     }
-                    Fault::SmsMfa => Response::builder()
+                    Fault::CustomChallenge => Response::builder()
                         .header("content-type", "application/x-amz-json-1.1")
                         .body(Full::new(Bytes::from(
                             json!({
-                                "ChallengeName": "SMS_MFA",
+                                "ChallengeName": "CUSTOM_CHALLENGE",
                                 "Session": "sess-secret",
                                 "ChallengeParameters": {
                                     "CODE_DELIVERY_DESTINATION": format!("+*****{DETAIL}"),
+                                    "question": format!("{DETAIL}"),
                                 },
                             })
                             .to_string(),
@@ -355,13 +356,13 @@ async fn an_unreachable_cognito_is_a_503() {
 }
 
 #[tokio::test]
-async fn an_mfa_challenge_is_named_without_its_session() {
+async fn an_unsupported_challenge_is_named_without_its_session() {
     bounded(async {
-        let fake = FakeCognito::start(Fault::SmsMfa).await;
+        let fake = FakeCognito::start(Fault::CustomChallenge).await;
         let a = login_via(&fake.url, 1, FAST).await;
         a.expect(400, "unsupported_challenge");
         let message = a.json["message"].as_str().expect("message");
-        assert!(message.contains("SMS_MFA"), "{message}");
+        assert!(message.contains("CUSTOM_CHALLENGE"), "{message}");
         assert_eq!(
             a.json.as_object().map(|o| o.len()),
             Some(2),

@@ -1,13 +1,16 @@
 //! No secret reaches a log line: every flow runs with debug logging of every crate captured
 //! (the sidecar's, the AWS SDK's, reqwest's, h2's), then the capture is searched for every
 //! password, token, refresh token, client secret, SECRET_HASH and challenge session the test
-//! used. This file holds one test so the global subscriber sees nothing else.
+//! used, and, for MFA and recovery, every TOTP secret and otpauth URI, MFA and reset code
+//! (right and wrong) and new password. This file holds one test so the global subscriber sees
+//! nothing else.
 
 mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_cognitoidentityprovider::types::{SoftwareTokenMfaConfigType, UserPoolMfaType};
 use common::*;
 use serde_json::{json, Value};
 
@@ -193,7 +196,179 @@ async fn no_secret_in_any_log_line() {
         401
     );
 
+    // Forgotten password: moto's code (read from moto directly), a wrong code, the new password.
+    let (s, f) = post(
+        &sc,
+        "/api/user/forgot-password",
+        None,
+        json!({"email": user}),
+    )
+    .await;
+    assert_eq!(s, 200, "{f}");
+    let moto = client()
+        .post(moto_url())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            "AWSCognitoIdentityProviderService.ForgotPassword",
+        )
+        .body(json!({"ClientId": pool.client_id, "Username": user}).to_string())
+        .send()
+        .await
+        .expect("moto");
+    let reset_code = moto.headers()["x-moto-forgot-password-confirmation-code"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    keep("reset code", &reset_code);
+    let wrong_reset = "moto-confirmation-code:999999";
+    keep("wrong reset code", wrong_reset);
+    let reset_password = "Reset-Passw0rd-For-Logs!";
+    keep("reset password", reset_password);
+    let confirm = |code: &str| json!({"email": user, "code": code, "new_password": reset_password});
+    let (s, _) = post(
+        &sc,
+        "/api/user/confirm-forgot-password",
+        None,
+        confirm(wrong_reset),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, c) = post(
+        &sc,
+        "/api/user/confirm-forgot-password",
+        None,
+        confirm(&reset_code),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+
+    // Changed password: a wrong old one, then the right one.
+    let (s, t3) = login(&sc, &user, reset_password).await;
+    assert_eq!(s, 200, "{t3}");
+    let access3 = text(&t3, "access_token");
+    keep("access token", &access3);
+    let changed = "Changed-Passw0rd-For-Logs!";
+    let wrong_old = "Wrong-Old-Passw0rd-Logged?";
+    keep("changed password", changed);
+    keep("wrong old password", wrong_old);
+    let change = |old: &str| json!({"old_password": old, "new_password": changed});
+    let (s, _) = post(
+        &sc,
+        "/api/user/change-password",
+        Some(&access3),
+        change(wrong_old),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, c) = post(
+        &sc,
+        "/api/user/change-password",
+        Some(&access3),
+        change(reset_password),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
     sc.stop().await;
+
+    // MFA, in a pool that requires it: new password, TOTP enrollment (secret, otpauth URI,
+    // wrong and right codes), then a sign-in answered with a TOTP code.
+    let mfa_pool = Pool::create(true, false).await;
+    mfa_pool
+        .admin
+        .set_user_pool_mfa_config()
+        .user_pool_id(&mfa_pool.pool_id)
+        .software_token_mfa_configuration(
+            SoftwareTokenMfaConfigType::builder().enabled(true).build(),
+        )
+        .mfa_configuration(UserPoolMfaType::On)
+        .send()
+        .await
+        .expect("mfa config");
+    let mfa_secret = mfa_pool.client_secret.clone().expect("secret");
+    keep("client secret", &mfa_secret);
+    let mfa_user = mfa_pool.new_user("logs-mfa@example.com").await;
+    keep(
+        "SECRET_HASH",
+        &cognito_sidecar::idp::secret_hash(&mfa_secret, &mfa_user, &mfa_pool.client_id),
+    );
+    let mut c = mfa_pool.config(&echo.url());
+    c.log.level = "debug".into();
+    c.cognito.auth_flow = cognito_sidecar::config::AuthFlow::UserPassword;
+    let sc = Sidecar::start(c).await;
+    let (_, ch) = login(&sc, &mfa_user, TEMP_PASSWORD).await;
+    keep("session", &text(&ch, "session"));
+    let mfa_password = "Mfa-New-Passw0rd-For-Logs!";
+    keep("new password", mfa_password);
+    let (s, ch) = post(
+        &sc,
+        "/api/user/new-password",
+        None,
+        json!({"email": mfa_user, "new_password": mfa_password, "session": text(&ch, "session")}),
+    )
+    .await;
+    assert_eq!(
+        (s, ch["challenge"].as_str()),
+        (200, Some("MFA_SETUP")),
+        "{ch}"
+    );
+    keep("session", &text(&ch, "session"));
+    let (s, setup) = post(
+        &sc,
+        "/api/user/mfa/setup",
+        None,
+        json!({"email": mfa_user, "session": text(&ch, "session")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{setup}");
+    let totp_secret = text(&setup, "secret_code");
+    keep("TOTP secret", &totp_secret);
+    keep("otpauth URI", &text(&setup, "otpauth_uri"));
+    keep("session", &text(&setup, "session"));
+    // A six-digit code is short: searched as it would be written in a log line (quoted, as
+    // a field value, or escaped in JSON), not as bare digits that a timestamp may contain.
+    let mut keep_code = |what: &str, code: &str| {
+        for form in [
+            format!("\"{code}\""),
+            format!("={code}"),
+            format!("{code}\\\""),
+        ] {
+            secrets.push((what.to_string(), form));
+        }
+    };
+    let code = totp_now(&totp_secret).await;
+    let wrong_totp = format!(
+        "{:06}",
+        (code.parse::<u32>().expect("digits") + 500_000) % 1_000_000
+    );
+    keep_code("wrong TOTP code", &wrong_totp);
+    let verify =
+        |code: &str| json!({"email": mfa_user, "session": text(&setup, "session"), "code": code});
+    let (s, _) = post(&sc, "/api/user/mfa/verify", None, verify(&wrong_totp)).await;
+    assert_eq!(s, 400);
+    let code = totp_now(&totp_secret).await;
+    keep_code("TOTP code", &code);
+    let (s, t4) = post(&sc, "/api/user/mfa/verify", None, verify(&code)).await;
+    assert_eq!(s, 200, "{t4}");
+    let (_, ch) = login(&sc, &mfa_user, mfa_password).await;
+    assert_eq!(ch["challenge"], "SOFTWARE_TOKEN_MFA", "{ch}");
+    let code = totp_now(&totp_secret).await;
+    keep_code("TOTP code", &code);
+    let (s, t5) = post(
+        &sc,
+        "/api/user/mfa",
+        None,
+        json!({"email": mfa_user, "session": text(&ch, "session"), "challenge": "SOFTWARE_TOKEN_MFA", "code": code}),
+    )
+    .await;
+    assert_eq!(s, 200, "{t5}");
+    sc.stop().await;
+    for t in [&t4, &t5] {
+        for k in ["access_token", "id_token", "refresh_token"] {
+            secrets.push((format!("MFA {k}"), text(t, k)));
+        }
+    }
+
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
     assert!(
         logs.lines().count() > 20,

@@ -121,6 +121,77 @@ fn login_out_schema_is_the_struct() {
     );
 }
 
+/// The property names of a schema, and whether all are required.
+fn schema_fields(spec: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let schema = &spec["components"]["schemas"][name];
+    let props = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has properties"))
+        .keys()
+        .cloned()
+        .collect();
+    let required = schema["required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} lists required"))
+        .iter()
+        .map(|v| v.as_str().expect("string").to_string())
+        .collect();
+    (props, required)
+}
+
+fn struct_fields<T: serde::Serialize>(value: &T) -> BTreeSet<String> {
+    let Value::Object(out) = serde_json::to_value(value).expect("json") else {
+        panic!("an object")
+    };
+    out.keys().cloned().collect()
+}
+
+#[test]
+fn mfa_and_recovery_schemas_are_the_structs() {
+    use cognito_sidecar::auth::{ForgotOut, MfaSetupOut, CHALLENGES};
+    use cognito_sidecar::idp::{ChallengeHints, Delivery};
+    let spec = spec();
+    let cases: Vec<(&str, BTreeSet<String>)> = vec![
+        ("ChallengeHints", struct_fields(&ChallengeHints::default())),
+        (
+            "MfaSetupOut",
+            struct_fields(&MfaSetupOut {
+                secret_code: String::new(),
+                otpauth_uri: String::new(),
+                session: String::new(),
+            }),
+        ),
+        (
+            "ForgotPasswordOut",
+            struct_fields(&ForgotOut {
+                ok: true,
+                delivery: None,
+            }),
+        ),
+        (
+            "Delivery",
+            struct_fields(&Delivery {
+                medium: String::new(),
+                attribute: None,
+            }),
+        ),
+    ];
+    for (name, fields) in cases {
+        let (props, required) = schema_fields(&spec, name);
+        assert_eq!(props, fields, "{name}");
+        assert_eq!(required, fields, "{name}: every field is always present");
+    }
+    // The challenge enum is what the code relays.
+    let documented: Vec<Value> = spec["components"]["schemas"]["LoginOut"]["properties"]
+        ["challenge"]["enum"]
+        .as_array()
+        .expect("enum")
+        .clone();
+    let mut want: Vec<Value> = CHALLENGES.iter().map(|c| Value::from(*c)).collect();
+    want.push(Value::Null);
+    assert_eq!(documented, want);
+}
+
 #[tokio::test]
 async fn served_with_the_configured_paths() {
     let jwks = JwksServer::start().await;
@@ -143,24 +214,22 @@ async fn served_with_the_configured_paths() {
         .keys()
         .map(String::as_str)
         .collect();
-    let want: BTreeSet<&str> = [
+    let auth = [
         "/auth/v2/login",
         "/auth/v2/new-password",
         "/auth/v2/refresh",
         "/auth/v2/logout",
-        "/healthz",
-        "/__ready",
-    ]
-    .into_iter()
-    .collect();
+        "/auth/v2/mfa",
+        "/auth/v2/mfa/setup",
+        "/auth/v2/mfa/verify",
+        "/auth/v2/forgot-password",
+        "/auth/v2/confirm-forgot-password",
+        "/auth/v2/change-password",
+    ];
+    let want: BTreeSet<&str> = auth.into_iter().chain(["/healthz", "/__ready"]).collect();
     assert_eq!(paths, want);
     // Each documented auth path is routed to the auth API (a GET is 405 with Allow: POST).
-    for p in [
-        "/auth/v2/login",
-        "/auth/v2/new-password",
-        "/auth/v2/refresh",
-        "/auth/v2/logout",
-    ] {
+    for p in auth {
         let r = client().get(sc.url(p)).send().await.expect("get");
         assert_eq!(r.status(), 405, "{p}");
         assert_eq!(r.headers()["allow"], "POST");

@@ -10,14 +10,22 @@ What it creates (moto keeps state in memory, so this runs once per moto start):
   - demo@example.com, password Demo-Passw0rd!  (confirmed, in group admin)
   - new@example.com, temporary password Temp-Passw0rd!  (FORCE_CHANGE_PASSWORD: the first
     login answers the NEW_PASSWORD_REQUIRED challenge)
+  - mfa@example.com, password Mfa-Passw0rd!, with TOTP MFA enrolled and preferred: its login
+    answers the SOFTWARE_TOKEN_MFA challenge. The pool's MFA is OPTIONAL (software tokens
+    only). moto gives every user one fixed TOTP secret (MFA_TOTP_SECRET below); deploy/local/
+    moto.sh starts moto with MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP=true, so codes are checked.
 
 stdout gets only the env file (COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID, AWS_REGION).
 """
 
 import argparse
+import base64
+import hmac
 import os
 import shlex
+import struct
 import sys
+import time
 
 import boto3
 
@@ -26,6 +34,21 @@ DEMO_PASSWORD = "Demo-Passw0rd!"
 NEW_USER = "new@example.com"
 NEW_TEMP_PASSWORD = "Temp-Passw0rd!"
 ADMIN_GROUP = "admin"
+MFA_USER = "mfa@example.com"
+MFA_PASSWORD = "Mfa-Passw0rd!"
+# moto's one TOTP secret for every user (its source: COGNITO_TOTP_MFA_SECRET).
+MFA_TOTP_SECRET = "asdfasdfasdf"
+
+
+def totp(secret: str) -> str:
+    """The current RFC 6238 code (HMAC-SHA1, 30 s, 6 digits), a few seconds from a step's end."""
+    if time.time() % 30 > 25:
+        time.sleep(30.2 - time.time() % 30)
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), "sha1").digest()
+    offset = digest[-1] & 15
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
 
 
 def main() -> int:
@@ -48,6 +71,8 @@ def main() -> int:
 
     pool_id = idp.create_user_pool(
         PoolName=args.pool_name,
+        # forgot-password sends the code to the e-mail address (moto sends nothing).
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Name": "verified_email", "Priority": 1}]},
         Policies={
             "PasswordPolicy": {
                 "MinimumLength": 8,
@@ -92,6 +117,30 @@ def main() -> int:
 
     create_user(NEW_USER, NEW_TEMP_PASSWORD)
 
+    # A user with TOTP MFA: sign in, enroll the software token, prefer it.
+    idp.set_user_pool_mfa_config(
+        UserPoolId=pool_id,
+        SoftwareTokenMfaConfiguration={"Enabled": True},
+        MfaConfiguration="OPTIONAL",
+    )
+    create_user(MFA_USER, MFA_PASSWORD)
+    idp.admin_set_user_password(
+        UserPoolId=pool_id, Username=MFA_USER, Password=MFA_PASSWORD, Permanent=True
+    )
+    access = idp.admin_initiate_auth(
+        UserPoolId=pool_id,
+        ClientId=client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": MFA_USER, "PASSWORD": MFA_PASSWORD},
+    )["AuthenticationResult"]["AccessToken"]
+    secret = idp.associate_software_token(AccessToken=access)["SecretCode"]
+    idp.verify_software_token(AccessToken=access, UserCode=totp(secret))
+    idp.admin_set_user_mfa_preference(
+        UserPoolId=pool_id,
+        Username=MFA_USER,
+        SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
+    )
+
     print("# written by deploy/local/bootstrap.py for the moto at " + args.endpoint)
     for name, value in (
         ("COGNITO_USER_POOL_ID", pool_id),
@@ -101,7 +150,7 @@ def main() -> int:
         print(f"{name}={shlex.quote(value)}")
     print(
         f"bootstrap.py: pool {pool_id}, client {client_id}; users {DEMO_USER} (group "
-        f"{ADMIN_GROUP}) and {NEW_USER} (must set a new password)",
+        f"{ADMIN_GROUP}), {NEW_USER} (must set a new password) and {MFA_USER} (TOTP MFA)",
         file=sys.stderr,
     )
     return 0

@@ -6,6 +6,9 @@
 # Writes moto's pid to PIDFILE (the caller stops it with `kill "$(cat PIDFILE)"`) and its output
 # to LOGFILE (default: PIDFILE with .pid replaced by .log). Exits non-zero, with the end of the
 # log, if the port is taken or moto does not answer within MOTO_START_TIMEOUT seconds (30).
+# moto checks TOTP codes (SOFTWARE_TOKEN_MFA, VerifySoftwareToken) against its one fixed
+# secret, `asdfasdfasdf`, unless MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP=false is set: so a
+# wrong code is refused, as by Cognito (tests/mfa.rs computes real codes).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -36,7 +39,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 
 mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
-"$REPO/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
+MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP="${MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP:-true}" \
+    "$REPO/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
 pid=$!
 echo "$pid" >"$pidfile"
 

@@ -14,8 +14,10 @@
 #                            the sidecar reads every SIDECAR_* variable as configuration and
 #                            refuses unknown keys, so this script's own names are not SIDECAR_*.
 #
-# Demo users: demo@example.com / Demo-Passw0rd! (group admin), and new@example.com with the
-# temporary password Temp-Passw0rd! (must choose a new one). Logs of moto and the demo app go
+# Demo users: demo@example.com / Demo-Passw0rd! (group admin), new@example.com with the
+# temporary password Temp-Passw0rd! (must choose a new one), and mfa@example.com /
+# Mfa-Passw0rd! with TOTP MFA (its codes come from moto's fixed secret, asdfasdfasdf; the
+# printed commands compute them). Logs of moto and the demo app go
 # to tmp/local/ in the repo; the sidecar logs to this terminal.
 set -euo pipefail
 
@@ -178,6 +180,22 @@ NEWTOKEN=$(curl -s -X POST "$S/api/user/new-password" -H 'content-type: applicat
 curl -s "$S/whoami" -H "authorization: Bearer $NEWTOKEN"
 # ... but new@example.com is not in group admin: 403.
 curl -i "$S/admin/" -H "authorization: Bearer $NEWTOKEN"
+
+# mfa@example.com has TOTP MFA: login answers SOFTWARE_TOKEN_MFA with a session, and
+# /mfa takes the code an authenticator app would show. moto gives every user the TOTP secret
+# asdfasdfasdf (scan `otpauth://totp/demo:mfa@example.com?secret=ASDFASDFASDF` into an app,
+# or compute the code as below); a wrong code is 400 invalid_code.
+totp() { python3 -c 'import base64,hmac,struct,sys,time; k=base64.b32decode(sys.argv[1].upper()+"="*(-len(sys.argv[1])%8)); h=hmac.new(k,struct.pack(">Q",int(time.time())//30),"sha1").digest(); o=h[-1]&15; print("%06d"%((struct.unpack(">I",h[o:o+4])[0]&0x7fffffff)%1000000))' "$1"; }
+MFA=$(curl -s -X POST "$S/api/user/login" -H 'content-type: application/json' \
+  -d '{"email":"mfa@example.com","password":"Mfa-Passw0rd!"}'); echo "$MFA"
+MFASESSION=$(echo "$MFA" | json session)
+curl -s -X POST "$S/api/user/mfa" -H 'content-type: application/json' \
+  -d '{"email":"mfa@example.com","session":"'"$MFASESSION"'","challenge":"SOFTWARE_TOKEN_MFA","code":"'"$(totp asdfasdfasdf)"'"}'
+
+# A forgotten password: the same answer for any email (moto sends nothing; it accepts any
+# code that does not start with "moto-confirmation-code:").
+curl -s -X POST "$S/api/user/forgot-password" -H 'content-type: application/json' -d '{"email":"demo@example.com"}'
+curl -s -X POST "$S/api/user/forgot-password" -H 'content-type: application/json' -d '{"email":"nobody@example.com"}'
 EOF
     echo
 }

@@ -451,6 +451,52 @@ pub async fn closed_url() -> String {
     format!("http://{addr}")
 }
 
+// === TOTP (RFC 6238: HMAC-SHA1, 30 s, 6 digits), as Cognito and moto compute it ===
+
+pub fn base32(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').chars() {
+        let v = match c.to_ascii_uppercase() {
+            c @ 'A'..='Z' => c as u32 - 'A' as u32,
+            c @ '2'..='7' => c as u32 - '2' as u32 + 26,
+            other => panic!("not base32: {other:?}"),
+        };
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+pub fn totp_at(secret: &str, unix: u64) -> String {
+    let mut mac =
+        <hmac::Hmac<sha1::Sha1> as hmac::Mac>::new_from_slice(&base32(secret)).expect("key");
+    hmac::Mac::update(&mut mac, &(unix / 30).to_be_bytes());
+    let h = hmac::Mac::finalize(mac).into_bytes();
+    let off = usize::from(h[19] & 0x0f);
+    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// The current code, valid for a few more seconds at least (moto accepts the current 30 s
+/// step only, so a code computed at the end of one is not taken).
+pub async fn totp_now(secret: &str) -> String {
+    let into_step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        % 30.0;
+    if into_step > 25.0 {
+        tokio::time::sleep(Duration::from_secs_f64(30.2 - into_step)).await;
+    }
+    totp_at(secret, now())
+}
+
 // === moto ===
 
 /// moto's URL: `MOTO_URL` (deploy/test.sh starts it), else a moto_server started here from
@@ -474,9 +520,11 @@ pub fn moto_url() -> String {
             bin.display()
         );
         // Not waited for: the shell outlives no one (see above), and the OnceLock keeps it.
+        // As deploy/local/moto.sh: TOTP codes checked against moto's fixed secret.
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
+            .env("MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP", "true")
             .spawn()
             .expect("start moto (run deploy/venv.sh first, or use deploy/test.sh)");
         std::mem::forget(child);
@@ -627,6 +675,8 @@ impl Pool {
         // Functional tests log in often; the limiter has tests of its own.
         c.rate_limit.username_burst = 1000;
         c.rate_limit.address_burst = 1000;
+        c.rate_limit.recovery_username_burst = 1000;
+        c.rate_limit.recovery_address_burst = 1000;
         c
     }
 }

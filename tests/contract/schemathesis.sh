@@ -23,7 +23,8 @@
 #
 # The run covers the document's examples (the demo users sign in: tokens, and the
 # NEW_PASSWORD_REQUIRED challenge), the coverage and fuzzing phases, and the stateful phase
-# along the document's links (login -> refresh, login -> new-password). Operations secured by
+# along the document's links (login -> refresh, login -> new-password, login -> mfa,
+# login -> mfa/setup -> mfa/verify). Operations secured by
 # `bearer` get a real access token (tests/contract/schemathesis.toml).
 #
 # Exit status: 0 when schemathesis found nothing, non-zero otherwise (124: the time limit hit).
@@ -125,6 +126,10 @@ AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
     SIDECAR_RATE_LIMIT__ADDRESS_BURST=1000000 \
     SIDECAR_RATE_LIMIT__USERNAME_PER_MINUTE=1000000 \
     SIDECAR_RATE_LIMIT__USERNAME_BURST=1000000 \
+    SIDECAR_RATE_LIMIT__RECOVERY_USERNAME_PER_HOUR=1000000 \
+    SIDECAR_RATE_LIMIT__RECOVERY_USERNAME_BURST=1000000 \
+    SIDECAR_RATE_LIMIT__RECOVERY_ADDRESS_PER_HOUR=1000000 \
+    SIDECAR_RATE_LIMIT__RECOVERY_ADDRESS_BURST=1000000 \
     "$BIN" --config proxy.toml </dev/null >"$work/sidecar.log" 2>&1 &
 sidecar_pid=$!
 
