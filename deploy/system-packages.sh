@@ -2,12 +2,21 @@
 # Installs the Debian packages the tests run for real, when missing:
 #   redis-server  the fleet backend (tests/fleet.rs starts its own servers on free ports)
 #   openssl       a throwaway CA and certificate for the TLS test
-# Uses apt-get as root, or through sudo. Nothing is started here.
+#   chromium, chromium-driver (and fonts-liberation, so pages render the same everywhere)
+#                 the real-browser tests (tests/browser/run.sh drives /usr/bin/chromium through
+#                 /usr/bin/chromedriver)
+# Uses apt-get as root, or through sudo, without recommended packages. Nothing is started here.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# Debian's own paths: the browser tests look for these two, not for another Chrome on PATH.
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+if [[ ! -d /usr/share/fonts/truetype/liberation ]]; then
+    missing+=(fonts-liberation)
+fi
 ((${#missing[@]} == 0)) && exit 0
 
 echo "system-packages.sh: installing ${missing[*]} (apt-get)" >&2
@@ -32,4 +41,4 @@ if [[ ! -e "$policy" ]]; then
 fi
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if ((made_policy)); then "${as_root[@]}" rm -f "$policy"; fi
-command -v redis-server >/dev/null 2>&1
+command -v redis-server >/dev/null 2>&1 && [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]

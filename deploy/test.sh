@@ -2,7 +2,7 @@
 # THE test command: starts moto (the Cognito emulator) on a free loopback port, then runs
 # `cargo test --locked` with extra arguments passed through, e.g.
 #
-#   deploy/test.sh                      # everything: all targets, schemathesis, cfn-lint
+#   deploy/test.sh                      # everything: all targets, schemathesis, browser, cfn-lint
 #   deploy/test.sh login -- --nocapture # a filter and test-binary flags, all targets
 #   deploy/test.sh --test gate          # one suite only
 #   deploy/test.sh --lib                # the unit tests only
@@ -10,15 +10,17 @@
 # `--all-targets` is added unless an argument before `--` selects targets itself (`--test`,
 # `--tests`, `--lib`, `--bin`, `--bins`, `--bench`, `--benches`, `--example`, `--examples`,
 # `--doc`, `--all-targets`); cargo would otherwise run every target whatever was selected.
-# Debian's redis-server and openssl are installed when missing (deploy/system-packages.sh);
-# tests/fleet.rs starts its own redis-servers on free loopback ports.
+# Debian's redis-server, openssl, chromium and chromium-driver are installed when missing
+# (deploy/system-packages.sh); tests/fleet.rs starts its own redis-servers on free loopback ports.
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
 # and .venv/bin first on PATH. When cargo test passes and no targets were selected,
-# tests/contract/schemathesis.sh fuzzes the auth API against its OpenAPI document, and cfn-lint
-# checks deploy/cloudformation.yaml (errors and warnings both fail; it uses the specs it ships
-# and fetches nothing); with a target selection these two steps are skipped.
-# Exits with the first failing step's status (cargo, schemathesis, cfn-lint); moto is stopped on
-# the way out.
+# tests/contract/schemathesis.sh fuzzes the auth API against its OpenAPI document,
+# tests/browser/run.sh runs the browser-session scenarios in headless Chromium (two sidecars
+# sharing a Redis of its own, this moto), and cfn-lint checks deploy/cloudformation.yaml (errors
+# and warnings both fail; it uses the specs it ships and fetches nothing); with a target
+# selection these three steps are skipped.
+# Exits with the first failing step's status (cargo, schemathesis, browser, cfn-lint); moto is
+# stopped on the way out.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,7 +86,7 @@ status=0
 cargo test --locked "${targets[@]}" "$@" || status=$?
 ((status == 0)) || exit
 if ((selected)); then
-    echo "targets selected: schemathesis and cfn-lint skipped (run deploy/test.sh alone for them)"
+    echo "targets selected: schemathesis, the browser tests and cfn-lint skipped (run deploy/test.sh alone for them)"
     exit
 fi
 
@@ -94,6 +96,17 @@ bash "$REPO/tests/contract/schemathesis.sh" || contract_status=$?
 if ((contract_status != 0)); then
     echo "schemathesis contract run: FAILED (exit $contract_status)" >&2
     status=$contract_status
+    exit
+fi
+
+# Browser sessions in a real browser: Debian's chromium through chromedriver, the debug binary.
+browser_status=0
+bash "$REPO/tests/browser/run.sh" || browser_status=$?
+if ((browser_status == 0)); then
+    echo "browser tests (tests/browser/run.sh): OK"
+else
+    echo "browser tests (tests/browser/run.sh): FAILED (exit $browser_status)" >&2
+    status=$browser_status
     exit
 fi
 

@@ -14,6 +14,8 @@ What it creates (moto keeps state in memory, so this runs once per moto start):
     answers the SOFTWARE_TOKEN_MFA challenge. The pool's MFA is OPTIONAL (software tokens
     only). moto gives every user one fixed TOTP secret (MFA_TOTP_SECRET below); deploy/local/
     moto.sh starts moto with MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP=true, so codes are checked.
+  - each --user EMAIL:PASSWORD (repeatable): a confirmed user in no group, for tests that need
+    users of their own (a sign-out ends every session of its user)
 
 stdout gets only the env file (COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID, AWS_REGION).
 """
@@ -57,7 +59,20 @@ def main() -> int:
     # moto answers unsigned calls (the SDK's InitiateAuth, GlobalSignOut) from us-east-1 only.
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--pool-name", default="cognito-sidecar-demo")
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="EMAIL:PASSWORD",
+        help="another confirmed user (no group); repeatable",
+    )
     args = parser.parse_args()
+    extra = []
+    for spec in args.user:
+        email, sep, password = spec.partition(":")
+        if not sep or not email or not password:
+            parser.error(f"--user wants EMAIL:PASSWORD, got {spec!r}")
+        extra.append((email, password))
 
     # moto accepts any credentials; set dummies so boto3 never looks for real ones.
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -140,6 +155,11 @@ def main() -> int:
         Username=MFA_USER,
         SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
     )
+    for email, password in extra:
+        create_user(email, password)
+        idp.admin_set_user_password(
+            UserPoolId=pool_id, Username=email, Password=password, Permanent=True
+        )
 
     print("# written by deploy/local/bootstrap.py for the moto at " + args.endpoint)
     for name, value in (
@@ -150,7 +170,8 @@ def main() -> int:
         print(f"{name}={shlex.quote(value)}")
     print(
         f"bootstrap.py: pool {pool_id}, client {client_id}; users {DEMO_USER} (group "
-        f"{ADMIN_GROUP}), {NEW_USER} (must set a new password) and {MFA_USER} (TOTP MFA)",
+        f"{ADMIN_GROUP}), {NEW_USER} (must set a new password), {MFA_USER} (TOTP MFA)"
+        + "".join(f", {email}" for email, _ in extra),
         file=sys.stderr,
     )
     return 0
