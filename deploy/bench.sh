@@ -6,6 +6,15 @@
 #   DURATION=5 ROUNDS=2 deploy/bench.sh      # shorter; every harness knob passes through
 #   CACHE=off deploy/bench.sh                # verified-token cache off: RSA verify per request
 #   SHARED=redis deploy/bench.sh             # the fleet backend: a redis-server of its own
+#   SESSIONS=1 deploy/bench.sh               # bearer vs browser-session cookie on one sidecar
+#
+# SESSIONS=1 (implies SHARED=redis) does not run the harness's comparison: it starts the
+# harness's servers (`run.sh serve`: the nginx upstream, the sidecar pinned like every proxy),
+# stores 1,000 sessions in Redis in the documented format (cognito-sidecar:session:<sha256 of
+# the id>, holding one harness token each), then runs wrk exactly as the harness does (same
+# pinning, connections, duration, warm-up), rounds alternating between the harness's tokens as
+# `Authorization: Bearer` (wrk_tokens.lua) and the sessions' cookies (deploy/wrk_cookies.lua),
+# and prints both medians and their ratio.
 #   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
 #   LOG_FORMAT=json deploy/bench.sh          # the JSON log lines the image writes (default: text)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
@@ -104,6 +113,9 @@ format = $(toml_str "$format")
 level = "info"
 access = $access
 EOF
+    if [[ ${CS_BENCH_SESSIONS:-0} == 1 ]]; then
+        printf '\n[session]\nenabled = true\n' >>"$CS_BENCH_CONFIG"
+    fi
     if [[ -n ${CS_BENCH_SHARED_URL:-} ]]; then
         printf '\n[shared]\nbackend = "redis"\nurl = %s\n' "$(toml_str "$CS_BENCH_SHARED_URL")" \
             >>"$CS_BENCH_CONFIG"
@@ -137,6 +149,8 @@ case $access_log in
     0 | false | off) access=false name="$name-nolog" ;;
     *) die "ACCESS_LOG must be 1 or 0 (got '$access_log')" ;;
 esac
+sessions=${SESSIONS:-0}
+[[ $sessions == 1 ]] && SHARED=redis
 case ${SHARED:-memory} in
     memory) shared_url="" ;;
     redis)
@@ -220,6 +234,88 @@ log "sidecar $bin (git $rev) as '$name' on $target"
 log "  $cache_note"
 log "  $access_note; admin (metrics) on 127.0.0.1:$admin_port"
 if [[ -n $shared_url ]]; then log "  fleet backend: redis at $shared_url"; fi
+
+if [[ $sessions == 1 ]]; then
+    # ---------------------------------------------------------------- bearer vs cookie
+    duration=${DURATION:-10} rounds=${ROUNDS:-3} warmup=${WARMUP:-3}
+    conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0}
+    serve_log="$run_dir/sessions-serve.log"
+    EXTRA_NAME="$name-sessions" EXTRA_TARGET="$target" EXTRA_STRICT=1 EXTRA_CHECK=auth \
+    EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
+    CS_BENCH_BIN="$bin" CS_BENCH_CONFIG="$config" \
+    CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" CS_BENCH_CACHE_ENTRIES="$cache_entries" \
+    CS_BENCH_ACCESS_LOG="$access" CS_BENCH_LOG_FORMAT="$log_format" \
+    CS_BENCH_SHARED_URL="$shared_url" CS_BENCH_SESSIONS=1 \
+    TARGETS="haproxy-plain" SERVE_SECONDS=3600 \
+        "$BENCH_DIR/run.sh" serve >"$serve_log" 2>&1 &
+    serve_pid=$!
+    trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; kill "$redis_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 600); do
+        grep -q "servers up for" "$serve_log" 2>/dev/null && break
+        kill -0 "$serve_pid" 2>/dev/null || { cat "$serve_log" >&2; die "the harness did not start"; }
+        sleep 0.2
+    done
+    grep -q "servers up for" "$serve_log" || die "the harness did not start in 120 s (see $serve_log)"
+    cookies="$run_dir/cookies.txt"
+    python3 - "$keys/tokens_valid.txt" "$cookies" <<'PY' | redis-cli -p "${shared_url##*:}" >/dev/null
+import base64, hashlib, json, os, sys, time
+tokens = [t.strip() for t in open(sys.argv[1]) if t.strip()]
+with open(sys.argv[2], "w") as out:
+    for token in tokens:
+        raw = os.urandom(32)
+        out.write(base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + "\n")
+        key = "cognito-sidecar:session:" + hashlib.sha256(raw).hexdigest()
+        data = json.dumps({"access": token, "created": int(time.time())})
+        print("SET", key, json.dumps(data), "EX", 3600)
+PY
+    probe="$(head -1 "$cookies")"
+    code="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: __Host-sidecar-session=$probe" "$target/")"
+    [[ $code == 200 ]] || die "a seeded session was not accepted (HTTP $code)"
+    run_wrk() { # script file seconds -> RESULT line
+        timeout -k 5 $(($3 + 20)) taskset -c "$load_cpu" \
+            wrk -t"$threads" -c"$conns" -d"$3"s --timeout 5s --latency \
+            -s "$1" "$target/" -- "$2" 2>&1 | grep '^RESULT' || true
+    }
+    log "warm-up (${warmup}s each)"
+    run_wrk "$BENCH_DIR/wrk_tokens.lua" "$keys/tokens_valid.txt" "$warmup" >/dev/null
+    run_wrk "$REPO/deploy/wrk_cookies.lua" "$cookies" "$warmup" >/dev/null
+    out_file="$results/sessions-$(date +%Y%m%d-%H%M%S).txt"
+    for ((r = 1; r <= rounds; r++)); do
+        order=(bearer cookie)
+        ((r % 2 == 0)) && order=(cookie bearer)
+        for what in "${order[@]}"; do
+            if [[ $what == bearer ]]; then
+                line="$(run_wrk "$BENCH_DIR/wrk_tokens.lua" "$keys/tokens_valid.txt" "$duration")"
+            else
+                line="$(run_wrk "$REPO/deploy/wrk_cookies.lua" "$cookies" "$duration")"
+            fi
+            echo "round $r $what $line" | tee -a "$out_file"
+        done
+    done
+    python3 - "$out_file" <<'PY'
+import re, statistics, sys
+rows = {"bearer": [], "cookie": []}
+for line in open(sys.argv[1]):
+    m = re.match(r"round \d+ (\w+) RESULT .*rps=([\d.]+) p50_us=(\d+) p90_us=\d+ p99_us=(\d+).*err_connect=(\d+) err_read=(\d+) err_write=(\d+) err_status=(\d+) err_timeout=(\d+)", line)
+    if m:
+        rows[m.group(1)].append((float(m.group(2)), int(m.group(3)), int(m.group(4)), sum(map(int, m.group(5, 6, 7, 8, 9)))))
+for what, rs in rows.items():
+    if not rs:
+        sys.exit(f"no results for {what}")
+    print(f"{what:7} req/s median {statistics.median(r[0] for r in rs):>9,.0f}  "
+          f"p50 {statistics.median(r[1] for r in rs) / 1000:.3f} ms  p99 {statistics.median(r[2] for r in rs) / 1000:.3f} ms  "
+          f"errors {sum(r[3] for r in rs)}  rounds {len(rs)}")
+b = statistics.median(r[0] for r in rows["bearer"])
+c = statistics.median(r[0] for r in rows["cookie"])
+print(f"cookie / bearer = {c / b:.3f}")
+PY
+    echo "rounds: $out_file"
+    trap - EXIT
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    kill "$redis_pid" 2>/dev/null || true
+    exit 0
+fi
 
 before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)"
 status=0
