@@ -16,7 +16,7 @@
 # `Authorization: Bearer` (wrk_tokens.lua) and the sessions' cookies (deploy/wrk_cookies.lua),
 # and prints both medians and their ratio.
 #   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
-#   LOG_FORMAT=json deploy/bench.sh          # the JSON log lines the image writes (default: text)
+#   LOG_FORMAT=text deploy/bench.sh          # text log lines (default: json, as the image ships)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
 #
 # Steps:
@@ -169,7 +169,7 @@ case ${SHARED:-memory} in
         ;;
     *) die "SHARED must be memory or redis (got '${SHARED}')" ;;
 esac
-log_format=${LOG_FORMAT:-text}
+log_format=${LOG_FORMAT:-json}
 [[ $log_format == text || $log_format == json ]] || die "LOG_FORMAT must be text or json"
 
 BENCH_DIR="${BENCH_DIR:-$REPO/../shared/bench}"

@@ -283,6 +283,11 @@ impl App {
         self.inner.gate.verifier().jwks()
     }
 
+    /// `handle` on an owned `App`, for a future that borrows nothing (to be boxed).
+    pub async fn handle_owned(self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle(req, peer).await
+    }
+
     /// Serves one request from `peer`. Never fails: errors become JSON answers.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let inner = &*self.inner;
@@ -391,8 +396,8 @@ impl App {
             tracing::info!(
                 target: "access",
                 request_id = request_id.to_str().unwrap_or("-"),
-                method = %method,
-                path = %path,
+                method = method.as_str(),
+                path = path.as_str(),
                 status = resp.status().as_u16(),
                 latency_ms = start.elapsed().as_secs_f64() * 1000.0,
                 sub = sub.as_deref().unwrap_or("-"),

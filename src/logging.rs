@@ -5,10 +5,9 @@
 //! Nothing here decides what is logged; callers never pass tokens, passwords, sessions or
 //! SECRET_HASH as fields.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -42,7 +41,9 @@ pub fn init(cfg: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-/// One JSON object per event.
+/// One JSON object per event: `ts`, `level`, `msg`, `target`, then the event's fields in the
+/// order they were recorded. Written straight into one buffer (no map, no per-field
+/// allocation): the access line is written for every request.
 pub struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -57,51 +58,186 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut map = Map::new();
-        map.insert(
-            "ts".into(),
-            Value::String(
-                humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            ),
-        );
-        map.insert(
-            "level".into(),
-            Value::String(meta.level().as_str().to_ascii_lowercase()),
-        );
-        let mut fields = JsonFields(Map::new());
+        let mut fields = JsonFields::default();
         event.record(&mut fields);
-        if let Some(msg) = fields.0.remove("message") {
-            map.insert("msg".into(), msg);
-        } else {
-            map.insert("msg".into(), Value::String(String::new()));
-        }
-        map.insert("target".into(), Value::String(meta.target().to_string()));
-        map.extend(fields.0);
-        writeln!(writer, "{}", Value::Object(map))
+        let mut line = String::with_capacity(192 + fields.rest.len());
+        line.push_str("{\"ts\":\"");
+        let _ = write!(
+            line,
+            "{}",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+        );
+        line.push_str("\",\"level\":\"");
+        line.push_str(level_name(meta.level()));
+        line.push_str("\",\"msg\":");
+        push_json_str(&mut line, fields.message.as_deref().unwrap_or(""));
+        line.push_str(",\"target\":");
+        push_json_str(&mut line, meta.target());
+        line.push_str(&fields.rest);
+        line.push_str("}\n");
+        writer.write_str(&line)
     }
 }
 
-struct JsonFields(Map<String, Value>);
+fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
+
+/// Appends `s` as a JSON string: quotes, backslashes and control characters escaped.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f | 0x7f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// The event's fields: `message` apart, the others already rendered as `,"name":value`.
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    rest: String,
+}
+
+impl JsonFields {
+    fn key(&mut self, field: &Field) {
+        self.rest.push(',');
+        push_json_str(&mut self.rest, field.name());
+        self.rest.push(':');
+    }
+}
 
 impl Visit for JsonFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().into(), Value::String(value.into()));
+        if field.name() == "message" {
+            self.message = Some(value.to_string());
+            return;
+        }
+        self.key(field);
+        push_json_str(&mut self.rest, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.rest, "{value}");
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.rest, "{value}");
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.rest, "{value}");
+        } else {
+            self.rest.push_str("null");
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        self.rest.push_str(if value { "true" } else { "false" });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::String(format!("{value:?}")));
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = Some(text);
+            return;
+        }
+        self.key(field);
+        push_json_str(&mut self.rest, &text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_and_parse_back() {
+        let cases = [
+            "plain",
+            "",
+            "quote \" and backslash \\",
+            "line\nbreak\r\ttab",
+            "nul \u{0} bell \u{7} del \u{7f}",
+            "日本語 é",
+            "</script>",
+        ];
+        for s in cases {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            let back: String = serde_json::from_str(&out).expect("valid JSON");
+            assert_eq!(back, s, "{out}");
+            assert!(!out.bytes().any(|b| b < 0x20), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn fields_render_in_order_with_their_types() {
+        let mut f = JsonFields::default();
+        // Field values through the Visit methods, as tracing calls them.
+        let fields = tracing::field::FieldSet::new(
+            &["message", "status", "latency_ms", "path", "ok", "delta"],
+            tracing::callsite::Identifier(&CALLSITE),
+        );
+        let get = |n: &str| fields.field(n).expect("field");
+        f.record_str(&get("message"), "done");
+        f.record_u64(&get("status"), 200);
+        f.record_f64(&get("latency_ms"), 1.5);
+        f.record_str(&get("path"), "/a\"b");
+        f.record_bool(&get("ok"), true);
+        f.record_i64(&get("delta"), -3);
+        assert_eq!(f.message.as_deref(), Some("done"));
+        let obj: serde_json::Value =
+            serde_json::from_str(&format!("{{\"x\":0{}}}", f.rest)).expect("json");
+        assert_eq!(obj["status"], 200);
+        assert_eq!(obj["latency_ms"], 1.5);
+        assert_eq!(obj["path"], "/a\"b");
+        assert_eq!(obj["ok"], true);
+        assert_eq!(obj["delta"], -3);
+        assert_eq!(
+            f.rest,
+            ",\"status\":200,\"latency_ms\":1.5,\"path\":\"/a\\\"b\",\"ok\":true,\"delta\":-3"
+        );
+    }
+
+    struct Cs;
+    static CALLSITE: Cs = Cs;
+    static META: tracing::Metadata<'static> = tracing::metadata! {
+        name: "test",
+        target: "test",
+        level: tracing::Level::INFO,
+        fields: &[],
+        callsite: &CALLSITE,
+        kind: tracing::metadata::Kind::EVENT,
+    };
+    impl tracing::Callsite for Cs {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            &META
+        }
     }
 }

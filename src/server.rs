@@ -249,9 +249,12 @@ async fn connection(
     let tracker = Arc::clone(&state);
     let svc = service_fn(move |req| {
         let in_flight = tracker.begin();
-        let app = app.clone();
+        // Boxed: hyper keeps room for one service future per connection for as long as the
+        // connection lives, idle or not; the whole request path is a large future, and an
+        // idle keep-alive connection should cost a pointer for it, not its size.
+        let handled = Box::pin(app.clone().handle_owned(req, peer));
         async move {
-            let resp = app.handle(req, peer).await;
+            let resp = handled.await;
             Ok::<_, Infallible>(resp.map(|body| InFlightBody {
                 inner: body,
                 _in_flight: in_flight,
@@ -269,8 +272,9 @@ async fn connection(
             drive(conn, &state, first_deadline, idle, phase).await
         }
         Protocol::Http2 => {
+            // Boxed so that HTTP/1.1 connections do not carry room for HTTP/2's state.
             let conn = settings.http2.serve_connection(io, svc);
-            drive(conn, &state, first_deadline, Some(idle), phase).await
+            Box::pin(drive(conn, &state, first_deadline, Some(idle), phase)).await
         }
     };
     if let Err(e) = result {
