@@ -35,6 +35,8 @@ use crate::verify::now_secs;
 pub enum Page {
     SignIn,
     NewPassword,
+    /// The code of an MFA challenge (authenticator app, SMS or email).
+    Mfa,
     SignOut,
     Style,
 }
@@ -45,6 +47,7 @@ impl Page {
         match rest {
             "/sign-in" => Some(Page::SignIn),
             "/new-password" => Some(Page::NewPassword),
+            "/mfa" => Some(Page::Mfa),
             "/sign-out" => Some(Page::SignOut),
             "/style.css" => Some(Page::Style),
             _ => None,
@@ -122,6 +125,36 @@ const NEW_PASSWORD: &str = r#"<!doctype html>
 </html>
 "#;
 
+const MFA: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Verification code · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Verification code</h1>
+<p class="hint">{{hint}}</p>
+{{error}}
+<form method="post" action="{{prefix}}/mfa">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<input type="hidden" name="email" value="{{email}}">
+<input type="hidden" name="username" value="{{username}}">
+<input type="hidden" name="challenge" value="{{challenge}}">
+<input type="hidden" name="session" value="{{session}}">
+<label for="code">Code</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
+<button type="submit">Verify</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
 const SIGN_OUT: &str = r#"<!doctype html>
 <html lang="en">
 <head>
@@ -149,6 +182,7 @@ const SIGN_OUT: &str = r#"<!doctype html>
 pub struct Templates {
     sign_in: String,
     new_password: String,
+    mfa: String,
     sign_out: String,
 }
 
@@ -169,6 +203,7 @@ impl Templates {
         Ok(Templates {
             sign_in: read("sign-in.html", SIGN_IN)?,
             new_password: read("new-password.html", NEW_PASSWORD)?,
+            mfa: read("mfa.html", MFA)?,
             sign_out: read("sign-out.html", SIGN_OUT)?,
         })
     }
@@ -265,6 +300,10 @@ impl Pages {
             }
             (Page::SignIn, &Method::POST) => self.sign_in(req).await,
             (Page::NewPassword, &Method::POST) => self.new_password(req).await,
+            (Page::Mfa, &Method::POST) => self.mfa(req).await,
+            (Page::Mfa, &Method::GET | &Method::HEAD) => {
+                Ok(redirect(&format!("{}/sign-in", self.prefix())))
+            }
             (Page::NewPassword, &Method::GET | &Method::HEAD) => {
                 Ok(redirect(&format!("{}/sign-in", self.prefix())))
             }
@@ -407,6 +446,34 @@ impl Pages {
             } if name == "NEW_PASSWORD_REQUIRED" => {
                 Ok(self.new_password_page(headers, StatusCode::OK, None, email, &s, ret))
             }
+            AuthOutcome::Challenge {
+                name,
+                session: Some(s),
+                username,
+                hints,
+            } if code_field(&name).is_some() => {
+                let hint = match (name.as_str(), hints.code_delivery_destination.as_deref()) {
+                    ("SOFTWARE_TOKEN_MFA", _) => {
+                        "Enter the 6-digit code from your authenticator app.".to_string()
+                    }
+                    (_, Some(to)) => format!("Enter the code sent to {to}."),
+                    _ => "Enter the code you were sent.".to_string(),
+                };
+                let username = username.unwrap_or_else(|| email.to_string());
+                Ok(self.mfa_page(
+                    headers,
+                    StatusCode::OK,
+                    None,
+                    &MfaForm {
+                        email,
+                        username: &username,
+                        challenge: &name,
+                        session: &s,
+                        hint: &hint,
+                        ret,
+                    },
+                ))
+            }
             AuthOutcome::Challenge { name, .. } => {
                 inner.metrics.session_sign_in("unsupported_challenge");
                 let name: String = name
@@ -423,6 +490,76 @@ impl Pages {
                     email,
                     ret,
                 ))
+            }
+        }
+    }
+
+    /// The code of an MFA challenge: RespondToAuthChallenge (admin or not, as configured).
+    async fn mfa(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let form = self.form(&parts.headers, body).await?;
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let ret = session::safe_return(get("return"));
+        let (email, username, challenge) = (get("email").trim(), get("username"), get("challenge"));
+        let again = |status, error: &str| {
+            let hint = "Enter the code again.";
+            self.mfa_page(
+                &parts.headers,
+                status,
+                Some(error),
+                &MfaForm {
+                    email,
+                    username,
+                    challenge,
+                    session: get("session"),
+                    hint,
+                    ret: &ret,
+                },
+            )
+        };
+        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
+            self.inner.metrics.csrf_refused("form");
+            return Ok(self.sign_in_page(
+                &parts.headers,
+                StatusCode::FORBIDDEN,
+                Some("This form has expired. Please sign in again."),
+                email,
+                &ret,
+            ));
+        }
+        let Some(field) = code_field(challenge) else {
+            return Ok(self.sign_in_page(
+                &parts.headers,
+                StatusCode::BAD_REQUEST,
+                Some("Please sign in again."),
+                email,
+                &ret,
+            ));
+        };
+        if let Err(e) = self.limit(email).await {
+            return Ok(again(e.status, &e.message));
+        }
+        let code = get("code").trim();
+        if code.is_empty() {
+            return Ok(again(StatusCode::BAD_REQUEST, "Enter the code."));
+        }
+        let who = if username.is_empty() { email } else { username };
+        let name = aws_sdk_cognitoidentityprovider::types::ChallengeNameType::from(challenge);
+        match self
+            .inner
+            .idp
+            .respond(name, who, get("session"), &[(field, code)])
+            .await
+        {
+            Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
+            Err(e) => {
+                let e = ApiError::from_idp(Step::MfaAnswer, e);
+                self.inner.metrics.session_sign_in(e.code);
+                if matches!(e.code, "invalid_code" | "expired_code" | "rate_limited") {
+                    Ok(again(e.status, &e.message))
+                } else {
+                    Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
+                }
             }
         }
     }
@@ -596,6 +733,38 @@ impl Pages {
         html_response(status, html, new.then_some(csrf))
     }
 
+    fn mfa_page(
+        &self,
+        headers: &http::HeaderMap,
+        status: StatusCode,
+        error: Option<&str>,
+        f: &MfaForm<'_>,
+    ) -> Response<Body> {
+        let (csrf, new) = self.csrf(headers);
+        let (title, logo) = self.common();
+        let (error_html, invalid) = error_parts(error);
+        let html = render(
+            &self.inner.templates.mfa,
+            &[
+                ("title", &title),
+                ("prefix", self.prefix()),
+                ("csrf", &csrf),
+                ("return", f.ret),
+                ("email", f.email),
+                ("username", f.username),
+                ("challenge", f.challenge),
+                ("session", f.session),
+                ("hint", f.hint),
+            ],
+            &[
+                ("error", &error_html),
+                ("logo", &logo),
+                ("invalid", invalid),
+            ],
+        );
+        html_response(status, html, new.then_some(csrf))
+    }
+
     fn sign_out_page(&self, headers: &http::HeaderMap, error: Option<&str>) -> Response<Body> {
         let (csrf, new) = self.csrf(headers);
         let (title, logo) = self.common();
@@ -615,6 +784,27 @@ impl Pages {
             &[("error", &error_html), ("logo", &logo)],
         );
         html_response(status, html, new.then_some(csrf))
+    }
+}
+
+/// What the MFA page carries from one step to the next.
+struct MfaForm<'a> {
+    email: &'a str,
+    /// Cognito's canonical username for the challenge (the email when it gave none).
+    username: &'a str,
+    challenge: &'a str,
+    session: &'a str,
+    hint: &'a str,
+    ret: &'a str,
+}
+
+/// The challenge response field of a code challenge the pages answer.
+fn code_field(challenge: &str) -> Option<&'static str> {
+    match challenge {
+        "SOFTWARE_TOKEN_MFA" => Some("SOFTWARE_TOKEN_MFA_CODE"),
+        "SMS_MFA" => Some("SMS_MFA_CODE"),
+        "EMAIL_OTP" => Some("EMAIL_OTP_CODE"),
+        _ => None,
     }
 }
 
@@ -734,6 +924,18 @@ mod tests {
                 NEW_PASSWORD,
                 &["csrf", "return", "email", "session", "error"][..],
             ),
+            (
+                MFA,
+                &[
+                    "csrf",
+                    "return",
+                    "email",
+                    "username",
+                    "challenge",
+                    "session",
+                    "hint",
+                ][..],
+            ),
             (SIGN_OUT, &["csrf", "error", "prefix"][..]),
         ] {
             for n in needs {
@@ -742,7 +944,7 @@ mod tests {
             assert!(!t.to_ascii_lowercase().contains("<script"));
             assert!(t.contains(r#"<html lang="en">"#) && t.contains("autofocus"));
         }
-        for t in [SIGN_IN, NEW_PASSWORD] {
+        for t in [SIGN_IN, NEW_PASSWORD, MFA] {
             // Every visible input has its label.
             let inputs = t.matches("<input id=").count();
             assert_eq!(inputs, t.matches("<label for=").count());
@@ -755,6 +957,14 @@ mod tests {
         assert_eq!(Page::from_path("/sign-in"), Some(Page::SignIn));
         assert_eq!(Page::from_path("/sign-out"), Some(Page::SignOut));
         assert_eq!(Page::from_path("/new-password"), Some(Page::NewPassword));
+        assert_eq!(Page::from_path("/mfa"), Some(Page::Mfa));
+        assert_eq!(
+            code_field("SOFTWARE_TOKEN_MFA"),
+            Some("SOFTWARE_TOKEN_MFA_CODE")
+        );
+        assert_eq!(code_field("SMS_MFA"), Some("SMS_MFA_CODE"));
+        assert_eq!(code_field("EMAIL_OTP"), Some("EMAIL_OTP_CODE"));
+        assert_eq!(code_field("CUSTOM_CHALLENGE"), None);
         assert_eq!(Page::from_path("/style.css"), Some(Page::Style));
         assert_eq!(Page::from_path("/other"), None);
         assert_eq!(Page::from_path(""), None);

@@ -852,3 +852,132 @@ async fn with_redis_any_task_serves_a_session_and_a_sign_out_ends_it_everywhere(
         401
     );
 }
+
+#[tokio::test]
+async fn an_authenticator_code_completes_the_sign_in() {
+    use aws_sdk_cognitoidentityprovider::types::{
+        SoftwareTokenMfaConfigType, SoftwareTokenMfaSettingsType, UserPoolMfaType,
+    };
+    let e = env_with(|_| {}).await;
+    e.pool
+        .admin
+        .set_user_pool_mfa_config()
+        .user_pool_id(&e.pool.pool_id)
+        .software_token_mfa_configuration(
+            SoftwareTokenMfaConfigType::builder().enabled(true).build(),
+        )
+        .mfa_configuration(UserPoolMfaType::Optional)
+        .send()
+        .await
+        .expect("pool mfa");
+    // Enroll TOTP for the user (through moto directly) and prefer it.
+    let (s, v) = login(&e.sc, &e.user, PASSWORD).await;
+    assert_eq!(s, 200, "{v}");
+    let access = v["access_token"].as_str().expect("token").to_string();
+    let secret = e
+        .pool
+        .admin
+        .associate_software_token()
+        .access_token(&access)
+        .send()
+        .await
+        .expect("associate")
+        .secret_code()
+        .expect("secret")
+        .to_string();
+    e.pool
+        .admin
+        .verify_software_token()
+        .access_token(&access)
+        .user_code(totp_now(&secret).await)
+        .send()
+        .await
+        .expect("verify");
+    e.pool
+        .admin
+        .admin_set_user_mfa_preference()
+        .user_pool_id(&e.pool.pool_id)
+        .username(&e.user)
+        .software_token_mfa_settings(
+            SoftwareTokenMfaSettingsType::builder()
+                .enabled(true)
+                .preferred_mfa(true)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("preference");
+
+    // The password page leads to the code page.
+    let (csrf, _) = sign_in_page(&e.sc, "/after").await;
+    let jar = format!("__Host-sidecar-csrf={csrf}");
+    let resp = post_form(
+        &e.sc,
+        SIGN_IN,
+        &jar,
+        &[
+            ("csrf", &csrf),
+            ("email", &e.user),
+            ("password", PASSWORD),
+            ("return", "/after"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(set_cookie_value(resp.headers(), "__Host-sidecar-session").is_none());
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("authenticator app"), "{html}");
+    assert_eq!(
+        field(&html, "challenge").as_deref(),
+        Some("SOFTWARE_TOKEN_MFA")
+    );
+    let session = field(&html, "session").expect("session");
+    let username = field(&html, "username").expect("username");
+    let answer = |code: String| {
+        let (jar, csrf, session, username, user) = (
+            jar.clone(),
+            csrf.clone(),
+            session.clone(),
+            username.clone(),
+            e.user.clone(),
+        );
+        let sc = &e.sc;
+        async move {
+            post_form(
+                sc,
+                "/_auth/mfa",
+                &jar,
+                &[
+                    ("csrf", &csrf),
+                    ("email", &user),
+                    ("username", &username),
+                    ("challenge", "SOFTWARE_TOKEN_MFA"),
+                    ("session", &session),
+                    ("code", &code),
+                    ("return", "/after"),
+                ],
+            )
+            .await
+        }
+    };
+    // A wrong code: the code page again, announced (moto checks codes: deploy/local/moto.sh).
+    let resp = answer("000000".into()).await;
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains(r#"role="alert""#) && html.contains(r#"name="code""#),
+        "{html}"
+    );
+    let resp = answer(totp_now(&secret).await).await;
+    assert_eq!(resp.status(), 303, "{:?}", resp.text().await);
+    assert_eq!(resp.headers()["location"], "/after");
+    let id = set_cookie_value(resp.headers(), "__Host-sidecar-session").expect("cookie");
+    let resp = get_with(
+        &e.sc,
+        "/after",
+        &format!("__Host-sidecar-session={id}"),
+        nav_headers(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+}
