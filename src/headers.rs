@@ -36,6 +36,17 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// forwards on purpose (`keep_upgrade`), in which case `Connection: upgrade` is set again.
 /// `TE: trailers` survives, as it is end-to-end meaningful to gRPC-style peers.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests carry none of these: one pass over the names (enum compares for the
+    // standard ones) instead of a hashed removal per hop-by-hop name.
+    let present = headers
+        .keys()
+        .any(|k| *k == UPGRADE || HOP_BY_HOP.contains(k));
+    if !present {
+        if keep_upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
