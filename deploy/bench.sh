@@ -9,6 +9,7 @@
 #   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
 #   LOG_FORMAT=json deploy/bench.sh          # the JSON log lines the image writes (default: text)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
+#   CHECK=1 deploy/bench.sh                  # the forward-auth check instead of the gated path
 #
 # Steps:
 #  1. builds the release binary: `bash deploy/build-release.sh` (cargo build --release --locked)
@@ -32,9 +33,16 @@
 #                port and stops at the end (SHARED=redis; "-redis" appended to the name)
 #     Every SIDECAR_*, COGNITO_* and AWS_REGION variable is removed from the sidecar's
 #     environment first, so nothing from the caller's shell overrides the file.
+#     With CHECK=1 ("-check" appended to the name) the harness drives the forward-auth check:
+#       EXTRA_TARGET = http://127.0.0.1:18090/_auth/check, [forward_auth] enabled with the envoy
+#       convention (the original request is the path after the check path, so the harness's
+#       `GET /_auth/check/` with its tokens asks about `GET /`, no extra header needed), and
+#       server.trusted_proxies = ["127.0.0.1/32"] (wrk). The check proxies nothing, so the
+#       harness's 8 "upstream saw X-User-Sub/-Name" checks fail by construction: EXTRA_STRICT=0
+#       (its 401 checks are still run and reported).
 #  4. prints where the summary is and copies sidecar.toml next to it.
 #
-# Environment: CACHE=on|off, SHARED=memory|redis, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
+# Environment: CACHE=on|off, SHARED=memory|redis, CHECK=0|1, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
 # EXTRA_TARGET (default http://127.0.0.1:18090), SIDECAR_BIN, BENCH_DIR, and the harness's
 # own knobs (DURATION ROUNDS WARMUP CONNS THREADS TARGETS SERVER_CPU LOAD_CPU QUIET_WAIT ...).
 # All traffic stays on 127.0.0.1; every load run is bounded by DURATION (wrk under timeout).
@@ -64,11 +72,14 @@ if [[ ${1:-} == __sidecar ]]; then
     cache_entries=${CS_BENCH_CACHE_ENTRIES:-100000}
     access=${CS_BENCH_ACCESS_LOG:-true}
     format=${CS_BENCH_LOG_FORMAT:-text}
+    trusted=""
+    [[ ${CS_BENCH_CHECK:-0} == 1 ]] && trusted='trusted_proxies = ["127.0.0.1/32"]'
     cat >"$CS_BENCH_CONFIG" <<EOF
 # Written by deploy/bench.sh for the benchmark harness; regenerated on every start.
 [server]
 listen = $(toml_str "$BENCH_EXTRA_LISTEN")
 shutdown_grace = "2s"
+$trusted
 
 [cognito]
 region = $(toml_str "$BENCH_REGION")
@@ -104,6 +115,11 @@ format = $(toml_str "$format")
 level = "info"
 access = $access
 EOF
+    if [[ ${CS_BENCH_CHECK:-0} == 1 ]]; then
+        # The check at /_auth/check/<original path> (envoy convention), trusting wrk.
+        printf '\n[forward_auth]\nenabled = true\nconvention = "envoy"\npath = "/_auth/check"\n' \
+            >>"$CS_BENCH_CONFIG"
+    fi
     if [[ -n ${CS_BENCH_SHARED_URL:-} ]]; then
         printf '\n[shared]\nbackend = "redis"\nurl = %s\n' "$(toml_str "$CS_BENCH_SHARED_URL")" \
             >>"$CS_BENCH_CONFIG"
@@ -155,6 +171,14 @@ case ${SHARED:-memory} in
         ;;
     *) die "SHARED must be memory or redis (got '${SHARED}')" ;;
 esac
+check=${CHECK:-0}
+strict=1
+default_target=http://127.0.0.1:18090
+case $check in
+    0) ;;
+    1) name="$name-check" strict=0 default_target=http://127.0.0.1:18090/_auth/check ;;
+    *) die "CHECK must be 0 or 1 (got '$check')" ;;
+esac
 log_format=${LOG_FORMAT:-text}
 [[ $log_format == text || $log_format == json ]] || die "LOG_FORMAT must be text or json"
 
@@ -201,7 +225,7 @@ results="$(cd "$results" && pwd)"
 config="$run_dir/sidecar.toml"
 # The default admin port (9901) may be taken by another sidecar: pick a free loopback one.
 admin_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-target="${EXTRA_TARGET:-http://127.0.0.1:18090}"
+target="${EXTRA_TARGET:-$default_target}"
 rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev="$rev+dirty"
 [[ -n ${SIDECAR_BIN:-} ]] && rev="not built here; tree at $rev"
@@ -225,7 +249,7 @@ before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 status=0
 EXTRA_NAME="$name" \
 EXTRA_TARGET="$target" \
-EXTRA_STRICT=1 \
+EXTRA_STRICT="$strict" \
 EXTRA_CHECK=auth \
 EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
 CS_BENCH_BIN="$bin" \
@@ -235,6 +259,7 @@ CS_BENCH_CACHE_ENTRIES="$cache_entries" \
 CS_BENCH_ACCESS_LOG="$access" \
 CS_BENCH_LOG_FORMAT="$log_format" \
 CS_BENCH_SHARED_URL="$shared_url" \
+CS_BENCH_CHECK="$check" \
     "$BENCH_DIR/run.sh" || status=$?
 
 # ------------------------------------------------------------------ 4. where it is

@@ -707,9 +707,9 @@ async fn traefik_forward_auth_convention() {
 }
 
 #[tokio::test]
-async fn a_session_check_sees_the_original_host_for_csrf() {
-    // Without a session cookie the CSRF rules are not consulted; with a forged session
-    // cookie the session is unknown: 401, and the answer clears the cookie.
+async fn the_check_clears_a_cookie_for_no_session() {
+    // A session cookie for no session: 401 like any request without credentials, and the
+    // answer clears the cookie (Traefik and Envoy relay it to the browser).
     let e = env_with(Convention::Traefik, false, |_| {}).await;
     let cookie = format!("Cookie: __Host-sidecar-session={}", "A".repeat(43));
     let a = send(
@@ -942,4 +942,88 @@ fn an_unknown_convention_is_a_configuration_error() {
         assert_eq!(c.forward_auth.convention, Convention::Traefik);
         Ok(())
     });
+}
+
+// === The shipped Traefik and Envoy configs say what the sidecar expects ===
+
+fn shipped(name: &str) -> serde_json::Value {
+    let path = format!("{}/deploy/forward-auth/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("shipped config");
+    serde_norway::from_str(&text).expect("YAML")
+}
+
+#[test]
+fn shipped_traefik_config_judges_what_traefik_routes() {
+    let t = shipped("traefik.yml");
+    let fa = &t["http"]["middlewares"]["cognito-sidecar"]["forwardAuth"];
+    assert_eq!(fa["address"], json!("http://127.0.0.1:9090/_auth/check"));
+    assert_eq!(fa["trustForwardHeader"], json!(false));
+    // Go's regexp and Rust's regex agree on this syntax: every spelling of the identity
+    // namespace, nothing else.
+    let re = regex::Regex::new(fa["authResponseHeadersRegex"].as_str().expect("regex"))
+        .expect("valid regex");
+    for name in ["X-Auth-Sub", "X_Auth_Sub", "x.auth.groups", "X-AUTH-EMAIL"] {
+        assert!(re.is_match(name), "{name}");
+    }
+    for name in ["Authorization", "X-Authority", "X-Request-Id"] {
+        assert!(!re.is_match(name), "{name}");
+    }
+    assert_eq!(
+        t["http"]["routers"]["app"]["middlewares"],
+        json!(["cognito-sidecar"])
+    );
+}
+
+#[test]
+fn shipped_envoy_config_judges_what_envoy_routes() {
+    let e = shipped("envoy.yaml");
+    let hcm =
+        &e["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["normalize_path"], json!(false));
+    assert_eq!(hcm["merge_slashes"], json!(false));
+    assert_eq!(
+        hcm["path_with_escaped_slashes_action"],
+        json!("KEEP_UNCHANGED")
+    );
+    assert_eq!(
+        hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+        json!("DROP_HEADER")
+    );
+    let authz = &hcm["http_filters"][0]["typed_config"];
+    assert_eq!(authz["failure_mode_allow"], json!(false));
+    let svc = &authz["http_service"];
+    assert_eq!(svc["path_prefix"], json!("/_auth/check"));
+    assert_eq!(
+        svc["authorization_response"]["allowed_upstream_headers"]["patterns"],
+        json!([{ "prefix": "x-auth-" }])
+    );
+    let sent: Vec<&str> = svc["authorization_request"]["allowed_headers"]["patterns"]
+        .as_array()
+        .expect("patterns")
+        .iter()
+        .filter_map(|p| p["exact"].as_str())
+        .collect();
+    for needed in [
+        "cookie",
+        "accept",
+        "sec-fetch-mode",
+        "sec-fetch-site",
+        "origin",
+    ] {
+        assert!(sent.contains(&needed), "{needed} is not sent to the check");
+    }
+    // The check is off only on the sidecar's own routes.
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .expect("routes");
+    for r in routes {
+        let prefix = r["match"]["prefix"].as_str().expect("prefix");
+        let off =
+            r["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["disabled"] == json!(true);
+        assert_eq!(
+            off,
+            prefix == "/_auth/" || prefix == "/api/user/",
+            "{prefix}"
+        );
+    }
 }
