@@ -18,6 +18,7 @@
 #   deploy/bench.sh --no-access-log          # log.access = false (default: ON, as deployed)
 #   LOG_FORMAT=text deploy/bench.sh          # text log lines (default: json, as the image ships)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
+#   CHECK=1 deploy/bench.sh                  # the forward-auth check instead of the gated path
 #
 # Steps:
 #  1. builds the release binary: `bash deploy/build-release.sh` (cargo build --release --locked)
@@ -41,9 +42,19 @@
 #                port and stops at the end (SHARED=redis; "-redis" appended to the name)
 #     Every SIDECAR_*, COGNITO_* and AWS_REGION variable is removed from the sidecar's
 #     environment first, so nothing from the caller's shell overrides the file.
+#     With CHECK=1 the sidecar also serves the forward-auth check on its main listener
+#       ([forward_auth] enabled, envoy convention, path /_auth/check, so `GET /_auth/check/`
+#       asks about `GET /` without an extra header; server.trusted_proxies = ["127.0.0.1/32"],
+#       wrk). The harness runs in `serve` mode (its strict checks on the gated path first), and
+#       this script drives the one sidecar process with the harness's own wrk script, tokens
+#       and pinning: ROUNDS interleaved rounds of DURATION s on the gated path `/`, the check
+#       `/_auth/check/` and the harness's nginx, then prints medians. (Not the harness's bench
+#       mode: its extra target must pass the "upstream saw X-User-Sub" checks, which a check
+#       that proxies nothing cannot, and its non-strict mode stops the run at the first failed
+#       check.)
 #  4. prints where the summary is and copies sidecar.toml next to it.
 #
-# Environment: CACHE=on|off, SHARED=memory|redis, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
+# Environment: CACHE=on|off, SHARED=memory|redis, CHECK=0|1, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
 # EXTRA_TARGET (default http://127.0.0.1:18090), SIDECAR_BIN, BENCH_DIR, and the harness's
 # own knobs (DURATION ROUNDS WARMUP CONNS THREADS TARGETS SERVER_CPU LOAD_CPU QUIET_WAIT ...).
 # All traffic stays on 127.0.0.1; every load run is bounded by DURATION (wrk under timeout).
@@ -73,11 +84,14 @@ if [[ ${1:-} == __sidecar ]]; then
     cache_entries=${CS_BENCH_CACHE_ENTRIES:-100000}
     access=${CS_BENCH_ACCESS_LOG:-true}
     format=${CS_BENCH_LOG_FORMAT:-text}
+    trusted=""
+    [[ ${CS_BENCH_CHECK:-0} == 1 ]] && trusted='trusted_proxies = ["127.0.0.1/32"]'
     cat >"$CS_BENCH_CONFIG" <<EOF
 # Written by deploy/bench.sh for the benchmark harness; regenerated on every start.
 [server]
 listen = $(toml_str "$BENCH_EXTRA_LISTEN")
 shutdown_grace = "2s"
+$trusted
 
 [cognito]
 region = $(toml_str "$BENCH_REGION")
@@ -115,6 +129,11 @@ access = $access
 EOF
     if [[ ${CS_BENCH_SESSIONS:-0} == 1 ]]; then
         printf '\n[session]\nenabled = true\n' >>"$CS_BENCH_CONFIG"
+    fi
+    if [[ ${CS_BENCH_CHECK:-0} == 1 ]]; then
+        # The check at /_auth/check/<original path> (envoy convention), trusting wrk.
+        printf '\n[forward_auth]\nenabled = true\nconvention = "envoy"\npath = "/_auth/check"\n' \
+            >>"$CS_BENCH_CONFIG"
     fi
     if [[ -n ${CS_BENCH_SHARED_URL:-} ]]; then
         printf '\n[shared]\nbackend = "redis"\nurl = %s\n' "$(toml_str "$CS_BENCH_SHARED_URL")" \
@@ -169,6 +188,13 @@ case ${SHARED:-memory} in
         ;;
     *) die "SHARED must be memory or redis (got '${SHARED}')" ;;
 esac
+check=${CHECK:-0}
+default_target=http://127.0.0.1:18090
+case $check in
+    0) ;;
+    1) ;;
+    *) die "CHECK must be 0 or 1 (got '$check')" ;;
+esac
 log_format=${LOG_FORMAT:-json}
 [[ $log_format == text || $log_format == json ]] || die "LOG_FORMAT must be text or json"
 
@@ -215,7 +241,7 @@ results="$(cd "$results" && pwd)"
 config="$run_dir/sidecar.toml"
 # The default admin port (9901) may be taken by another sidecar: pick a free loopback one.
 admin_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-target="${EXTRA_TARGET:-http://127.0.0.1:18090}"
+target="${EXTRA_TARGET:-$default_target}"
 rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev="$rev+dirty"
 [[ -n ${SIDECAR_BIN:-} ]] && rev="not built here; tree at $rev"
@@ -317,6 +343,98 @@ PY
     exit 0
 fi
 
+if [[ $check == 1 ]]; then
+    # The harness serves (after its strict checks on the gated path); wrk is driven from here.
+    serve_log="$run_dir/check-serve.log"
+    wrk_script="$BENCH_DIR/wrk_tokens.lua"
+    duration=${DURATION:-10}
+    rounds=${ROUNDS:-3}
+    SERVE_SECONDS=$(( (duration + 2) * rounds * 3 + 120 )) \
+    TARGETS="${TARGETS:-nginx}" \
+    EXTRA_NAME="$name" \
+    EXTRA_TARGET="$target" \
+    EXTRA_STRICT=1 \
+    EXTRA_CHECK=auth \
+    EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
+    CS_BENCH_BIN="$bin" \
+    CS_BENCH_CONFIG="$config" \
+    CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+    CS_BENCH_CACHE_ENTRIES="$cache_entries" \
+    CS_BENCH_ACCESS_LOG="$access" \
+    CS_BENCH_LOG_FORMAT="$log_format" \
+    CS_BENCH_SHARED_URL="$shared_url" \
+    CS_BENCH_CHECK=1 \
+        "$BENCH_DIR/run.sh" serve >"$serve_log" 2>&1 &
+    harness=$!
+    trap 'st=$?; kill -TERM "$harness" 2>/dev/null || true; wait "$harness" 2>/dev/null || true; [[ -z ${redis_pid:-} ]] || kill "$redis_pid" 2>/dev/null || true; exit "$st"' EXIT
+    for _ in $(seq 600); do
+        grep -q 'servers up for' "$serve_log" && break
+        kill -0 "$harness" 2>/dev/null || { cat "$serve_log" >&2; die "the harness stopped before serving"; }
+        sleep 0.5
+    done
+    grep -q 'servers up for' "$serve_log" || { cat "$serve_log" >&2; die "the harness did not start serving"; }
+    base="${target%/}"
+    nginx_url="http://127.0.0.1:${NGINX_PORT:-18081}/"
+    names=(gated check nginx)
+    urls=("$base/" "$base/_auth/check/" "$nginx_url")
+    # The check answers 200 for the harness's tokens, 401 without: the same as the gated path.
+    for u in "${urls[@]:0:2}"; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $(head -1 "$keys/tokens_valid.txt")" "$u")"
+        [[ $code == 200 ]] || die "$u with a valid token answered $code"
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$u")"
+        [[ $code == 401 ]] || die "$u without a token answered $code"
+    done
+    out="$results/$(date +%Y%m%d-%H%M%S)-check"
+    mkdir -p "$out"
+    : >"$out/raw.txt"
+    run_wrk() {  # name url seconds log
+        timeout -k 5 $(($3 + 20)) taskset -c "${LOAD_CPU:-0}" \
+            wrk -t"${THREADS:-1}" -c"${CONNS:-32}" -d"$3"s --timeout 5s --latency \
+            -s "$wrk_script" "$2" -- "$keys/tokens_valid.txt" >"$4" 2>&1 || die "wrk failed on $1"
+    }
+    for i in 0 1 2; do run_wrk "${names[$i]}" "${urls[$i]}" "${WARMUP:-3}" "$out/warmup-${names[$i]}.log"; done
+    for ((r = 0; r < rounds; r++)); do
+        for ((k = 0; k < 3; k++)); do
+            i=$(( (k + r) % 3 ))
+            run_wrk "${names[$i]}" "${urls[$i]}" "$duration" "$out/r$r-${names[$i]}.log"
+            line="$(grep '^RESULT' "$out/r$r-${names[$i]}.log" || true)"
+            [[ -n $line ]] || die "no RESULT from wrk on ${names[$i]}"
+            echo "$r ${names[$i]} $line" >>"$out/raw.txt"
+        done
+    done
+    python3 - "$out/raw.txt" >"$out/summary.txt" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r, name, rest = line.split(" ", 2)
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", rest))
+    rows.setdefault(name, []).append((int(r), kv))
+by_round = {}
+for name, rs in rows.items():
+    for r, kv in rs:
+        by_round.setdefault(r, {})[name] = float(kv["rps"])
+print(f"{'target':8} {'req/s med':>10} {'min..max':>17} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'x gated':>8} {'x nginx':>8}")
+for name in ("gated", "check", "nginx"):
+    rs = rows.get(name, [])
+    rps = [float(kv["rps"]) for _, kv in rs]
+    p50 = statistics.median(int(kv["p50_us"]) for _, kv in rs) / 1000
+    p99 = statistics.median(int(kv["p99_us"]) for _, kv in rs) / 1000
+    errs = sum(int(kv[k]) for _, kv in rs for k in kv if k.startswith("err_"))
+    xg = statistics.median(by_round[r][name] / by_round[r]["gated"] for r in by_round)
+    xn = statistics.median(by_round[r][name] / by_round[r]["nginx"] for r in by_round)
+    print(f"{name:8} {statistics.median(rps):>10,.0f} {min(rps):>8,.0f}..{max(rps):<8,.0f} {p50:>7.3f} {p99:>7.3f} {errs:>6} {xg:>8.3f} {xn:>8.3f}")
+PY
+    cp "$config" "$out/sidecar.toml" 2>/dev/null || true
+    echo
+    echo "forward-auth check vs the gated path, one sidecar process ($name, git $rev), wrk -t${THREADS:-1} -c${CONNS:-32} on cpu ${LOAD_CPU:-0}, $rounds rounds of ${duration}s:"
+    cat "$out/summary.txt"
+    echo "sidecar: $cache_note"
+    echo "sidecar: $access_note"
+    echo "gated: GET $base/ (proxied to the harness's upstream); check: GET $base/_auth/check/ (envoy convention, asks about GET /); nginx: the harness's plain proxy"
+    echo "summary: $out/summary.txt (wrk logs: $out/r*-*.log)"
+    exit 0
+fi
+
 before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)"
 status=0
 EXTRA_NAME="$name" \
@@ -331,6 +449,7 @@ CS_BENCH_CACHE_ENTRIES="$cache_entries" \
 CS_BENCH_ACCESS_LOG="$access" \
 CS_BENCH_LOG_FORMAT="$log_format" \
 CS_BENCH_SHARED_URL="$shared_url" \
+CS_BENCH_CHECK="$check" \
     "$BENCH_DIR/run.sh" || status=$?
 
 # ------------------------------------------------------------------ 4. where it is

@@ -5,6 +5,9 @@
 #   chromium, chromium-driver (and fonts-liberation, so pages render the same everywhere)
 #                 the real-browser tests (tests/browser/run.sh drives /usr/bin/chromium through
 #                 /usr/bin/chromedriver)
+#   nginx         the forward-auth test (tests/forward_auth.rs starts /usr/sbin/nginx with
+#                 deploy/forward-auth/nginx.conf in a scratch prefix, auth_request in front of
+#                 an echo app); its service is not started (policy-rc.d below)
 # Uses apt-get as root, or through sudo, without recommended packages. Nothing is started here.
 set -euo pipefail
 
@@ -14,6 +17,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # Debian's own paths: the browser tests look for these two, not for another Chrome on PATH.
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+# Debian's nginx is built with the auth_request module.
+[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 if [[ ! -d /usr/share/fonts/truetype/liberation ]]; then
     missing+=(fonts-liberation)
 fi
@@ -41,4 +46,4 @@ if [[ ! -e "$policy" ]]; then
 fi
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if ((made_policy)); then "${as_root[@]}" rm -f "$policy"; fi
-command -v redis-server >/dev/null 2>&1 && [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
+command -v redis-server >/dev/null 2>&1 && [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -x /usr/sbin/nginx ]]

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use http::header::{HeaderValue, AUTHORIZATION};
-use http::{Request, Response, StatusCode};
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::{json, AuthApi};
 use crate::body::Body;
-use crate::config::{Config, ConfigError, SharedBackend};
+use crate::config::{Config, ConfigError, Convention, SharedBackend};
 use crate::error::ApiError;
 use crate::forward::{self, Decision, Policy, X_REQUEST_ID};
 use crate::gate::{Gate, Identity};
@@ -23,7 +23,7 @@ use crate::limit::{Limiter, Quota};
 use crate::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::pages::{Pages, Templates};
 use crate::proxy::{self, Upstream};
-use crate::router::{Refused, Route, Router, Rule};
+use crate::router::{self, Refused, Route, Router, Rule};
 use crate::session::{self, SessionAuth, Sessions};
 use crate::shared::{Shared, SharedError};
 use crate::tunnel::Tunnels;
@@ -33,6 +33,16 @@ use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
+    /// This handle serves `forward_auth.listen`: the check, and nothing else.
+    check_listener: bool,
+}
+
+/// What the gate decided about a request it lets through.
+struct Admitted {
+    /// The verified token's or session's identity; `None` on a public route without one.
+    identity: Option<Arc<Identity>>,
+    /// An `Authorization` for the app (a session's access token, `session.forward_access_token`).
+    session_token: Option<HeaderValue>,
 }
 
 struct Inner {
@@ -50,6 +60,7 @@ struct Inner {
     metrics: SharedMetrics,
     by_address: Limiter<std::net::IpAddr>,
     openapi: bytes::Bytes,
+    forward_auth: crate::config::ForwardAuthConfig,
 }
 
 /// Why the app could not be built.
@@ -228,7 +239,9 @@ impl App {
                 metrics,
                 by_address,
                 openapi: openapi_document(config),
+                forward_auth: config.forward_auth.clone(),
             }),
+            check_listener: false,
         })
     }
 
@@ -278,6 +291,15 @@ impl App {
         })
     }
 
+    /// A handle for `forward_auth.listen`: it serves the forward-auth check and answers
+    /// `404 not_found` to everything else.
+    pub fn check_listener(&self) -> App {
+        App {
+            inner: Arc::clone(&self.inner),
+            check_listener: true,
+        }
+    }
+
     /// The JWKS cache (fetch counters for tests and metrics).
     pub fn jwks(&self) -> &JwksCache {
         self.inner.gate.verifier().jwks()
@@ -299,7 +321,16 @@ impl App {
         let path = req.uri().path().to_owned();
         let mut sub: Option<String> = None;
         let mut set_cookie: Option<HeaderValue> = None;
-        let result = match inner.router.route(&method, &path) {
+        let route = if self.check_listener {
+            if inner.router.is_check(&path) {
+                Ok(Route::Check)
+            } else {
+                Ok(Route::NotHere)
+            }
+        } else {
+            inner.router.route(&method, &path)
+        };
+        let result = match route {
             Err(Refused::Path) => Err(ApiError::bad_request(
                 "invalid_path",
                 "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
@@ -308,6 +339,29 @@ impl App {
                 "invalid_method",
                 "the request method must be an upper-case token",
             )),
+            Ok(Route::NotHere) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this listener serves only the forward-auth check",
+            )),
+            Ok(Route::Check) => {
+                let result = self
+                    .check(&req, peer, &mut sub, &mut set_cookie)
+                    .await;
+                inner
+                    .metrics
+                    .check(result.as_ref().map_or_else(|e| e.code, |_| "allowed"));
+                let code = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => e.code,
+                };
+                let mut resp = match result {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                };
+                crate::forward_auth::mark(&mut resp, code);
+                Ok(resp)
+            }
             Ok(Route::Live) => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
             Ok(Route::WrongMethod(allow)) => Err(ApiError::method_not_allowed(allow)),
             Ok(Route::OpenApi) => {
@@ -410,10 +464,9 @@ impl App {
         resp
     }
 
-    /// The gate: authenticate (optional on public routes) by bearer token or, with browser
-    /// sessions on and no `Authorization`, by the session cookie; authorize; build what the
-    /// app receives (`forward::to_upstream`); forward. `set_cookie` carries a cookie change
-    /// for the answer (an ended session's cookie is cleared).
+    /// The gate: decide (`decide`), then build what the app receives
+    /// (`forward::to_upstream`) and forward. `set_cookie` carries a cookie change for the
+    /// answer (an ended session's cookie is cleared).
     async fn pass(
         &self,
         rule: Rule,
@@ -424,75 +477,13 @@ impl App {
         set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Response<Body>, ApiError> {
         let inner = &self.inner;
-        let bearer_sent = req.headers().contains_key(AUTHORIZATION);
-        let mut session_token: Option<HeaderValue> = None;
-        let identity: Option<Arc<Identity>> = match (&inner.sessions, bearer_sent) {
-            (Some(sessions), false) => match sessions.authenticate(req.headers()).await {
-                SessionAuth::Valid {
-                    identity,
-                    access_token,
-                } => {
-                    let cfg = sessions.config();
-                    let h = req.headers();
-                    let upgrade = h.contains_key(http::header::UPGRADE);
-                    let refused =
-                        if upgrade && !session::websocket_origin_allowed(h, &cfg.allowed_origins) {
-                            Some("websocket")
-                        } else if !session::csrf_allows(req.method(), h, &cfg.allowed_origins) {
-                            Some("request")
-                        } else {
-                            None
-                        };
-                    match refused {
-                        // A public route goes on without the identity the cookie would give.
-                        Some(_) if rule == Rule::Public => None,
-                        Some(kind) => {
-                            inner.metrics.csrf_refused(kind);
-                            return Err(ApiError::csrf_rejected());
-                        }
-                        None => {
-                            if cfg.forward_access_token {
-                                session_token =
-                                    HeaderValue::from_str(&format!("Bearer {access_token}")).ok();
-                            }
-                            Some(identity)
-                        }
-                    }
-                }
-                SessionAuth::Ended => {
-                    *set_cookie = Some(session::session_cookie("", 0));
-                    None
-                }
-                SessionAuth::None => None,
-            },
-            // Optional on public routes: a token that verifies adds identity headers (and is
-            // forwarded); anything else is removed before the app sees it.
-            (_, true) if rule == Rule::Public => {
-                match verify::bearer(req.headers(), inner.max_token_bytes) {
-                    Ok(token) => inner.gate.check(token).await.ok(),
-                    Err(_) => None,
-                }
-            }
-            (_, true) => {
-                let token = verify::bearer(req.headers(), inner.max_token_bytes)?;
-                Some(inner.gate.check(token).await?)
-            }
-            (None, false) => None,
-        };
-        if let Some(id) = &identity {
-            *sub = Some(id.claims.sub.clone());
-        }
-        match (&rule, &identity) {
-            (Rule::Public, _) => {}
-            (_, None) => return Err(self.unauthenticated(&req)),
-            (Rule::Groups(required), Some(id)) => {
-                if !id.claims.groups.iter().any(|g| required.contains(g)) {
-                    return Err(ApiError::insufficient_scope());
-                }
-            }
-            (Rule::Authenticated, Some(_)) => {}
-        }
-
+        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let Admitted {
+            identity,
+            session_token,
+        } = self
+            .decide(&rule, req.method(), req.headers(), target, sub, set_cookie)
+            .await?;
         let (parts, body) = req.into_parts();
         let decision = Decision {
             identity: identity.as_deref().map(|id| id.headers.as_slice()),
@@ -525,12 +516,196 @@ impl App {
 }
 
 impl App {
+    /// The gate's decision, the one both the proxy path (`pass`) and the forward-auth check
+    /// (`check`) take: authenticate (optional on public routes) by bearer token or, with
+    /// browser sessions on and no `Authorization`, by the session cookie (CSRF and WebSocket
+    /// origin rules included); then authorize by `rule`. `target` is the request's path and
+    /// query (the return path of a sign-in redirect).
+    async fn decide(
+        &self,
+        rule: &Rule,
+        method: &Method,
+        headers: &HeaderMap,
+        target: &str,
+        sub: &mut Option<String>,
+        set_cookie: &mut Option<HeaderValue>,
+    ) -> Result<Admitted, ApiError> {
+        let inner = &self.inner;
+        let bearer_sent = headers.contains_key(AUTHORIZATION);
+        let mut session_token: Option<HeaderValue> = None;
+        let identity: Option<Arc<Identity>> = match (&inner.sessions, bearer_sent) {
+            (Some(sessions), false) => match sessions.authenticate(headers).await {
+                SessionAuth::Valid {
+                    identity,
+                    access_token,
+                } => {
+                    let cfg = sessions.config();
+                    let upgrade = headers.contains_key(http::header::UPGRADE);
+                    let refused = if upgrade
+                        && !session::websocket_origin_allowed(headers, &cfg.allowed_origins)
+                    {
+                        Some("websocket")
+                    } else if !session::csrf_allows(method, headers, &cfg.allowed_origins) {
+                        Some("request")
+                    } else {
+                        None
+                    };
+                    match refused {
+                        // A public route goes on without the identity the cookie would give.
+                        Some(_) if *rule == Rule::Public => None,
+                        Some(kind) => {
+                            inner.metrics.csrf_refused(kind);
+                            return Err(ApiError::csrf_rejected());
+                        }
+                        None => {
+                            if cfg.forward_access_token {
+                                session_token =
+                                    HeaderValue::from_str(&format!("Bearer {access_token}")).ok();
+                            }
+                            Some(identity)
+                        }
+                    }
+                }
+                SessionAuth::Ended => {
+                    *set_cookie = Some(session::session_cookie("", 0));
+                    None
+                }
+                SessionAuth::None => None,
+            },
+            // Optional on public routes: a token that verifies adds identity headers (and is
+            // forwarded); anything else is removed before the app sees it.
+            (_, true) if *rule == Rule::Public => {
+                match verify::bearer(headers, inner.max_token_bytes) {
+                    Ok(token) => inner.gate.check(token).await.ok(),
+                    Err(_) => None,
+                }
+            }
+            (_, true) => {
+                let token = verify::bearer(headers, inner.max_token_bytes)?;
+                Some(inner.gate.check(token).await?)
+            }
+            (None, false) => None,
+        };
+        if let Some(id) = &identity {
+            *sub = Some(id.claims.sub.clone());
+        }
+        match (rule, &identity) {
+            (Rule::Public, _) => {}
+            (_, None) => return Err(self.unauthenticated(method, headers, target)),
+            (Rule::Groups(required), Some(id)) => {
+                if !id.claims.groups.iter().any(|g| required.contains(g)) {
+                    return Err(ApiError::insufficient_scope());
+                }
+            }
+            (Rule::Authenticated, Some(_)) => {}
+        }
+        Ok(Admitted {
+            identity,
+            session_token,
+        })
+    }
+
+    /// The forward-auth check: the original request a trusted front proxy asks about
+    /// (`forward_auth::original`), through the gate's own rules (canonical method and path,
+    /// `Router::rule_for`, `decide`). 200 with every identity header of the map (empty when
+    /// the token has no such claim, so a proxy that copies them overwrites a client's), or
+    /// the gate's refusal, shaped for nginx with that convention. Never proxies.
+    async fn check(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        sub: &mut Option<String>,
+        set_cookie: &mut Option<HeaderValue>,
+    ) -> Result<Response<Body>, ApiError> {
+        let inner = &self.inner;
+        let fa = &inner.forward_auth;
+        if !inner.policy.is_trusted(peer.ip()) {
+            return Err(ApiError::bad_request(
+                "untrusted_proxy",
+                "the forward-auth check answers only the front proxies in server.trusted_proxies",
+            ));
+        }
+        let original = crate::forward_auth::original(
+            fa.convention,
+            &fa.path,
+            req.method(),
+            req.uri(),
+            req.headers(),
+        );
+        let decided = match original {
+            Ok(o) => self.check_original(o, req.headers(), sub, set_cookie).await,
+            // A misconfigured front proxy: 400 whatever the convention (nginx makes it a 500).
+            Err(e) if e.code == "original_request_invalid" => return Err(e),
+            // A path or method the gate refuses.
+            Err(e) => Err(e),
+        };
+        let identity = match decided {
+            Ok(identity) => identity,
+            Err(e) if fa.convention == Convention::Nginx => {
+                return Err(crate::forward_auth::for_auth_request(e))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut resp = Response::new(crate::body::full(bytes::Bytes::new()));
+        let h = resp.headers_mut();
+        for name in inner.gate.identity_headers().names() {
+            h.insert(name.clone(), HeaderValue::from_static(""));
+        }
+        if let Some(id) = identity {
+            for (name, value) in &id.headers {
+                h.insert(name.clone(), value.clone());
+            }
+        }
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        Ok(resp)
+    }
+
+    /// The gate's rules for the original request of a check; its identity if it passes.
+    async fn check_original(
+        &self,
+        original: crate::forward_auth::Original,
+        check_headers: &HeaderMap,
+        sub: &mut Option<String>,
+        set_cookie: &mut Option<HeaderValue>,
+    ) -> Result<Option<Arc<Identity>>, ApiError> {
+        let inner = &self.inner;
+        if !router::is_canonical_method(&original.method) {
+            return Err(forward::invalid_method());
+        }
+        let rule = inner
+            .router
+            .rule_for(&original.method, original.target.path())
+            .map_err(|_| forward::invalid_path())?;
+        // The original request's headers: the ones the front proxy passed on, with its Host.
+        let mut headers = check_headers.clone();
+        headers.remove(HOST);
+        if let Some(host) = original.host {
+            if !forward::valid_host(&host) {
+                return Err(forward::invalid_host());
+            }
+            headers.insert(HOST, host);
+        }
+        let admitted = self
+            .decide(
+                &rule,
+                &original.method,
+                &headers,
+                original.target.as_str(),
+                sub,
+                set_cookie,
+            )
+            .await?;
+        Ok(admitted.identity)
+    }
+
     /// No token and no session: a browser navigation is sent to sign in (when sessions are
     /// on), anything else gets `401 token_missing`.
-    fn unauthenticated(&self, req: &Request<Incoming>) -> ApiError {
+    fn unauthenticated(&self, method: &Method, headers: &HeaderMap, target: &str) -> ApiError {
         match &self.inner.sessions {
-            Some(sessions) if session::is_navigation(req.method(), req.headers()) => {
-                let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            Some(sessions) if session::is_navigation(method, headers) => {
                 let back = session::safe_return(target);
                 let encoded: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
                 let location = format!("{}/sign-in?return={encoded}", sessions.config().prefix);

@@ -51,6 +51,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub shared: SharedConfig,
     pub session: SessionConfig,
+    pub forward_auth: ForwardAuthConfig,
     /// Authorization rules, first match wins; a path no rule matches needs a valid token.
     pub routes: Vec<RouteRule>,
 }
@@ -536,6 +537,45 @@ impl Default for SessionConfig {
     }
 }
 
+/// Which front proxy asks the forward-auth check, and so where the original request is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Convention {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, the original `Host`.
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the original method, the original path after the
+    /// check path (`path_prefix`), the original `Host`.
+    Envoy,
+}
+
+/// Forward-auth: the gate's decision as an authorizer for a front proxy (nginx, Traefik,
+/// Envoy) that is already in the data path; the check never proxies anything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// The check's path; with the `envoy` convention a prefix the original path follows.
+    pub path: String,
+    /// The front proxy's conventions: `nginx`, `traefik` or `envoy`.
+    pub convention: Convention,
+    /// A listener of its own for the check; when set, the check is served only there.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        ForwardAuthConfig {
+            enabled: false,
+            path: "/_auth/check".into(),
+            convention: Convention::Nginx,
+            listen: None,
+        }
+    }
+}
+
 /// Where logouts and auth API rate limits are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -952,6 +992,59 @@ impl Config {
                     "session.prefix",
                     "must not overlap api.prefix",
                 ));
+            }
+        }
+        let fa = &self.forward_auth;
+        if fa.enabled {
+            check_rule_path(&fa.path)
+                .map_err(|p| ConfigError::new("forward_auth.path", p))
+                .and_then(|()| {
+                    if fa.path == "/" || fa.path.ends_with('/') || fa.path.contains('*') {
+                        Err(ConfigError::new(
+                            "forward_auth.path",
+                            "must be a path not ending with / or /* (for example /_auth/check)",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+            let under =
+                |prefix: &str| fa.path == prefix || fa.path.starts_with(&format!("{prefix}/"));
+            if under(&self.api.prefix)
+                || fa.path == self.health.live_path
+                || fa.path == self.health.ready_path
+            {
+                return Err(ConfigError::new(
+                    "forward_auth.path",
+                    "must not overlap api.prefix or the health paths",
+                ));
+            }
+            if self.session.enabled {
+                let page = fa
+                    .path
+                    .strip_prefix(self.session.prefix.as_str())
+                    .and_then(crate::pages::Page::from_path);
+                if page.is_some() || fa.path == self.session.prefix {
+                    return Err(ConfigError::new(
+                        "forward_auth.path",
+                        "must not be one of the session pages",
+                    ));
+                }
+            }
+            if self.server.trusted_proxies.is_empty() {
+                return Err(ConfigError::new(
+                    "server.trusted_proxies",
+                    "forward_auth needs the front proxy's addresses here (for example \"127.0.0.1/32\"): \
+                     the check believes the original request only from them",
+                ));
+            }
+            if let Some(l) = fa.listen {
+                if l == self.server.listen || (self.admin.enabled && l == self.admin.listen) {
+                    return Err(ConfigError::new(
+                        "forward_auth.listen",
+                        "must differ from server.listen and admin.listen",
+                    ));
+                }
             }
         }
         for (i, u) in self.upstream.upgrades.iter().enumerate() {

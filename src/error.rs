@@ -132,6 +132,12 @@ impl ApiError {
         e
     }
 
+    /// The same answer with another status (forward-auth shapes refusals for nginx).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     /// 403: a cookie-authenticated request the CSRF rules refuse.
     pub fn csrf_rejected() -> Self {
         Self::new(

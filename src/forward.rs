@@ -331,21 +331,24 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     Ok(Outbound { parts, upgrade })
 }
 
-fn invalid_path() -> ApiError {
+/// The gate's refusal (also the forward-auth check's).
+pub fn invalid_path() -> ApiError {
     ApiError::bad_request(
         "invalid_path",
         "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
     )
 }
 
-fn invalid_method() -> ApiError {
+/// The gate's refusal (also the forward-auth check's).
+pub fn invalid_method() -> ApiError {
     ApiError::bad_request(
         "invalid_method",
         "the request method must be an upper-case token",
     )
 }
 
-fn invalid_host() -> ApiError {
+/// The gate's refusal (also the forward-auth check's).
+pub fn invalid_host() -> ApiError {
     ApiError::bad_request(
         "invalid_host",
         "the request's Host is not a valid authority",
@@ -434,7 +437,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// A `Host` value must be an authority (`host[:port]`) and not `user@host`.
-fn valid_host(v: &HeaderValue) -> bool {
+pub fn valid_host(v: &HeaderValue) -> bool {
     Authority::try_from(v.as_bytes()).is_ok_and(|a| !a.as_str().contains('@'))
 }
 

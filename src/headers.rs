@@ -164,6 +164,14 @@ impl IdentityHeaders {
         })
     }
 
+    /// Every header name a verified token may produce (the map, then the claims header).
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.mappings
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.claims_header.as_ref())
+    }
+
     /// Whether `name` is in the identity namespace (any spelling).
     pub fn is_identity(&self, name: &str) -> bool {
         let n = name.as_bytes();

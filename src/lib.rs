@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `server` → `app` → `router` → `auth` (the login API, via `idp`) or
 //! `gate` (via `verify`) → `forward` (what the app receives, with `headers`) → `proxy`.
-//! Errors become HTTP only in `error`.
+//! Errors become HTTP only in `error`. `forward_auth` reads the original request a front
+//! proxy asks about, which then takes the gate's own path (`App::decide`).
 
 pub mod app;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod forward_auth;
 pub mod gate;
 pub mod headers;
 pub mod idp;

@@ -136,6 +136,30 @@ fn run(config: Config) -> ExitCode {
         } else {
             tracing::info!("admin listener off (admin.enabled = false): no /metrics");
         }
+        // forward_auth.listen: the check alone, on a listener of its own (same limits and
+        // drain as the main one), stopped when the main listener has drained.
+        let (stop_check, check_stopped) = tokio::sync::watch::channel(false);
+        let mut check_task = None;
+        if let (true, Some(addr)) = (config.forward_auth.enabled, config.forward_auth.listen) {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(listen = %addr, path = %config.forward_auth.path, "forward-auth check");
+                    let checker = app.check_listener();
+                    let server_cfg = config.server.clone();
+                    let mut stopped = check_stopped;
+                    check_task = Some(tokio::spawn(async move {
+                        server::serve(l, checker, &server_cfg, async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    }));
+                }
+                Err(e) => {
+                    eprintln!("cognito-sidecar: cannot listen on {addr} (forward_auth.listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         tracing::info!(
             listen = %config.server.listen,
             upstream = %config.upstream.url,
@@ -143,6 +167,10 @@ fn run(config: Config) -> ExitCode {
             "cognito-sidecar listening"
         );
         server::serve(listener, app, &config.server, server::shutdown_signal()).await;
+        let _ = stop_check.send(true);
+        if let Some(t) = check_task {
+            let _ = t.await;
+        }
         let _ = stop_admin.send(());
         ExitCode::SUCCESS
     })

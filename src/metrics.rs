@@ -70,6 +70,7 @@ pub struct Metrics {
     sign_outs: Counter,
     session_refreshes: Family<Outcome, Counter>,
     csrf_refused: Family<Kind, Counter>,
+    checks: Family<Outcome, Counter>,
 }
 
 /// The fleet backend's metrics (`shared.backend = "redis"`).
@@ -267,6 +268,12 @@ impl Metrics {
             "Requests refused by the CSRF rules, by kind (form, request, websocket)",
             csrf_refused.clone(),
         );
+        let checks = Family::<Outcome, Counter>::default();
+        registry.register(
+            "forward_auth_checks",
+            "Forward-auth checks by outcome: allowed, or the refusal code",
+            checks.clone(),
+        );
         let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
         let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
         let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
@@ -292,6 +299,7 @@ impl Metrics {
             sign_outs,
             session_refreshes,
             csrf_refused,
+            checks,
         }
     }
 
@@ -384,6 +392,11 @@ impl Metrics {
     /// A request the gate refused, by code.
     pub fn refused(&self, code: &'static str) {
         self.gate.get_or_create(&Outcome { outcome: code }).inc();
+    }
+
+    /// A forward-auth check's answer (`allowed` or the refusal code).
+    pub fn check(&self, outcome: &'static str) {
+        self.checks.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// An auth API answer.

@@ -73,6 +73,10 @@ pub enum Route {
     Auth(Endpoint),
     /// One of the browser-session pages (`session.enabled`).
     Page(crate::pages::Page),
+    /// The forward-auth check (`forward_auth.enabled`, on the main listener).
+    Check,
+    /// Anything but the check on `forward_auth.listen`.
+    NotHere,
     Gate(Rule),
 }
 
@@ -104,6 +108,10 @@ pub struct Router {
     pages_prefix: Option<String>,
     case_sensitive: bool,
     rules: Vec<CompiledRule>,
+    /// `forward_auth.path` and whether it is a prefix (`envoy`), when forward-auth is on.
+    check: Option<(String, bool)>,
+    /// Whether the main listener serves the check (no `forward_auth.listen`).
+    check_on_main: bool,
 }
 
 impl Router {
@@ -151,11 +159,34 @@ impl Router {
             pages_prefix: cfg.session.enabled.then(|| cfg.session.prefix.clone()),
             case_sensitive,
             rules,
+            check: cfg.forward_auth.enabled.then(|| {
+                (
+                    cfg.forward_auth.path.clone(),
+                    cfg.forward_auth.convention == crate::config::Convention::Envoy,
+                )
+            }),
+            check_on_main: cfg.forward_auth.listen.is_none(),
+        }
+    }
+
+    /// Whether `path` is the forward-auth check: exactly its path, or, with the `envoy`
+    /// convention, the path followed by the original one (`/_auth/check/admin`).
+    pub fn is_check(&self, path: &str) -> bool {
+        match &self.check {
+            Some((p, prefix)) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || (*prefix && rest.starts_with('/'))),
+            None => false,
         }
     }
 
     /// Routes a request by method and raw path (without query).
     pub fn route(&self, method: &Method, path: &str) -> Result<Route, Refused> {
+        // Before the method check: the check's own method is the original request's with
+        // some front proxies, and the check answers for it (see `forward_auth`).
+        if self.check_on_main && self.is_check(path) {
+            return Ok(Route::Check);
+        }
         if !is_canonical_method(method) {
             return Err(Refused::Method);
         }

@@ -30,6 +30,7 @@ fn codes_in_source() -> BTreeSet<String> {
         "src/auth.rs",
         "src/app.rs",
         "src/forward.rs",
+        "src/forward_auth.rs",
         "src/pages.rs",
         "src/session.rs",
         "src/server.rs",

@@ -1,0 +1,357 @@
+//! Forward-auth (`forward_auth.enabled`): the gate's decision for a front proxy that is
+//! already in the data path (nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz`).
+//! The check never proxies anything: it answers 200 with the identity headers when the
+//! original request would pass the gate, else the gate's refusal.
+//!
+//! This module is the pure part: where each front proxy puts the original request
+//! (`original`), and how an answer is shaped for nginx, which relays only 401 and 403
+//! (`for_auth_request`). `App::check` runs the original request through the same functions
+//! the gate uses (`router::is_canonical_method`, `Router::rule_for`, `App::decide`), so a
+//! front proxy and the sidecar can never disagree about what was authorized.
+//!
+//! | convention | method | path and query | host |
+//! |---|---|---|---|
+//! | `nginx` | `X-Original-Method` | `X-Original-URI` (`$request_uri`) | `Host` |
+//! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` | `X-Forwarded-Host` |
+//! | `envoy` | the check request's | the check request's after `forward_auth.path` | `Host` |
+//!
+//! A missing or repeated method or URI header is `400 original_request_invalid`: the front
+//! proxy is misconfigured, and guessing (the check's own path, `GET`) could authorize a
+//! request nobody asked about.
+
+use http::header::{HeaderName, HeaderValue, HOST, WWW_AUTHENTICATE};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::config::Convention;
+use crate::error::ApiError;
+
+pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// On every check answer: the `code` of the JSON body (or `ok`), for proxies that cannot
+/// read the body of an authorization answer (nginx `auth_request_set`).
+pub static X_SIDECAR_CODE: HeaderName = HeaderName::from_static("x-sidecar-code");
+
+/// The request a front proxy asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    pub method: Method,
+    /// Path and query, exactly as the front proxy received them.
+    pub target: PathAndQuery,
+    /// The original `Host`, if the front proxy passed one.
+    pub host: Option<HeaderValue>,
+}
+
+/// Reads the original request from the check request (`method`, `uri`, `headers`) by the
+/// front proxy's convention. `check_path` is `forward_auth.path`.
+pub fn original(
+    convention: Convention,
+    check_path: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Original, ApiError> {
+    let (method, target, host) = match convention {
+        Convention::Nginx => (
+            parse_method(required(headers, &X_ORIGINAL_METHOD)?)?,
+            required(headers, &X_ORIGINAL_URI)?.to_owned(),
+            single(headers, &HOST)?.cloned(),
+        ),
+        Convention::Traefik => (
+            parse_method(required(headers, &X_FORWARDED_METHOD)?)?,
+            required(headers, &X_FORWARDED_URI)?.to_owned(),
+            single(headers, &crate::forward::X_FORWARDED_HOST)?.cloned(),
+        ),
+        Convention::Envoy => {
+            let rest = uri.path().strip_prefix(check_path).unwrap_or_default();
+            let target = match uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_owned(),
+            };
+            (method.clone(), target, single(headers, &HOST)?.cloned())
+        }
+    };
+    // The same request-target parser hyper uses for the gate's requests; then the gate's
+    // own rule: origin form only.
+    if !target.starts_with('/') {
+        return Err(invalid_path());
+    }
+    let target = PathAndQuery::try_from(target.as_str()).map_err(|_| invalid_path())?;
+    Ok(Original {
+        method,
+        target,
+        host,
+    })
+}
+
+/// Shapes a refusal of the original request for nginx's `auth_request`, which relays only
+/// 401 and 403 (anything else becomes 500): a 400 (a path or method the gate refuses) is
+/// answered 403 with the same code, and the browser's way to sign in (302
+/// `sign_in_required`) is a 401 whose `Location` nginx's `error_page 401` can use.
+pub fn for_auth_request(e: ApiError) -> ApiError {
+    match e.status {
+        StatusCode::BAD_REQUEST => ApiError::new(StatusCode::FORBIDDEN, e.code, e.message),
+        StatusCode::FOUND => e.with_status(StatusCode::UNAUTHORIZED),
+        _ => e,
+    }
+}
+
+/// Adds what every check answer carries: the code, and for a 401 without a challenge (a
+/// sign-in redirect turned 401) `WWW-Authenticate: Bearer`.
+pub fn mark(resp: &mut http::Response<crate::body::Body>, code: &'static str) {
+    let h = resp.headers_mut();
+    h.insert(X_SIDECAR_CODE.clone(), HeaderValue::from_static(code));
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        let h = resp.headers_mut();
+        if !h.contains_key(WWW_AUTHENTICATE) {
+            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+    }
+}
+
+fn single<'a>(h: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut all = h.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(invalid_original());
+    }
+    Ok(first)
+}
+
+fn required<'a>(h: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
+    single(h, name)?
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(invalid_original)
+}
+
+fn parse_method(v: &str) -> Result<Method, ApiError> {
+    Method::from_bytes(v.as_bytes()).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_method",
+            "the request method must be an upper-case token",
+        )
+    })
+}
+
+fn invalid_original() -> ApiError {
+    ApiError::bad_request(
+        "original_request_invalid",
+        "the front proxy did not pass the original method and URI, once each (see the README's Forward-auth section)",
+    )
+}
+
+fn invalid_path() -> ApiError {
+    ApiError::bad_request(
+        "invalid_path",
+        "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::LOCATION;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        m
+    }
+
+    type Case<'a> = (
+        Convention,
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Result<(&'a str, &'a str, Option<&'a str>), &'a str>,
+    );
+
+    #[test]
+    fn original_request_table() {
+        use Convention::{Envoy, Nginx, Traefik};
+        let cases: &[Case<'_>] = &[
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "DELETE"),
+                    ("x-original-uri", "/admin/x?a=%2e%2e"),
+                    ("host", "app.test"),
+                ],
+                Ok(("DELETE", "/admin/x?a=%2e%2e", Some("app.test"))),
+            ),
+            // Kept as sent: the canonical-form and method rules run afterwards, as for the gate.
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "delete"),
+                    ("x-original-uri", "/app/../public/x"),
+                ],
+                Ok(("delete", "/app/../public/x", None)),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[("x-original-uri", "/x")],
+                Err("original_request_invalid"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[("x-original-method", "GET")],
+                Err("original_request_invalid"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "GET"),
+                    ("x-original-uri", "/x"),
+                    ("x-original-uri", "/public/x"),
+                ],
+                Err("original_request_invalid"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[("x-original-method", "GET"), ("x-original-uri", "")],
+                Err("original_request_invalid"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "GET"),
+                    ("x-original-uri", "http://evil/public/x"),
+                ],
+                Err("invalid_path"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[("x-original-method", "G T"), ("x-original-uri", "/x")],
+                Err("invalid_method"),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "GET"),
+                    ("x-original-uri", "/x"),
+                    ("host", "a.test"),
+                    ("host", "b.test"),
+                ],
+                Err("original_request_invalid"),
+            ),
+            (
+                Traefik,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-forwarded-method", "POST"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.test"),
+                    ("x-forwarded-uri", "/reports?x=1"),
+                    ("host", "sidecar:8080"),
+                ],
+                Ok(("POST", "/reports?x=1", Some("app.test"))),
+            ),
+            (
+                Traefik,
+                "GET",
+                "/_auth/check",
+                &[("x-forwarded-method", "GET"), ("host", "app.test")],
+                Err("original_request_invalid"),
+            ),
+            (
+                Traefik,
+                "GET",
+                "/_auth/check",
+                &[("x-original-method", "GET"), ("x-original-uri", "/x")],
+                Err("original_request_invalid"),
+            ),
+            (
+                Envoy,
+                "PATCH",
+                "/_auth/check/admin/x?q=1",
+                &[("host", "app.test")],
+                Ok(("PATCH", "/admin/x?q=1", Some("app.test"))),
+            ),
+            (Envoy, "GET", "/_auth/check/", &[], Ok(("GET", "/", None))),
+            (Envoy, "GET", "/_auth/check", &[], Err("invalid_path")),
+            (Envoy, "GET", "/_auth/check?x=1", &[], Err("invalid_path")),
+        ];
+        for (conv, method, target, headers, want) in cases {
+            let uri: Uri = target.parse().expect("uri");
+            let m = Method::from_bytes(method.as_bytes()).expect("method");
+            let got = original(*conv, "/_auth/check", &m, &uri, &h(headers));
+            let got = got
+                .as_ref()
+                .map(|o| {
+                    (
+                        o.method.as_str(),
+                        o.target.as_str(),
+                        o.host.as_ref().and_then(|v| v.to_str().ok()),
+                    )
+                })
+                .map_err(|e| e.code);
+            assert_eq!(got, *want, "{conv:?} {method} {target} {headers:?}");
+        }
+    }
+
+    #[test]
+    fn nginx_gets_only_401_and_403_for_refusals() {
+        let refused = for_auth_request(invalid_path());
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::FORBIDDEN, "invalid_path")
+        );
+        let sign_in = for_auth_request(ApiError::sign_in_required(HeaderValue::from_static(
+            "/_auth/sign-in?return=%2F",
+        )));
+        assert_eq!(
+            (sign_in.status, sign_in.code),
+            (StatusCode::UNAUTHORIZED, "sign_in_required")
+        );
+        let mut resp = sign_in.into_response();
+        mark(&mut resp, "sign_in_required");
+        assert_eq!(
+            resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()),
+            Some("/_auth/sign-in?return=%2F")
+        );
+        assert_eq!(
+            resp.headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer")
+        );
+        let scope = for_auth_request(ApiError::insufficient_scope());
+        assert_eq!(scope.status, StatusCode::FORBIDDEN);
+        let missing = for_auth_request(ApiError::token_missing());
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+        let down = for_auth_request(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "x",
+        ));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
