@@ -127,6 +127,8 @@ export SIDECAR_COGNITO__ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 export SIDECAR_VERIFY__JWKS_URL="http://127.0.0.1:$MOTO_PORT/$POOL_ID/.well-known/jwks.json"
 export SIDECAR_UPSTREAM__URL="http://127.0.0.1:$UPSTREAM_PORT"
 export SIDECAR_SERVER__LISTEN="127.0.0.1:$LOCAL_SIDECAR_PORT"
+# Browser sessions on for the demo (a browser on 127.0.0.1 accepts the Secure cookie over http).
+export SIDECAR_SESSION__ENABLED="${SIDECAR_SESSION__ENABLED:-true}"
 "$bin" --config "$REPO/proxy.toml" &
 sidecar_pid=$!
 
@@ -141,6 +143,8 @@ say "Ready: the sidecar is at http://127.0.0.1:$LOCAL_SIDECAR_PORT. Try, in anot
 {
     echo
     printf 'S=http://127.0.0.1:%s\n' "$LOCAL_SIDECAR_PORT"
+    printf '# In a browser: http://127.0.0.1:%s/whoami sends you to the sign-in page\n' "$LOCAL_SIDECAR_PORT"
+    printf '# (demo@example.com / Demo-Passw0rd!), then shows what the app received.\n\n'
     cat <<'EOF'
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]) or "")' "$1"; }
 
