@@ -261,19 +261,33 @@ log "  $cache_note"
 log "  $access_note; admin (metrics) on 127.0.0.1:$admin_port"
 if [[ -n $shared_url ]]; then log "  fleet backend: redis at $shared_url"; fi
 
+# The harness with this sidecar as its extra target, strict: `run_harness NAME [MODE]`
+# (MODE: the harness's run.sh mode; the caller may prefix TARGETS, SERVE_SECONDS, ...).
+run_harness() {
+    EXTRA_NAME="$1" \
+    EXTRA_TARGET="$target" \
+    EXTRA_STRICT=1 \
+    EXTRA_CHECK=auth \
+    EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
+    CS_BENCH_BIN="$bin" \
+    CS_BENCH_CONFIG="$config" \
+    CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+    CS_BENCH_CACHE_ENTRIES="$cache_entries" \
+    CS_BENCH_ACCESS_LOG="$access" \
+    CS_BENCH_LOG_FORMAT="$log_format" \
+    CS_BENCH_SHARED_URL="$shared_url" \
+    CS_BENCH_SESSIONS="$sessions" \
+    CS_BENCH_CHECK="$check" \
+        "$BENCH_DIR/run.sh" "${@:2}"
+}
+
 if [[ $sessions == 1 ]]; then
     # ---------------------------------------------------------------- bearer vs cookie
     duration=${DURATION:-10} rounds=${ROUNDS:-3} warmup=${WARMUP:-3}
     conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0}
     serve_log="$run_dir/sessions-serve.log"
-    EXTRA_NAME="$name-sessions" EXTRA_TARGET="$target" EXTRA_STRICT=1 EXTRA_CHECK=auth \
-    EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
-    CS_BENCH_BIN="$bin" CS_BENCH_CONFIG="$config" \
-    CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" CS_BENCH_CACHE_ENTRIES="$cache_entries" \
-    CS_BENCH_ACCESS_LOG="$access" CS_BENCH_LOG_FORMAT="$log_format" \
-    CS_BENCH_SHARED_URL="$shared_url" CS_BENCH_SESSIONS=1 \
     TARGETS="haproxy-plain" SERVE_SECONDS=3600 \
-        "$BENCH_DIR/run.sh" serve >"$serve_log" 2>&1 &
+        run_harness "$name-sessions" serve >"$serve_log" 2>&1 &
     serve_pid=$!
     trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; kill "$redis_pid" 2>/dev/null || true' EXIT
     for _ in $(seq 600); do
@@ -351,20 +365,7 @@ if [[ $check == 1 ]]; then
     rounds=${ROUNDS:-3}
     SERVE_SECONDS=$(( (duration + 2) * rounds * 3 + 120 )) \
     TARGETS="${TARGETS:-nginx}" \
-    EXTRA_NAME="$name" \
-    EXTRA_TARGET="$target" \
-    EXTRA_STRICT=1 \
-    EXTRA_CHECK=auth \
-    EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
-    CS_BENCH_BIN="$bin" \
-    CS_BENCH_CONFIG="$config" \
-    CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-    CS_BENCH_CACHE_ENTRIES="$cache_entries" \
-    CS_BENCH_ACCESS_LOG="$access" \
-    CS_BENCH_LOG_FORMAT="$log_format" \
-    CS_BENCH_SHARED_URL="$shared_url" \
-    CS_BENCH_CHECK=1 \
-        "$BENCH_DIR/run.sh" serve >"$serve_log" 2>&1 &
+        run_harness "$name" serve >"$serve_log" 2>&1 &
     harness=$!
     trap 'st=$?; kill -TERM "$harness" 2>/dev/null || true; wait "$harness" 2>/dev/null || true; [[ -z ${redis_pid:-} ]] || kill "$redis_pid" 2>/dev/null || true; exit "$st"' EXIT
     for _ in $(seq 600); do
@@ -437,20 +438,7 @@ fi
 
 before="$(find "$results" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)"
 status=0
-EXTRA_NAME="$name" \
-EXTRA_TARGET="$target" \
-EXTRA_STRICT=1 \
-EXTRA_CHECK=auth \
-EXTRA_CMD="bash $(printf '%q' "$SELF") __sidecar" \
-CS_BENCH_BIN="$bin" \
-CS_BENCH_CONFIG="$config" \
-CS_BENCH_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-CS_BENCH_CACHE_ENTRIES="$cache_entries" \
-CS_BENCH_ACCESS_LOG="$access" \
-CS_BENCH_LOG_FORMAT="$log_format" \
-CS_BENCH_SHARED_URL="$shared_url" \
-CS_BENCH_CHECK="$check" \
-    "$BENCH_DIR/run.sh" || status=$?
+run_harness "$name" || status=$?
 
 # ------------------------------------------------------------------ 4. where it is
 out=""
