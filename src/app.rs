@@ -447,15 +447,14 @@ impl App {
             }
         };
         if inner.access_log {
-            tracing::info!(
-                target: "access",
-                request_id = request_id.to_str().unwrap_or("-"),
-                method = method.as_str(),
-                path = path.as_str(),
-                status = resp.status().as_u16(),
-                latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-                sub = sub.as_deref().unwrap_or("-"),
-            );
+            crate::logging::access(&crate::logging::Access {
+                request_id: request_id.to_str().unwrap_or("-"),
+                method: method.as_str(),
+                path: path.as_str(),
+                status: resp.status().as_u16(),
+                latency: start.elapsed(),
+                sub: sub.as_deref().unwrap_or("-"),
+            });
         }
         if let Some(c) = set_cookie {
             resp.headers_mut().append(http::header::SET_COOKIE, c);
