@@ -62,6 +62,7 @@ pub struct Metrics {
     upstream_latency: Histogram,
     upstream_errors: Family<Kind, Counter>,
     open_connections: Gauge,
+    parked_connections: Gauge,
     open_tunnels: Gauge,
     rate_limited: Family<Kind, Counter>,
     shared: SharedStats,
@@ -225,6 +226,12 @@ impl Metrics {
             "Client connections currently open",
             open_connections.clone(),
         );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1.1 keep-alive connections waiting for their next request without buffers",
+            parked_connections.clone(),
+        );
         let open_tunnels = Gauge::default();
         registry.register(
             "open_tunnels",
@@ -291,6 +298,7 @@ impl Metrics {
             upstream_latency,
             upstream_errors,
             open_connections,
+            parked_connections,
             open_tunnels,
             rate_limited,
             shared,
@@ -446,6 +454,16 @@ impl Metrics {
     /// Client connections open now.
     pub fn open_connections(&self) -> i64 {
         self.open_connections.get()
+    }
+
+    /// An idle connection was parked (`+1`), or left that state (`-1`).
+    pub fn parked(&self, delta: i64) {
+        self.parked_connections.inc_by(delta);
+    }
+
+    /// Idle connections parked now.
+    pub fn parked_connections(&self) -> i64 {
+        self.parked_connections.get()
     }
 
     /// A tunnel slot was taken (`+1`) or given back (`-1`).

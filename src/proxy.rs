@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use crate::body::{streamed, Body};
 use crate::config::UpstreamConfig;
 use crate::headers;
+use crate::server::ClientUpgrade;
 use crate::tunnel::{TunnelPermit, Tunnels};
 
 /// Why a request could not be forwarded.
@@ -84,7 +85,12 @@ impl Upstream {
         let client_upgrade = if upgrade {
             let slot = self.tunnels.as_ref().and_then(Tunnels::try_acquire);
             let slot: TunnelPermit = slot.ok_or(ProxyError::TooManyTunnels)?;
-            Some((slot, hyper::upgrade::on(&mut req)))
+            // The server hands the client's socket over once the 101 is written.
+            let Some(client) = ClientUpgrade::take(&mut req) else {
+                tracing::warn!("upgrade request without a connection to hand over");
+                return Err(ProxyError::Unavailable);
+            };
+            Some((slot, client))
         } else {
             None
         };
@@ -118,15 +124,15 @@ impl Upstream {
             (true, Some((slot, client_upgrade))) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((client, upstream)) => {
-                            let ended = slot
-                                .splice(TokioIo::new(client), TokioIo::new(upstream))
-                                .await;
-                            tracing::debug!(?ended, "tunnel ended");
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                    }
+                    let upstream = match upstream_upgrade.await {
+                        Ok(u) => u,
+                        Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+                    };
+                    let Ok(client) = client_upgrade.await else {
+                        return tracing::debug!("the client's connection ended before the upgrade");
+                    };
+                    let ended = slot.splice(client, TokioIo::new(upstream)).await;
+                    tracing::debug!(?ended, "tunnel ended");
                 });
                 headers::strip_hop_by_hop(resp.headers_mut(), true);
                 if !resp.headers().contains_key(UPGRADE) {

@@ -14,18 +14,21 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, UPGRADE};
+use http::{Request, StatusCode, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::app::App;
@@ -39,6 +42,11 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// …that must be answered within this, or the connection is closed (a vanished peer).
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An HTTP/1.1 keep-alive connection with no request for this long gives its buffers back
+/// (hyper keeps an 8 KiB read and an 8 KiB write buffer per connection for its whole life):
+/// it waits for its next request as a bare socket, and gets fresh buffers when one comes.
+const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// After the grace period, how long `serve` waits for the connections it closed to go.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -59,6 +67,7 @@ struct Settings {
     http2: http2::Builder<TokioExecutor>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
+    metrics: SharedMetrics,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
@@ -90,6 +99,7 @@ pub async fn serve(
         http2: h2,
         header_read_timeout: cfg.header_read_timeout,
         idle_timeout: cfg.idle_timeout,
+        metrics: Arc::clone(app.metrics()),
     });
 
     let (phase, _) = watch::channel(Phase::Serving);
@@ -216,7 +226,32 @@ async fn detect(mut stream: TcpStream) -> io::Result<(Protocol, Prefixed<TcpStre
         } else {
             continue;
         };
-        return Ok((protocol, Prefixed::new(buf[..n].to_vec(), stream)));
+        let prefix = Bytes::copy_from_slice(&buf[..n]);
+        return Ok((protocol, Prefixed::new(prefix, stream)));
+    }
+}
+
+/// The client's side of an upgraded HTTP/1.1 connection (WebSocket): its socket, with any
+/// bytes it sent after the request replayed first.
+pub type ClientIo = Prefixed<TcpStream>;
+
+/// In the extensions of a request that asks for an upgrade: the client's connection, handed
+/// over once the `101` has been written. (The server serves HTTP/1.1 without hyper's own
+/// upgrade support, so that it can take idle connections back from hyper; see `serve_http1`.)
+#[derive(Clone)]
+pub struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<ClientIo>>>>);
+
+impl ClientUpgrade {
+    /// Takes the hand-over from `req`; `None` if the request did not come through this server
+    /// as an HTTP/1.1 upgrade request.
+    pub fn take<B>(req: &mut Request<B>) -> Option<oneshot::Receiver<ClientIo>> {
+        let handle = req.extensions_mut().remove::<ClientUpgrade>()?;
+        let rx = handle
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        rx
     }
 }
 
@@ -247,34 +282,47 @@ async fn connection(
     };
     let state = Arc::new(ConnState::new());
     let tracker = Arc::clone(&state);
-    let svc = service_fn(move |req| {
-        let in_flight = tracker.begin();
+    let svc = service_fn(move |mut req: Request<Incoming>| {
+        let in_flight = tracker.begin(&req);
+        if req.headers().contains_key(UPGRADE) && req.version() == Version::HTTP_11 {
+            let (tx, rx) = oneshot::channel();
+            *tracker
+                .upgrade
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+            req.extensions_mut()
+                .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        }
+        let app = app.clone();
         // Boxed: hyper keeps room for one service future per connection for as long as the
         // connection lives, idle or not; the whole request path is a large future, and an
         // idle keep-alive connection should cost a pointer for it, not its size.
-        let handled = Box::pin(app.clone().handle_owned(req, peer));
-        async move {
-            let resp = handled.await;
+        Box::pin(async move {
+            let resp = app.handle_owned(req, peer).await;
+            in_flight.answered(&resp);
             Ok::<_, Infallible>(resp.map(|body| InFlightBody {
                 inner: body,
                 _in_flight: in_flight,
             }))
-        }
+        })
     });
-    let io = TokioIo::new(io);
     let idle = settings.idle_timeout;
     let result = match protocol {
         Protocol::Http1 => {
             // hyper's header-read timer already closes an HTTP/1.1 connection idle for
             // `header_read_timeout`: watch for idleness only if `idle_timeout` is shorter.
             let idle = (idle < settings.header_read_timeout).then_some(idle);
-            let conn = settings.http1.serve_connection(io, svc).with_upgrades();
-            drive(conn, &state, first_deadline, idle, phase).await
+            serve_http1(io, svc, &settings, &state, first_deadline, idle, phase).await
         }
         Protocol::Http2 => {
             // Boxed so that HTTP/1.1 connections do not carry room for HTTP/2's state.
-            let conn = settings.http2.serve_connection(io, svc);
-            Box::pin(drive(conn, &state, first_deadline, Some(idle), phase)).await
+            let mut conn = Box::pin(settings.http2.serve_connection(TokioIo::new(io), svc));
+            let round = Round {
+                begun: 0,
+                deadline: first_deadline,
+            };
+            let conn = conn.as_mut();
+            Box::pin(drive(conn, &state, round, Some(idle), false, &mut phase)).await
         }
     };
     if let Err(e) = result {
@@ -282,21 +330,196 @@ async fn connection(
     }
 }
 
-/// A hyper connection that can be asked to finish what is in flight and stop.
-trait Drain: Future<Output = hyper::Result<()>> {
-    fn drain(self: Pin<&mut Self>);
-}
-
-impl<I, S> Drain for http1::UpgradeableConnection<I, S>
+/// Serves HTTP/1.1 on `io` in rounds: hyper serves requests until the connection has been
+/// idle for `PARK_AFTER`; then the server takes the socket back (hyper's buffers and state are
+/// freed) and waits for the next bytes, within the same keep-alive limit hyper applies
+/// (`header_read_timeout`, or `idle` if shorter), and starts a new round with them. What the
+/// client sees is one ordinary keep-alive connection. A connection is only parked after a
+/// request without a body, that asked for no upgrade, on HTTP/1.1 without `Connection: close`
+/// (so hyper has nothing half-read and meant to keep the connection), answered without
+/// `Connection: close`; otherwise hyper ends it as it would (flushing and shutting down).
+async fn serve_http1<S>(
+    mut io: Prefixed<TcpStream>,
+    svc: S,
+    settings: &Settings,
+    state: &ConnState,
+    mut deadline: Instant,
+    idle: Option<Duration>,
+    mut phase: watch::Receiver<Phase>,
+) -> hyper::Result<()>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S: hyper::service::HttpService<Incoming> + Clone + Unpin,
+    S::Future: Unpin,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::ResBody: http_body::Body + 'static,
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let keep_alive = idle.map_or(settings.header_read_timeout, |i| {
+        i.min(settings.header_read_timeout)
+    });
+    loop {
+        let round = Round {
+            begun: state.begun(),
+            deadline,
+        };
+        let conn = settings
+            .http1
+            .serve_connection(TokioIo::new(io), svc.clone());
+        // Boxed: freed while the connection is parked.
+        let mut conn = Box::pin(Http1 {
+            conn,
+            state,
+            park: false,
+            finishing: false,
+            kept: false,
+        });
+        drive(conn.as_mut(), state, round, idle, true, &mut phase).await?;
+        let Some(parts) = conn.keep_io() else {
+            return Ok(());
+        };
+        io = parts.io.into_inner();
+        io.unshift(parts.read_buf);
+        if state.upgraded.load(Ordering::Acquire) {
+            let tx = state
+                .upgrade
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(tx) = tx {
+                // The proxy splices it to the app's side in its own task; if it gave up
+                // (the app's side failed), dropping the socket closes it.
+                let _ = tx.send(io);
+            }
+            return Ok(());
+        }
+        if !io.has_prefix() {
+            let limit = state.idle_since() + keep_alive;
+            let _parked = Parked::new(&settings.metrics);
+            tokio::select! {
+                r = io.inner.readable() => if let Err(e) = r {
+                    tracing::debug!(error = %e, "parked connection failed");
+                    return Ok(());
+                },
+                () = tokio::time::sleep_until(limit) => {
+                    tracing::debug!("connection idle; closing");
+                    return Ok(());
+                }
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return Ok(()),
+            }
+        }
+        if *phase.borrow() != Phase::Serving {
+            return Ok(());
+        }
+        deadline = Instant::now() + settings.header_read_timeout;
+    }
+}
+
+/// Counts a connection as parked while it lives.
+struct Parked<'m>(&'m SharedMetrics);
+
+impl<'m> Parked<'m> {
+    fn new(metrics: &'m SharedMetrics) -> Self {
+        metrics.parked(1);
+        Parked(metrics)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked(-1);
+    }
+}
+
+/// One round of hyper serving HTTP/1.1, polled without hyper shutting the socket down when it
+/// ends, so that a parked (or upgraded) connection can be taken back. When it ends any other
+/// way, it finishes as hyper's own connection does: flushed, then shut down.
+struct Http1<'s, I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+{
+    conn: http1::Connection<I, S>,
+    state: &'s ConnState,
+    /// Parking was asked for (hyper was told to stop after the current exchange).
+    park: bool,
+    /// Ended without parking: polling hyper's own end (flush, shutdown).
+    finishing: bool,
+    /// Ended parked or upgraded: the socket is to be taken back.
+    kept: bool,
+}
+
+impl<I, S> Http1<'_, I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    /// The socket and what hyper read past the last request, if this round ended in a park or
+    /// an upgrade.
+    fn keep_io(self: Pin<Box<Self>>) -> Option<http1::Parts<I, S>> {
+        let this = Pin::into_inner(self);
+        this.kept.then(|| this.conn.into_parts())
+    }
+}
+
+impl<I, S> Future for Http1<'_, I, S>
+where
+    S: hyper::service::HttpService<Incoming> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.finishing {
+            if let Err(e) = std::task::ready!(this.conn.poll_without_shutdown(cx)) {
+                this.finishing = true;
+                return Poll::Ready(Err(e));
+            }
+            if this.park || this.state.upgraded.load(Ordering::Acquire) {
+                this.kept = true;
+                return Poll::Ready(Ok(()));
+            }
+            this.finishing = true;
+        }
+        Pin::new(&mut this.conn).poll(cx)
+    }
+}
+
+impl<I, S> Drain for Http1<'_, I, S>
+where
+    S: hyper::service::HttpService<Incoming> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
     fn drain(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        Pin::new(&mut self.get_mut().conn).graceful_shutdown();
+    }
+
+    fn park(self: Pin<&mut Self>) -> bool {
+        let this = self.get_mut();
+        this.park = true;
+        Pin::new(&mut this.conn).graceful_shutdown();
+        true
+    }
+}
+
+/// A hyper connection that can be asked to finish what is in flight and stop.
+trait Drain: Future<Output = hyper::Result<()>> {
+    fn drain(self: Pin<&mut Self>);
+
+    /// Like `drain`, to take the socket back for the next request; `false` if this kind of
+    /// connection cannot be parked.
+    fn park(self: Pin<&mut Self>) -> bool {
+        false
     }
 }
 
@@ -314,30 +537,56 @@ where
     }
 }
 
+/// Where a round of serving starts: how many requests the connection had begun, and by when
+/// the round's first request must have begun.
+#[derive(Clone, Copy)]
+struct Round {
+    begun: u64,
+    deadline: Instant,
+}
+
 /// Polls `conn` to its end, draining it when the server drains or when it has had no request
-/// in flight for `idle` (if given), and dropping it (closing the socket) when no first request
-/// started by `first_deadline` or when the server closes.
+/// in flight for `idle` (if given), parking it (if `park`) after `PARK_AFTER` without one,
+/// and dropping it (closing the socket) when no request began by `round.deadline` or when the
+/// server closes.
 async fn drive<C: Drain>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     state: &ConnState,
-    first_deadline: Instant,
+    round: Round,
     idle: Option<Duration>,
-    mut phase: watch::Receiver<Phase>,
+    park: bool,
+    phase: &mut watch::Receiver<Phase>,
 ) -> hyper::Result<()> {
-    tokio::pin!(conn);
     let mut draining = false;
     if *phase.borrow_and_update() != Phase::Serving {
         conn.as_mut().drain();
         draining = true;
     }
+    // One timer for the round, moved only when its deadline changes (not per request).
+    let timer = tokio::time::sleep_until(round.deadline);
+    tokio::pin!(timer);
+    let mut armed = Some(round.deadline);
+    let mut park_at: Option<Instant> = None;
     loop {
+        let started = state.begun() > round.begun;
         let wake = match idle {
-            _ if !state.started() => Some(first_deadline),
+            _ if !started => Some(round.deadline),
             None => None,
             // Re-checked when the last request ends (`state.idle` is notified).
             Some(idle) if state.in_flight() > 0 => Some(Instant::now() + idle),
             Some(idle) => Some(state.idle_since() + idle),
         };
+        let next = match (wake, park_at) {
+            _ if draining => None,
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if next != armed {
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
+            }
+            armed = next;
+        }
         tokio::select! {
             r = conn.as_mut() => return r,
             changed = phase.changed() => {
@@ -351,17 +600,39 @@ async fn drive<C: Drain>(
                     _ => {}
                 }
             }
-            () = state.idle.notified(), if idle.is_some() => {}
-            () = tokio::time::sleep_until(wake.unwrap_or(first_deadline)), if !draining && wake.is_some() => {
-                if !state.started() {
-                    tracing::debug!("no request within header_read_timeout; connection closed");
-                    return Ok(());
+            () = state.idle.notified(), if idle.is_some() || park => {
+                if park && park_at.is_none() && state.in_flight() == 0 {
+                    park_at = Some(state.idle_since() + PARK_AFTER);
                 }
-                let Some(idle) = idle else { continue };
-                if state.in_flight() == 0 && state.idle_since() + idle <= Instant::now() {
-                    tracing::debug!("connection idle; closing");
-                    conn.as_mut().drain();
-                    draining = true;
+            }
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if !started {
+                    if now >= round.deadline {
+                        tracing::debug!("no request within header_read_timeout; connection closed");
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if let Some(at) = park_at.filter(|at| *at <= now) {
+                    park_at = None;
+                    if state.in_flight() == 0 && state.parkable() {
+                        let quiet_since = state.idle_since() + PARK_AFTER;
+                        if quiet_since <= now {
+                            draining = conn.as_mut().park();
+                            continue;
+                        }
+                        // A request ended since: wait from its end.
+                        park_at = Some(quiet_since.max(at));
+                    }
+                }
+                if let Some(idle) = idle {
+                    if state.in_flight() == 0 && state.idle_since() + idle <= now {
+                        tracing::debug!("connection idle; closing");
+                        conn.as_mut().drain();
+                        draining = true;
+                    }
                 }
             }
         }
@@ -371,9 +642,16 @@ async fn drive<C: Drain>(
 /// Requests in flight on one connection, and since when it has had none.
 struct ConnState {
     origin: Instant,
-    started: AtomicBool,
+    /// Requests begun on this connection.
+    begun: AtomicU64,
     in_flight: AtomicUsize,
     idle_since_ms: AtomicU64,
+    /// The last request begun may leave the connection parked after it (see `serve_http1`).
+    parkable: AtomicBool,
+    /// A `101` was sent: the connection belongs to the tunnel now.
+    upgraded: AtomicBool,
+    /// Where the socket goes after a `101` (set for requests that ask for an upgrade).
+    upgrade: Mutex<Option<oneshot::Sender<ClientIo>>>,
     /// Notified when the last request in flight ends.
     idle: Notify,
 }
@@ -382,21 +660,33 @@ impl ConnState {
     fn new() -> Self {
         ConnState {
             origin: Instant::now(),
-            started: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            parkable: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            upgrade: Mutex::new(None),
             idle: Notify::new(),
         }
     }
 
-    fn begin(self: &Arc<Self>) -> InFlight {
-        self.started.store(true, Ordering::Relaxed);
+    fn begin(self: &Arc<Self>, req: &Request<Incoming>) -> InFlight {
+        let parkable = req.version() == Version::HTTP_11
+            && req.body().is_end_stream()
+            && !req.headers().contains_key(UPGRADE)
+            && !asks_to_close(req.headers());
+        self.parkable.store(parkable, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(self))
     }
 
-    fn started(&self) -> bool {
-        self.started.load(Ordering::Relaxed)
+    fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
+    }
+
+    fn parkable(&self) -> bool {
+        self.parkable.load(Ordering::Relaxed)
     }
 
     fn in_flight(&self) -> usize {
@@ -408,8 +698,30 @@ impl ConnState {
     }
 }
 
+/// Whether `headers` carry `Connection: close`.
+fn asks_to_close(headers: &http::HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
 /// One request in flight, from the service call until its response body is done or dropped.
 struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    /// Notes what the answer means for the connection: a `101` hands it to a tunnel, and an
+    /// answer that closes it is not parked.
+    fn answered<B>(&self, resp: &http::Response<B>) {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            self.0.upgraded.store(true, Ordering::Release);
+            self.0.parkable.store(false, Ordering::Relaxed);
+        } else if asks_to_close(resp.headers()) {
+            self.0.parkable.store(false, Ordering::Relaxed);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -450,18 +762,34 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for InFlightBody<
 
 /// A stream whose first bytes were already read: they are replayed before the rest.
 /// (hyper-util's `Rewind` does this but is private.)
-struct Prefixed<S> {
-    prefix: Vec<u8>,
-    pos: usize,
+pub struct Prefixed<S> {
+    prefix: Bytes,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
-    fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            inner,
+    fn new(prefix: Bytes, inner: S) -> Self {
+        Prefixed { prefix, inner }
+    }
+
+    fn has_prefix(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// Puts `front` before what is still to be replayed.
+    fn unshift(&mut self, front: Bytes) {
+        if front.is_empty() {
+            // Dropped: an empty `Bytes` from hyper may still hold its whole read buffer.
+            return;
+        }
+        if self.prefix.is_empty() {
+            // A copy, so the rest of hyper's buffer is not kept alive by it.
+            self.prefix = Bytes::copy_from_slice(&front);
+        } else {
+            let mut both = BytesMut::with_capacity(front.len() + self.prefix.len());
+            both.extend_from_slice(&front);
+            both.extend_from_slice(&self.prefix);
+            self.prefix = both.freeze();
         }
     }
 }
@@ -473,14 +801,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.pos < this.prefix.len() && buf.remaining() > 0 {
-            let n = buf.remaining().min(this.prefix.len() - this.pos);
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
+        if !this.prefix.is_empty() && buf.remaining() > 0 {
+            let n = buf.remaining().min(this.prefix.len());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

@@ -39,16 +39,23 @@ async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool)
 }
 
 async fn wait_connections_zero(sc: &Sidecar) {
+    wait_gauge(
+        "open connections",
+        || sc.app.metrics().open_connections(),
+        0,
+    )
+    .await;
+}
+
+/// Waits (5 s at most) until `get` reads `want`.
+async fn wait_gauge(what: &str, get: impl Fn() -> i64, want: i64) {
     for _ in 0..100 {
-        if sc.app.metrics().open_connections() == 0 {
+        if get() == want {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "{} connections still open",
-        sc.app.metrics().open_connections()
-    );
+    panic!("{what}: {}, expected {want}", get());
 }
 
 #[tokio::test]
@@ -521,4 +528,221 @@ async fn open_tunnels_are_closed_at_shutdown_after_the_grace_period() {
         .expect("serve returned")
         .expect("join");
     wait_tunnels_zero(&app).await;
+}
+
+// === Parked keep-alive connections ===
+// A keep-alive connection idle for 100 ms gives hyper's buffers back and waits as a bare
+// socket; the client must not be able to tell, whatever it sends next.
+
+/// Reads one response (head and a `Content-Length` body) from `s`; returns the head and body.
+async fn read_response(s: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut body))
+        .await
+        .expect("body in time")
+        .expect("body");
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Waits until `n` connections are parked.
+async fn wait_parked(sc: &Sidecar, n: i64) {
+    wait_gauge(
+        "parked connections",
+        || sc.app.metrics().parked_connections(),
+        n,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn parked_keep_alive_connections_serve_what_comes_next_unchanged() {
+    let (_j, echo, sc) = env_with(|_| {}).await;
+    let token = valid_token("u-park");
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n")
+    };
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+
+    s.write_all(get("/one").as_bytes()).await.expect("write");
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    wait_parked(&sc, 1).await;
+
+    // The next request on the same socket, after the park.
+    s.write_all(get("/two").as_bytes()).await.expect("write");
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("\"/two\""), "{body}");
+    wait_parked(&sc, 1).await;
+
+    // Two pipelined requests in one write: both answered, in order.
+    s.write_all(format!("{}{}", get("/three"), get("/four")).as_bytes())
+        .await
+        .expect("write");
+    let (_, b3) = read_response(&mut s).await;
+    let (_, b4) = read_response(&mut s).await;
+    assert!(
+        b3.contains("\"/three\"") && b4.contains("\"/four\""),
+        "{b3} {b4}"
+    );
+    wait_parked(&sc, 1).await;
+
+    // A request whose head arrives in pieces across the wake-up.
+    let req = get("/five");
+    let (a, b) = req.split_at(7);
+    s.write_all(a.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b.as_bytes()).await.expect("write");
+    let (_, b5) = read_response(&mut s).await;
+    assert!(b5.contains("\"/five\""), "{b5}");
+
+    // A request with a body is not parked on (hyper keeps the connection), and still served.
+    let post = format!(
+        "POST /six HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    s.write_all(post.as_bytes()).await.expect("write");
+    let (head, b6) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(b6.contains("\"body_len\":5"), "{b6}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sc.app.metrics().parked_connections(), 0);
+    s.write_all(get("/seven").as_bytes()).await.expect("write");
+    let (_, b7) = read_response(&mut s).await;
+    assert!(b7.contains("\"/seven\""), "{b7}");
+
+    let paths: Vec<String> = echo
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/one", "/two", "/three", "/four", "/five", "/six", "/seven"]
+    );
+    drop(s);
+    wait_connections_zero(&sc).await;
+    assert_eq!(sc.app.metrics().parked_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_closed_at_the_keep_alive_limit_and_at_shutdown() {
+    let (_j, _e, sc) =
+        env_with(|c| c.server.header_read_timeout = Duration::from_millis(800)).await;
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+    let started = tokio::time::Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    wait_parked(&sc, 1).await;
+    let (rest, closed) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(closed && rest.is_empty(), "{rest:?}");
+    // Closed at the keep-alive limit, not at the park.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_connections_zero(&sc).await;
+    assert_eq!(sc.app.metrics().parked_connections(), 0);
+
+    // A parked connection does not hold the shutdown up.
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    read_response(&mut s).await;
+    wait_parked(&sc, 1).await;
+    let stopping = tokio::time::Instant::now();
+    sc.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(2)).await;
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn connections_that_asked_to_close_are_closed_not_parked() {
+    let (_j, _e, sc) = env_with(|_| {}).await;
+    for req in [
+        "GET /healthz HTTP/1.0\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(2)).await;
+        assert!(answer.contains(" 200 "), "{answer}");
+        assert!(closed, "{req:?} left open");
+    }
+    wait_connections_zero(&sc).await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_can_still_be_upgraded_with_bytes_sent_early() {
+    use futures_util::StreamExt;
+    let (_j, _up, sc) = ws_env(|_| {}).await;
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    read_response(&mut s).await;
+    wait_parked(&sc, 1).await;
+
+    // The upgrade on the parked socket, with a WebSocket frame sent right behind the request
+    // (before the 101): it must reach the app through the tunnel.
+    let token = valid_token("ws");
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let upgrade = format!(
+        "GET /socket HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        sc.addr
+    );
+    // A masked text frame "early".
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 5];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"early".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut bytes = upgrade.into_bytes();
+    bytes.extend_from_slice(&frame);
+    s.write_all(&bytes).await.expect("write");
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        s,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("no error");
+    assert_eq!(back.to_text().expect("text"), "early");
+    assert_eq!(sc.app.tunnels().open(), 1);
 }
