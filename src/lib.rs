@@ -62,6 +62,7 @@ pub mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod pool;
 pub mod proxy;
 pub mod revocation;
 pub mod router;

@@ -1,5 +1,5 @@
-//! Forwarding to the protected app: one pooled HTTP/1.1 client, built once; streaming both
-//! ways; HTTP/1.1 upgrades spliced end to end after a 101.
+//! Forwarding to the protected app: HTTP/1.1 through the single-upstream connection pool
+//! (`pool`); streaming both ways; HTTP/1.1 upgrades spliced end to end after a 101.
 //!
 //! Knows nothing about tokens, and does not edit the request: `forward::to_upstream` built it
 //! (URI, `Host`, every header). This module sends it and strips hop-by-hop headers from the
@@ -16,13 +16,12 @@ use http::header::{CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::body::{streamed, Body};
 use crate::config::UpstreamConfig;
 use crate::headers;
+use crate::pool::Pool;
 use crate::server::ClientUpgrade;
 use crate::tunnel::{TunnelPermit, Tunnels};
 
@@ -40,27 +39,17 @@ pub enum ProxyError {
 /// The protected app.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Tracked>,
+    pool: Pool<Tracked>,
     response_timeout: Duration,
     tunnels: Option<Tunnels>,
 }
 
 impl Upstream {
-    /// Builds the pooled client.
+    /// An empty connection pool to `cfg.url`; connections are made on demand. (The default
+    /// idle timeout, 4 s, stays below common app keep-alives, such as Node's 5 s.)
     pub fn new(cfg: &UpstreamConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_nodelay(true);
-        // The pool's idle timeout stays below common app keep-alives (Node: 5 s) and the
-        // timer makes the reaper run (hyper-util only expires idle connections with one).
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(http);
         Upstream {
-            client,
+            pool: Pool::new(cfg),
             response_timeout: cfg.response_timeout,
             tunnels: None,
         }
@@ -103,7 +92,7 @@ impl Upstream {
             inner,
             progress: Arc::clone(&progress),
         });
-        let sent = self.client.request(req);
+        let sent = self.pool.send(req);
         tokio::pin!(sent);
         let mut resp = loop {
             let deadline = progress.last() + self.response_timeout;
