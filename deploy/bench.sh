@@ -19,6 +19,8 @@
 #   LOG_FORMAT=text deploy/bench.sh          # text log lines (default: json, as the image ships)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
 #   CHECK=1 deploy/bench.sh                  # the forward-auth check instead of the gated path
+#   BARE=1 deploy/bench.sh                   # the floor: a bare hyper pass-through proxy
+#                                            # (benches/bare_proxy.rs) instead of the sidecar
 #
 # Steps:
 #  1. builds the release binary: `bash deploy/build-release.sh` (cargo build --release --locked)
@@ -201,6 +203,24 @@ log_format=${LOG_FORMAT:-json}
 BENCH_DIR="${BENCH_DIR:-$REPO/../shared/bench}"
 [[ -x $BENCH_DIR/run.sh ]] || die "no harness at $BENCH_DIR/run.sh (set BENCH_DIR)"
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
+
+if [[ ${BARE:-0} == 1 ]]; then
+    # The floor: benches/bare_proxy.rs (hyper server + hyper-util's pooled client, the
+    # sidecar's runtime and allocator, nothing else) as the harness's extra target, with only
+    # the harness's plain 200 check (it verifies nothing).
+    log "building: cargo build --profile bench --bench bare_proxy"
+    bare="$(cd "$REPO" && cargo build --profile bench --bench bare_proxy --locked --message-format=json |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_proxy" and m.get("executable"):
+        print(m["executable"])')"
+    [[ -x $bare ]] || die "bare_proxy did not build"
+    EXTRA_NAME=bare-hyper EXTRA_TARGET="${EXTRA_TARGET:-http://127.0.0.1:18090}" \
+        EXTRA_CMD="$(printf '%q' "$bare")" EXTRA_CHECK=none EXTRA_STRICT=0 \
+        "$BENCH_DIR/run.sh"
+    exit
+fi
 
 # ------------------------------------------------------------------ 1. build
 if [[ -n ${SIDECAR_BIN:-} ]]; then
