@@ -19,6 +19,8 @@
 #   LOG_FORMAT=text deploy/bench.sh          # text log lines (default: json, as the image ships)
 #   TARGETS="haproxy-plain haproxy" deploy/bench.sh   # fewer anchors
 #   CHECK=1 deploy/bench.sh                  # the forward-auth check instead of the gated path
+#   BASELINE_BIN=/path deploy/bench.sh       # A/B: this build vs another binary, interleaved
+#                                            # rounds in one harness session (+ HAProxy plain)
 #   BARE=1 deploy/bench.sh                   # the floor: a bare hyper pass-through proxy
 #                                            # (benches/bare_proxy.rs) instead of the sidecar
 #
@@ -260,7 +262,8 @@ run_dir="$(cd "$run_dir" && pwd)"
 results="$(cd "$results" && pwd)"
 config="$run_dir/sidecar.toml"
 # The default admin port (9901) may be taken by another sidecar: pick a free loopback one.
-admin_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+admin_port="$(free_port)"
 target="${EXTRA_TARGET:-$default_target}"
 rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev="$rev+dirty"
@@ -301,21 +304,101 @@ run_harness() {
         "$BENCH_DIR/run.sh" "${@:2}"
 }
 
+# The harness's servers (`run.sh serve`: its nginx upstream, HAProxy plain, this sidecar pinned
+# like every proxy, strict checks first) in the background until killed: `serve_harness NAME
+# LOG` sets serve_pid and returns once they are up.
+serve_harness() {
+    TARGETS="haproxy-plain" SERVE_SECONDS=3600 run_harness "$1" serve >"$2" 2>&1 &
+    serve_pid=$!
+    for _ in $(seq 600); do
+        grep -q "servers up for" "$2" 2>/dev/null && return 0
+        kill -0 "$serve_pid" 2>/dev/null || { cat "$2" >&2; die "the harness did not start"; }
+        sleep 0.2
+    done
+    die "the harness did not start in 120 s (see $2)"
+}
+
+if [[ -n ${BASELINE_BIN:-} ]]; then
+    # ---------------------------------------------------------------- A/B: this build vs another
+    [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+    duration=${DURATION:-8} rounds=${ROUNDS:-5} warmup=${WARMUP:-3}
+    conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0} server_cpu=${SERVER_CPU:-1}
+    serve_pid="" base_pid=""
+    trap 'kill "$serve_pid" "$base_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null' EXIT
+    serve_harness "$name" "$run_dir/ab-serve.log"
+    # The baseline: the same configuration on the next port, pinned like the sidecar.
+    base_port=$((${target##*:} + 1))
+    base_target="http://127.0.0.1:$base_port"
+    # shellcheck disable=SC1091
+    source "$keys/claims.env"
+    env BENCH_EXTRA_LISTEN="127.0.0.1:$base_port" BENCH_UPSTREAM="http://127.0.0.1:${UP_PORT:-18080}" \
+        BENCH_JWKS_URL="http://127.0.0.1:${UP_PORT:-18080}/.well-known/jwks.json" \
+        BENCH_ISS="$BENCH_ISS" BENCH_CLIENT_ID="$BENCH_CLIENT_ID" BENCH_POOL_ID="$BENCH_POOL_ID" \
+        BENCH_REGION="$BENCH_REGION" CS_BENCH_BIN="$BASELINE_BIN" CS_BENCH_CONFIG="$run_dir/baseline.toml" \
+        CS_BENCH_ADMIN_LISTEN="127.0.0.1:$(free_port)" CS_BENCH_CACHE_ENTRIES="$cache_entries" \
+        CS_BENCH_ACCESS_LOG="$access" CS_BENCH_LOG_FORMAT="$log_format" \
+        taskset -c "$server_cpu" bash "$SELF" __sidecar >"$run_dir/baseline.out" 2>&1 &
+    base_pid=$!
+    for _ in $(seq 100); do
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_target/readyz")" == 200 ]] && break
+        sleep 0.1
+    done
+    token="$(head -1 "$keys/tokens_valid.txt")"
+    for t in "$target" "$base_target"; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$t/")"
+        [[ $code == 200 ]] || die "$t did not pass a valid token (HTTP $code)"
+    done
+    plain="http://127.0.0.1:${HAPROXY_PLAIN_PORT:-18084}"
+    run_wrk() { # url seconds -> RESULT line
+        timeout -k 5 $(($2 + 20)) taskset -c "$load_cpu" \
+            wrk -t"$threads" -c"$conns" -d"$2"s --timeout 5s --latency \
+            -s "$BENCH_DIR/wrk_tokens.lua" "$1/" -- "$keys/tokens_valid.txt" 2>&1 | grep '^RESULT' || true
+    }
+    log "warm-up (${warmup}s each)"
+    for t in "$target" "$base_target" "$plain"; do run_wrk "$t" "$warmup" >/dev/null; done
+    out_file="$results/ab-$(date +%Y%m%d-%H%M%S).txt"
+    for ((r = 1; r <= rounds; r++)); do
+        order=(new baseline haproxy-plain)
+        ((r % 2 == 0)) && order=(baseline new haproxy-plain)
+        for what in "${order[@]}"; do
+            case $what in
+            new) url=$target ;;
+            baseline) url=$base_target ;;
+            haproxy-plain) url=$plain ;;
+            esac
+            line="$(run_wrk "$url" "$duration")"
+            [[ -n $line ]] || die "wrk produced no result for $what"
+            echo "round $r $what $line" | tee -a "$out_file" >&2
+        done
+    done
+    python3 - "$out_file" <<'PY'
+import re, statistics, sys
+rows = {"new": [], "baseline": [], "haproxy-plain": []}
+for line in open(sys.argv[1]):
+    m = re.match(r"round (\d+) ([\w-]+) RESULT .*rps=([\d.]+) p50_us=(\d+) p90_us=\d+ p99_us=(\d+)", line)
+    if m:
+        rows[m.group(2)].append((int(m.group(1)), float(m.group(3)), int(m.group(4)), int(m.group(5))))
+for what, rs in rows.items():
+    print(f"{what:14} req/s median {statistics.median(r[1] for r in rs):>9,.0f}  "
+          f"p50 {statistics.median(r[2] for r in rs) / 1000:.3f} ms  p99 {statistics.median(r[3] for r in rs) / 1000:.3f} ms  rounds {len(rs)}")
+per = lambda a, b: statistics.median(x[1] / y[1] for x, y in zip(rows[a], rows[b]))
+print(f"new / baseline = {per('new', 'baseline'):.3f} (median of per-round ratios)")
+print(f"new / haproxy-plain = {per('new', 'haproxy-plain'):.3f}, baseline / haproxy-plain = {per('baseline', 'haproxy-plain'):.3f}")
+PY
+    echo "new: $bin; baseline: $BASELINE_BIN; rounds: $out_file"
+    trap - EXIT
+    kill "$base_pid" "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    exit 0
+fi
+
 if [[ $sessions == 1 ]]; then
     # ---------------------------------------------------------------- bearer vs cookie
     duration=${DURATION:-10} rounds=${ROUNDS:-3} warmup=${WARMUP:-3}
     conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0}
-    serve_log="$run_dir/sessions-serve.log"
-    TARGETS="haproxy-plain" SERVE_SECONDS=3600 \
-        run_harness "$name-sessions" serve >"$serve_log" 2>&1 &
-    serve_pid=$!
+    serve_pid=""
     trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; kill "$redis_pid" 2>/dev/null || true' EXIT
-    for _ in $(seq 600); do
-        grep -q "servers up for" "$serve_log" 2>/dev/null && break
-        kill -0 "$serve_pid" 2>/dev/null || { cat "$serve_log" >&2; die "the harness did not start"; }
-        sleep 0.2
-    done
-    grep -q "servers up for" "$serve_log" || die "the harness did not start in 120 s (see $serve_log)"
+    serve_harness "$name-sessions" "$run_dir/sessions-serve.log"
     cookies="$run_dir/cookies.txt"
     python3 - "$keys/tokens_valid.txt" "$cookies" <<'PY' | redis-cli -p "${shared_url##*:}" >/dev/null
 import base64, hashlib, json, os, sys, time
