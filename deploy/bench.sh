@@ -318,13 +318,23 @@ serve_harness() {
     die "the harness did not start in 120 s (see $2)"
 }
 
+# Stops what serve_harness started: run.sh itself (a child of the backgrounded function), whose
+# exit stops its servers, then the function.
+stop_serve() {
+    [[ -n ${serve_pid:-} ]] || return 0
+    pkill -TERM -P "$serve_pid" 2>/dev/null || true
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=""
+}
+
 if [[ -n ${BASELINE_BIN:-} ]]; then
     # ---------------------------------------------------------------- A/B: this build vs another
     [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
     duration=${DURATION:-8} rounds=${ROUNDS:-5} warmup=${WARMUP:-3}
     conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0} server_cpu=${SERVER_CPU:-1}
     serve_pid="" base_pid=""
-    trap 'kill "$serve_pid" "$base_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null' EXIT
+    trap 'kill "$base_pid" 2>/dev/null; stop_serve' EXIT
     serve_harness "$name" "$run_dir/ab-serve.log"
     # The baseline: the same configuration on the next port, pinned like the sidecar.
     base_port=$((${target##*:} + 1))
@@ -387,8 +397,8 @@ print(f"new / haproxy-plain = {per('new', 'haproxy-plain'):.3f}, baseline / hapr
 PY
     echo "new: $bin; baseline: $BASELINE_BIN; rounds: $out_file"
     trap - EXIT
-    kill "$base_pid" "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
+    kill "$base_pid" 2>/dev/null || true
+    stop_serve
     exit 0
 fi
 
@@ -397,7 +407,7 @@ if [[ $sessions == 1 ]]; then
     duration=${DURATION:-10} rounds=${ROUNDS:-3} warmup=${WARMUP:-3}
     conns=${CONNS:-32} threads=${THREADS:-1} load_cpu=${LOAD_CPU:-0}
     serve_pid=""
-    trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; kill "$redis_pid" 2>/dev/null || true' EXIT
+    trap 'stop_serve; kill "$redis_pid" 2>/dev/null || true' EXIT
     serve_harness "$name-sessions" "$run_dir/sessions-serve.log"
     cookies="$run_dir/cookies.txt"
     python3 - "$keys/tokens_valid.txt" "$cookies" <<'PY' | redis-cli -p "${shared_url##*:}" >/dev/null
@@ -454,8 +464,7 @@ print(f"cookie / bearer = {c / b:.3f}")
 PY
     echo "rounds: $out_file"
     trap - EXIT
-    kill "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
+    stop_serve
     kill "$redis_pid" 2>/dev/null || true
     exit 0
 fi
