@@ -59,11 +59,15 @@ pub struct LogGuard {
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long exiting waits for the queued lines to be written (stderr may be a pipe nobody
+/// reads any more; exiting must not hang on it).
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.sink.close();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        if self.writer.take().is_some() {
+            self.sink.wait_done(EXIT_WAIT);
         }
     }
 }
@@ -85,6 +89,8 @@ struct Sink {
 struct Pending {
     buf: Vec<u8>,
     closed: bool,
+    /// The writer has written everything and stopped.
+    done: bool,
     /// The wall-clock second `stamp` was rendered for, and its text up to the seconds.
     stamp_secs: u64,
     stamp: String,
@@ -129,6 +135,22 @@ impl Sink {
         self.room.notify_all();
     }
 
+    /// Waits, at most `limit`, for the writer to have written everything after `close`.
+    fn wait_done(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut p = lock(&self.pending);
+        while !p.done {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            p = match self.room.wait_timeout(p, left) {
+                Ok((p, _)) => p,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
     /// The writer thread: until closed and drained, waits for a line, lets the batch grow for
     /// `FLUSH_EVERY` (or to `FLUSH_AT`), then writes it.
     fn run(&self, out: &mut impl std::io::Write) {
@@ -153,11 +175,13 @@ impl Sink {
                 std::mem::swap(&mut p.buf, &mut batch);
                 p.closed && p.buf.is_empty() && batch.is_empty()
             };
-            self.room.notify_all();
             if closed {
                 let _ = out.flush();
+                lock(&self.pending).done = true;
+                self.room.notify_all();
                 return;
             }
+            self.room.notify_all();
             if !batch.is_empty() {
                 let _ = out.write_all(&batch);
                 let _ = out.flush();
@@ -585,6 +609,8 @@ mod tests {
         assert!((1..50).contains(&writes), "{writes} writes for {n} lines");
         sink.push(|p| p.buf.extend_from_slice(b"last\n"));
         sink.close();
+        sink.wait_done(Duration::from_secs(5));
+        assert!(lock(&sink.pending).done, "the writer finished");
         writer.join().expect("writer");
         let all: Vec<u8> = out.0.lock().expect("lock").concat();
         let text = String::from_utf8(all).expect("utf-8");

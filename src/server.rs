@@ -601,7 +601,10 @@ async fn drive<C: Drain>(
                 }
             }
             () = state.idle.notified(), if idle.is_some() || park => {
-                if park && park_at.is_none() && state.in_flight() == 0 {
+                // Only after a request of this round: a round's first bytes may be a partial
+                // head, which is the header-read deadline's business, not parking's.
+                let begun = state.begun() > round.begun;
+                if park && begun && park_at.is_none() && state.in_flight() == 0 {
                     park_at = Some(state.idle_since() + PARK_AFTER);
                 }
             }
@@ -613,6 +616,9 @@ async fn drive<C: Drain>(
                         tracing::debug!("no request within header_read_timeout; connection closed");
                         return Ok(());
                     }
+                    // Nothing to park before this round's first request (and a deadline left in
+                    // the past would fire again at once).
+                    park_at = None;
                     continue;
                 }
                 if let Some(at) = park_at.filter(|at| *at <= now) {

@@ -746,3 +746,49 @@ async fn a_parked_connection_can_still_be_upgraded_with_bytes_sent_early() {
     assert_eq!(back.to_text().expect("text"), "early");
     assert_eq!(sc.app.tunnels().open(), 1);
 }
+
+/// CPU time (user + system) of the calling thread so far, from /proc/thread-self/stat. A
+/// `#[tokio::test]` runs the sidecar's tasks on this same thread.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    let after_comm = stat.rsplit_once(')').expect("comm").1;
+    let f: Vec<u64> = after_comm
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().expect("ticks"))
+        .collect();
+    // Clock ticks: 100 a second on Linux.
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+#[tokio::test]
+async fn a_partial_head_after_a_park_waits_for_the_deadline_without_spinning() {
+    let (_j, _e, sc) =
+        env_with(|c| c.server.header_read_timeout = Duration::from_millis(1500)).await;
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    read_response(&mut s).await;
+    wait_parked(&sc, 1).await;
+    // A few bytes of the next head wake the connection up; then nothing more.
+    let cpu = thread_cpu();
+    let started = tokio::time::Instant::now();
+    s.write_all(b"GET /heal").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let used = thread_cpu().saturating_sub(cpu);
+    assert!(
+        used < Duration::from_millis(200),
+        "{used:?} of CPU while waiting"
+    );
+    // Closed at the header-read deadline, not before.
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(4)).await;
+    assert!(closed);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_connections_zero(&sc).await;
+}
