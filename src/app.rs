@@ -318,17 +318,19 @@ impl App {
         req.headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // The URI's parts are shared bytes: a clone for the access line copies no path.
+        let uri = req.uri().clone();
+        let path = uri.path();
         let mut sub: Option<String> = None;
         let mut set_cookie: Option<HeaderValue> = None;
         let route = if self.check_listener {
-            if inner.router.is_check(&path) {
+            if inner.router.is_check(path) {
                 Ok(Route::Check)
             } else {
                 Ok(Route::NotHere)
             }
         } else {
-            inner.router.route(&method, &path)
+            inner.router.route(&method, path)
         };
         let result = match route {
             Err(Refused::Path) => Err(ApiError::bad_request(
@@ -450,7 +452,7 @@ impl App {
             crate::logging::access(&crate::logging::Access {
                 request_id: request_id.to_str().unwrap_or("-"),
                 method: method.as_str(),
-                path: path.as_str(),
+                path,
                 status: resp.status().as_u16(),
                 latency: start.elapsed(),
                 sub: sub.as_deref().unwrap_or("-"),
