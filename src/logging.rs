@@ -210,15 +210,8 @@ impl Pending {
         }
         self.buf.push(b'"');
         self.buf.extend_from_slice(self.stamp.as_bytes());
-        let ms = since.subsec_millis();
-        self.buf.extend_from_slice(&[
-            b'.',
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-            b'Z',
-            b'"',
-        ]);
+        push_thousandths(&mut self.buf, since.subsec_millis());
+        self.buf.extend_from_slice(b"Z\"");
     }
 }
 
@@ -290,13 +283,7 @@ impl Access<'_> {
         let us = self.latency.as_micros();
         buf.extend_from_slice(b",\"latency_ms\":");
         buf.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
-        let frac = (us % 1000) as u16;
-        buf.extend_from_slice(&[
-            b'.',
-            b'0' + (frac / 100) as u8,
-            b'0' + (frac / 10 % 10) as u8,
-            b'0' + (frac % 10) as u8,
-        ]);
+        push_thousandths(buf, (us % 1000) as u32);
         buf.extend_from_slice(b",\"sub\":");
         push_json_bytes(buf, self.sub);
         buf.extend_from_slice(b"}\n");
@@ -349,6 +336,13 @@ fn level_name(level: &tracing::Level) -> &'static str {
         tracing::Level::DEBUG => "debug",
         tracing::Level::TRACE => "trace",
     }
+}
+
+/// Appends `.ddd` for `n` thousandths (`n < 1000`): a timestamp's milliseconds, a latency's
+/// microseconds.
+fn push_thousandths(out: &mut Vec<u8>, n: u32) {
+    let digit = |d: u32| b'0' + (d % 10) as u8;
+    out.extend_from_slice(&[b'.', digit(n / 100), digit(n / 10), digit(n)]);
 }
 
 /// Appends `s` as a JSON string: quotes, backslashes and control characters escaped.
