@@ -23,6 +23,9 @@
 #                                            # rounds in one harness session (+ HAProxy plain)
 #   BARE=1 deploy/bench.sh                   # the floor: a bare hyper pass-through proxy
 #                                            # (benches/bare_proxy.rs) instead of the sidecar
+#   SERVE=1 deploy/bench.sh                  # no load: the harness's servers and this sidecar,
+#                                            # pinned as in a run, for SERVE_SECONDS (600), to
+#                                            # profile or load by hand (prints the commands)
 #
 # Steps:
 #  1. builds the release binary: `bash deploy/build-release.sh` (cargo build --release --locked)
@@ -327,6 +330,21 @@ stop_serve() {
     wait "$serve_pid" 2>/dev/null || true
     serve_pid=""
 }
+
+if [[ ${SERVE:-0} == 1 ]]; then
+    # ---------------------------------------------------------------- serve, for profiling
+    serve_pid=""
+    trap stop_serve EXIT
+    serve_harness "$name" "$run_dir/serve.log"
+    log "serving for ${SERVE_SECONDS:-600} s (Ctrl-C stops): sidecar $target, HAProxy plain" \
+        "http://127.0.0.1:${HAPROXY_PLAIN_PORT:-18084}, nginx upstream" \
+        "http://127.0.0.1:${UP_PORT:-18080}; tokens: $keys/tokens_valid.txt;" \
+        "load like the harness: taskset -c ${LOAD_CPU:-0} wrk -t1 -c32 -d8s -s $BENCH_DIR/wrk_tokens.lua URL/ -- $keys/tokens_valid.txt"
+    # In the background, so a TERM or Ctrl-C runs the EXIT trap now, not after the sleep.
+    sleep "${SERVE_SECONDS:-600}" &
+    wait $! || true
+    exit 0
+fi
 
 if [[ -n ${BASELINE_BIN:-} ]]; then
     # ---------------------------------------------------------------- A/B: this build vs another

@@ -38,7 +38,7 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Uri, Version};
 use ipnet::IpNet;
 
@@ -64,8 +64,6 @@ pub const FORWARDED_FAMILY: [&str; 4] = [
 /// Where the app is and what it may receive, compiled once from the configuration.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    scheme: Scheme,
-    authority: Authority,
     /// The upstream URL's path, without a trailing `/` ("" for none).
     prefix: String,
     host: HeaderValue,
@@ -114,7 +112,6 @@ impl Policy {
     ) -> Result<Self, &'static str> {
         let authority = upstream
             .authority()
-            .cloned()
             .ok_or("the upstream URL has no authority")?;
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| "the upstream authority is not a header value")?;
@@ -126,8 +123,6 @@ impl Policy {
         };
         let u = &cfg.upstream;
         Ok(Policy {
-            scheme: upstream.scheme().cloned().unwrap_or(Scheme::HTTP),
-            authority,
             prefix: upstream.path().trim_end_matches('/').to_string(),
             host,
             preserve_host: u.preserve_host,
@@ -179,21 +174,22 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     // 2. Path.
     let path = parts.uri.path();
     router::canonical_path(path).map_err(|_| invalid_path())?;
-    let pq = match (p.prefix.is_empty(), parts.uri.query()) {
-        (true, None) => {
+    let pq = match (
+        p.prefix.is_empty(),
+        parts.uri.path_and_query(),
+        parts.uri.query(),
+    ) {
+        // The client's own path and query (shared bytes): nothing to copy or parse again.
+        (true, Some(pq), _) => Ok(pq.clone()),
+        (true, None, _) => {
             PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(path.as_bytes()))
         }
-        (true, Some(q)) => format!("{path}?{q}").parse(),
-        (false, None) => format!("{}{path}", p.prefix).parse(),
-        (false, Some(q)) => format!("{}{path}?{q}", p.prefix).parse(),
+        (false, _, None) => format!("{}{path}", p.prefix).parse(),
+        (false, _, Some(q)) => format!("{}{path}?{q}", p.prefix).parse(),
     }
     .map_err(|_| invalid_path())?;
-    let uri = Uri::builder()
-        .scheme(p.scheme.clone())
-        .authority(p.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| invalid_path())?;
+    // Origin-form, as it goes on the wire: the upstream is the pool's one address.
+    let uri = Uri::from(pq);
 
     // 3. Host.
     let h = &mut parts.headers;
@@ -247,11 +243,12 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
 
     // 7 (writing).
     let [prev_for, proto, fwd_host, port] = kept;
-    let peer = d.peer.to_string();
-    let xff = match prev_for {
-        Some(prev) => format!("{prev}, {peer}"),
-        None => peer,
-    };
+    let mut xff = String::with_capacity(prev_for.as_ref().map_or(0, |p| p.len() + 2) + 39);
+    if let Some(prev) = prev_for {
+        xff.push_str(&prev);
+        xff.push_str(", ");
+    }
+    push_ip(&mut xff, d.peer);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -329,6 +326,26 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Outbound { parts, upgrade })
+}
+
+/// Appends `ip` as `Display` writes it; an IPv4 address (the common peer) without the
+/// formatting machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut b = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(b.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// The gate's refusal (also the forward-auth check's).
@@ -521,6 +538,24 @@ mod tests {
         ))
     }
 
+    #[test]
+    fn push_ip_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let mut out = String::from("x, ");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x, {ip}"));
+        }
+    }
+
     fn head(pairs: &[(&str, &str)]) -> Head {
         let mut h: Head = pairs
             .iter()
@@ -557,7 +592,7 @@ mod tests {
                 get("/a%20b/c?x=%2e%2e&y=/../", &[HOST, ("accept", "*/*")]),
                 ok(
                     "GET",
-                    "http://127.0.0.1:3000/a%20b/c?x=%2e%2e&y=/../",
+                    "/a%20b/c?x=%2e%2e&y=/../",
                     ours(&[("accept", "*/*")]),
                     false,
                 ),
@@ -574,7 +609,7 @@ mod tests {
                         ("x-request-id", "spoof"),
                     ],
                 ),
-                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+                ok("GET", "/a", ours(&[]), false),
             ),
             (
                 "verified: identity headers and the Authorization are the app's",
@@ -587,7 +622,7 @@ mod tests {
                 },
                 ok(
                     "GET",
-                    "http://127.0.0.1:3000/a",
+                    "/a",
                     ours(&[
                         ("authorization", "Bearer t"),
                         ("x-auth-sub", "sub-1"),
@@ -599,7 +634,7 @@ mod tests {
             (
                 "unverified Authorization never reaches the app",
                 get("/a", &[HOST, ("authorization", "Bearer forged")]),
-                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+                ok("GET", "/a", ours(&[]), false),
             ),
             (
                 "Connection names hop-by-hop headers; identity added after",
@@ -619,7 +654,7 @@ mod tests {
                 },
                 ok(
                     "GET",
-                    "http://127.0.0.1:3000/a",
+                    "/a",
                     ours(&[
                         ("te", "trailers"),
                         ("x-auth-sub", "sub-1"),
@@ -639,7 +674,7 @@ mod tests {
                         ("http2-settings", "AAMAAABkAAQAAP__"),
                     ],
                 ),
-                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+                ok("GET", "/a", ours(&[]), false),
             ),
             (
                 "WebSocket on a bodiless GET: kept",
@@ -655,7 +690,7 @@ mod tests {
                 ),
                 ok(
                     "GET",
-                    "http://127.0.0.1:3000/ws",
+                    "/ws",
                     ours(&[
                         ("connection", "upgrade"),
                         ("upgrade", "websocket"),
@@ -674,7 +709,7 @@ mod tests {
                         &[HOST, ("connection", "upgrade"), ("upgrade", "websocket")],
                     )
                 },
-                ok("POST", "http://127.0.0.1:3000/ws", ours(&[]), false),
+                ok("POST", "/ws", ours(&[]), false),
             ),
             (
                 "WebSocket with a body: plain",
@@ -687,12 +722,7 @@ mod tests {
                         ("content-length", "3"),
                     ],
                 ),
-                ok(
-                    "GET",
-                    "http://127.0.0.1:3000/ws",
-                    ours(&[("content-length", "3")]),
-                    false,
-                ),
+                ok("GET", "/ws", ours(&[("content-length", "3")]), false),
             ),
             (
                 "two protocols in one Upgrade: plain",
@@ -704,7 +734,7 @@ mod tests {
                         ("upgrade", "websocket, h2c"),
                     ],
                 ),
-                ok("GET", "http://127.0.0.1:3000/ws", ours(&[]), false),
+                ok("GET", "/ws", ours(&[]), false),
             ),
             (
                 "re-routing, re-method and re-addressing headers: gone in every spelling",
@@ -729,7 +759,7 @@ mod tests {
                         ("front-end-https", "on"),
                     ],
                 ),
-                ok("GET", "http://127.0.0.1:3000/a", ours(&[]), false),
+                ok("GET", "/a", ours(&[]), false),
             ),
             (
                 "from a trusted proxy: For chained, Proto kept; Host and Port not trusted",
@@ -749,7 +779,7 @@ mod tests {
                 },
                 Ok((
                     "GET".into(),
-                    "http://127.0.0.1:3000/a".into(),
+                    "/a".into(),
                     head(&[
                         HOST,
                         ("x-forwarded-for", "1.1.1.1, 10.0.0.5"),
@@ -768,7 +798,7 @@ mod tests {
                 },
                 Ok((
                     "GET".into(),
-                    "http://127.0.0.1:3000/a".into(),
+                    "/a".into(),
                     head(&[
                         HOST,
                         ("x-forwarded-for", "10.0.0.5"),
@@ -784,7 +814,7 @@ mod tests {
                 get("http://real.test/a?q", &[("host", "other.test")]),
                 Ok((
                     "GET".into(),
-                    "http://127.0.0.1:3000/a?q".into(),
+                    "/a?q".into(),
                     head(&[
                         ("host", "real.test"),
                         ("x-forwarded-for", "203.0.113.7"),
@@ -801,7 +831,7 @@ mod tests {
                     method: "PROPFIND",
                     ..get("/a", &[HOST])
                 },
-                ok("PROPFIND", "http://127.0.0.1:3000/a", ours(&[]), false),
+                ok("PROPFIND", "/a", ours(&[]), false),
             ),
             (
                 "lower-case method",
@@ -869,7 +899,7 @@ mod tests {
             c.upstream.preserve_host = false;
         });
         let (_, uri, h, _) = run(&get("/a?b", &[HOST]), &p).expect("ok");
-        assert_eq!(uri, "http://127.0.0.1:3000/base/a?b");
+        assert_eq!(uri, "/base/a?b");
         assert!(h.contains(&("host".into(), "127.0.0.1:3000".into())));
         assert!(h.contains(&("x-forwarded-host".into(), "app.test".into())));
 

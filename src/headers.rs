@@ -47,13 +47,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         return;
     }
+    // The names `Connection` lists. The usual ones, `keep-alive` (among the hop-by-hop names
+    // removed below) and `close`, are not collected: most messages list only those, and then
+    // nothing is allocated.
+    let mut close_named = false;
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| {
+            let close = t.eq_ignore_ascii_case("close");
+            close_named |= close;
+            !close && !t.eq_ignore_ascii_case("keep-alive")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
+    if close_named {
+        headers.remove("close");
+    }
     let te_trailers = headers
         .get_all(TE)
         .iter()
@@ -286,6 +299,33 @@ mod tests {
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-keep", "te"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn close_and_keep_alive_named_in_connection_go_too() {
+        for connection in [
+            "close",
+            "Close, keep-alive",
+            " KEEP-ALIVE ,close",
+            "keep-alive",
+        ] {
+            let mut h = map(&[
+                ("connection", connection),
+                ("close", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-keep", "yes"),
+            ]);
+            strip_hop_by_hop(&mut h, false);
+            let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            let expected = if connection.to_ascii_lowercase().contains("close") {
+                vec!["x-keep"]
+            } else {
+                // `Close` is no hop-by-hop header unless `Connection` names it.
+                vec!["close", "x-keep"]
+            };
+            assert_eq!(names, expected, "Connection: {connection}");
+        }
     }
 
     #[test]
