@@ -87,6 +87,9 @@ pub async fn serve(
         .header_read_timeout(cfg.header_read_timeout)
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
+        // The head and a small body copied into one buffer and sent with one `send`, rather
+        // than a `writev` of their parts (larger bodies are copied in up to `max_buf_size`).
+        .writev(false)
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
