@@ -69,6 +69,7 @@ fn main() {
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
                     .timer(TokioTimer::new())
+                    .writev(false)
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });

@@ -140,17 +140,16 @@ where
             let port = u.port_u16().unwrap_or(80);
             Some((Box::from(host), port))
         });
-        let mut builder = http1::Builder::new();
-        // One `send` of a head copied into hyper's buffer rather than a `writev` of its parts:
-        // requests are mostly a head alone, and a socket write is cheaper than a vectored one.
-        builder.writev(false);
         Pool {
             inner: Arc::new(Inner {
                 target,
                 connect_timeout: cfg.connect_timeout,
                 idle_timeout: cfg.pool_idle_timeout,
                 max_idle: cfg.pool_max_idle,
-                builder,
+                // Vectored writes (hyper's default here): a request body goes out from the
+                // client's buffers without a copy, so an upload leaves no large buffer behind
+                // on a pooled connection (the server side flattens; see `server.rs`).
+                builder: http1::Builder::new(),
                 idle: Mutex::new(Idle {
                     stack: VecDeque::new(),
                     reaping: false,

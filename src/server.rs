@@ -88,7 +88,8 @@ pub async fn serve(
         .max_buf_size(cfg.max_header_bytes.max(8192))
         .max_headers(cfg.max_headers)
         // The head and a small body copied into one buffer and sent with one `send`, rather
-        // than a `writev` of their parts (larger bodies are copied in up to `max_buf_size`).
+        // than a `writev` of their parts. A large body is copied through that buffer too (up
+        // to `max_buf_size` at a time); its capacity goes when the connection parks or ends.
         .writev(false)
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
