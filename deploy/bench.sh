@@ -335,6 +335,8 @@ if [[ ${SERVE:-0} == 1 ]]; then
     # ---------------------------------------------------------------- serve, for profiling
     serve_pid=""
     trap stop_serve EXIT
+    # A signal ends the script through `exit`, so the EXIT trap stops what it started.
+    trap 'exit 143' TERM INT HUP
     serve_harness "$name" "$run_dir/serve.log"
     log "serving for ${SERVE_SECONDS:-600} s (Ctrl-C stops): sidecar $target, HAProxy plain" \
         "http://127.0.0.1:${HAPROXY_PLAIN_PORT:-18084}, nginx upstream" \
