@@ -158,7 +158,7 @@ where
         }
     }
 
-    /// Sends `req` (absolute-form URI, as `forward::to_upstream` builds it, or origin-form) on
+    /// Sends `req` (origin-form, as `forward::to_upstream` builds it, or absolute-form) on
     /// an idle connection or a new one, in origin-form (authority-form for `CONNECT`), and
     /// returns the response head with its body streaming. The connection goes back to the
     /// pool once hyper has it ready for another request.
