@@ -137,18 +137,8 @@ impl Sink {
 
     /// Waits, at most `limit`, for the writer to have written everything after `close`.
     fn wait_done(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let mut p = lock(&self.pending);
-        while !p.done {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            p = match self.room.wait_timeout(p, left) {
-                Ok((p, _)) => p,
-                Err(e) => e.into_inner().0,
-            };
-        }
+        let p = lock(&self.pending);
+        drop(self.room.wait_timeout_while(p, limit, |p| !p.done));
     }
 
     /// The writer thread: until closed and drained, waits for a line, lets the batch grow for
@@ -157,21 +147,15 @@ impl Sink {
         let mut batch: Vec<u8> = Vec::with_capacity(FLUSH_AT);
         loop {
             let closed = {
-                let mut p = lock(&self.pending);
-                while p.buf.is_empty() && !p.closed {
-                    p = self.ready.wait(p).unwrap_or_else(PoisonError::into_inner);
-                }
-                let deadline = std::time::Instant::now() + FLUSH_EVERY;
-                while p.buf.len() < FLUSH_AT && !p.closed {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    p = match self.ready.wait_timeout(p, left) {
-                        Ok((p, _)) => p,
-                        Err(e) => e.into_inner().0,
-                    };
-                }
+                let p = lock(&self.pending);
+                let p = self
+                    .ready
+                    .wait_while(p, |p| p.buf.is_empty() && !p.closed)
+                    .unwrap_or_else(PoisonError::into_inner);
+                let (mut p, _) = self
+                    .ready
+                    .wait_timeout_while(p, FLUSH_EVERY, |p| p.buf.len() < FLUSH_AT && !p.closed)
+                    .unwrap_or_else(PoisonError::into_inner);
                 std::mem::swap(&mut p.buf, &mut batch);
                 p.closed && p.buf.is_empty() && batch.is_empty()
             };

@@ -573,6 +573,18 @@ async fn wait_parked(sc: &Sidecar, n: i64) {
     .await;
 }
 
+/// A keep-alive connection that has served `GET /healthz` and is now parked.
+async fn parked_connection(sc: &Sidecar) -> TcpStream {
+    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    wait_parked(sc, 1).await;
+    s
+}
+
 #[tokio::test]
 async fn parked_keep_alive_connections_serve_what_comes_next_unchanged() {
     let (_j, echo, sc) = env_with(|_| {}).await;
@@ -669,12 +681,7 @@ async fn a_parked_connection_is_closed_at_the_keep_alive_limit_and_at_shutdown()
     assert_eq!(sc.app.metrics().parked_connections(), 0);
 
     // A parked connection does not hold the shutdown up.
-    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    read_response(&mut s).await;
-    wait_parked(&sc, 1).await;
+    let mut s = parked_connection(&sc).await;
     let stopping = tokio::time::Instant::now();
     sc.stop().await;
     assert!(
@@ -707,12 +714,7 @@ async fn connections_that_asked_to_close_are_closed_not_parked() {
 async fn a_parked_connection_can_still_be_upgraded_with_bytes_sent_early() {
     use futures_util::StreamExt;
     let (_j, _up, sc) = ws_env(|_| {}).await;
-    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    read_response(&mut s).await;
-    wait_parked(&sc, 1).await;
+    let mut s = parked_connection(&sc).await;
 
     // The upgrade on the parked socket, with a WebSocket frame sent right behind the request
     // (before the 101): it must reach the app through the tunnel.
@@ -766,12 +768,7 @@ fn thread_cpu() -> Duration {
 async fn a_partial_head_after_a_park_waits_for_the_deadline_without_spinning() {
     let (_j, _e, sc) =
         env_with(|c| c.server.header_read_timeout = Duration::from_millis(1500)).await;
-    let mut s = TcpStream::connect(sc.addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    read_response(&mut s).await;
-    wait_parked(&sc, 1).await;
+    let mut s = parked_connection(&sc).await;
     // A few bytes of the next head wake the connection up; then nothing more.
     let cpu = thread_cpu();
     let started = tokio::time::Instant::now();
