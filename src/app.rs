@@ -61,7 +61,12 @@ struct Inner {
     by_address: Limiter<std::net::IpAddr>,
     openapi: bytes::Bytes,
     forward_auth: crate::config::ForwardAuthConfig,
+    /// When `removed_from_answer` last warned.
+    answer_warned: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How often `removed_from_answer` may warn.
+const ANSWER_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +245,7 @@ impl App {
                 by_address,
                 openapi: openapi_document(config),
                 forward_auth: config.forward_auth.clone(),
+                answer_warned: std::sync::Mutex::new(None),
             }),
             check_listener: false,
         })
@@ -323,7 +329,10 @@ impl App {
         let path = uri.path();
         let mut sub: Option<String> = None;
         let mut set_cookie: Option<HeaderValue> = None;
-        let route = if self.check_listener {
+        let alias = crate::headers::framing_alias(req.headers()).is_some();
+        let route = if alias {
+            Err(Refused::FramingAlias)
+        } else if self.check_listener {
             if inner.router.is_check(path) {
                 Ok(Route::Check)
             } else {
@@ -340,6 +349,10 @@ impl App {
             Err(Refused::Method) => Err(ApiError::bad_request(
                 "invalid_method",
                 "the request method must be an upper-case token",
+            )),
+            Err(Refused::FramingAlias) => Err(ApiError::bad_request(
+                "invalid_header",
+                "a header name is another spelling of Content-Length, Transfer-Encoding, Host, Connection, Upgrade, Expect or TE",
             )),
             Ok(Route::NotHere) => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -499,14 +512,19 @@ impl App {
             .forward(Request::from_parts(out.parts, body), out.upgrade)
             .await
         {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 inner.metrics.upstream(started.elapsed());
+                let removed = forward::from_upstream(resp.headers_mut(), &inner.policy);
+                if removed.any() {
+                    self.removed_from_answer(removed);
+                }
                 Ok(resp)
             }
             Err(e) => {
                 match e {
-                    // Our limit, not the app's failure (counted by the gate metrics).
-                    proxy::ProxyError::TooManyTunnels => {}
+                    // Our limit, or the client's broken body: not the app's failure (counted
+                    // by the gate metrics).
+                    proxy::ProxyError::TooManyTunnels | proxy::ProxyError::ClientBody => {}
                     proxy::ProxyError::Timeout => inner.metrics.upstream_error("timeout"),
                     _ => inner.metrics.upstream_error("unavailable"),
                 }
@@ -517,6 +535,32 @@ impl App {
 }
 
 impl App {
+    /// Counts what `forward::from_upstream` removed, and warns at most once a minute: an app
+    /// that sets the sidecar's cookie or identity headers is misconfigured or compromised, and
+    /// one log line per answer would let it flood the log.
+    fn removed_from_answer(&self, removed: forward::Removed) {
+        let m = &self.inner.metrics;
+        m.response_removed("session_cookie", removed.session_cookies);
+        m.response_removed("identity", removed.identity);
+        m.response_removed("framing", removed.framing);
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .inner
+            .answer_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| now.duration_since(at) >= ANSWER_WARN_EVERY) {
+            *last = Some(now);
+            drop(last);
+            tracing::warn!(
+                session_cookies = removed.session_cookies,
+                identity_headers = removed.identity,
+                framing_aliases = removed.framing,
+                "removed headers the app may not send from its answer (sidecar_upstream_response_headers_removed_total counts every one; this line at most once a minute)"
+            );
+        }
+    }
+
     /// The gate's decision, the one both the proxy path (`pass`) and the forward-auth check
     /// (`check`) take: authenticate (optional on public routes) by bearer token or, with
     /// browser sessions on and no `Authorization`, by the session cookie (CSRF and WebSocket
@@ -676,9 +720,13 @@ impl App {
         if !router::is_canonical_method(&original.method) {
             return Err(forward::invalid_method());
         }
+        // As on the proxy path: no route of the app allows CONNECT.
+        if original.method == Method::CONNECT {
+            return Err(ApiError::method_not_allowed(router::APP_METHODS));
+        }
         let rule = inner
             .router
-            .rule_for(&original.method, original.target.path())
+            .rule_for(&original.method, original.path())
             .map_err(|_| forward::invalid_path())?;
         // The original request's headers: the ones the front proxy passed on, with its Host.
         let mut headers = check_headers.clone();

@@ -327,6 +327,10 @@ impl From<ProxyError> for ApiError {
                 "too_many_tunnels",
                 "too many upgraded connections are open; retry later",
             ),
+            ProxyError::ClientBody => ApiError::bad_request(
+                "invalid_body",
+                "the request body is malformed or ended early",
+            ),
             ProxyError::Unavailable => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",

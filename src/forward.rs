@@ -34,7 +34,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE,
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
@@ -328,6 +328,86 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     Ok(Outbound { parts, upgrade })
 }
 
+/// What `from_upstream` removed from one answer of the app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// `Set-Cookie` lines for one of the sidecar's own cookies.
+    pub session_cookies: usize,
+    /// Headers in the identity namespace.
+    pub identity: usize,
+    /// Aliases of framing headers (`Transfer_Encoding`, `content.length`).
+    pub framing: usize,
+}
+
+impl Removed {
+    /// Whether anything was removed.
+    pub fn any(&self) -> bool {
+        self.session_cookies + self.identity + self.framing > 0
+    }
+}
+
+/// Cleans the head of the app's answer before the client gets it (hop-by-hop headers were
+/// removed by `proxy`): the app, or anything that can add a header to its answer, must not
+/// set the browser's session (session fixation through `Set-Cookie:
+/// __Host-sidecar-session=…`), speak in the identity namespace the sidecar owns, or frame the
+/// answer for a downstream reader with an alias hyper does not read. Pure.
+pub fn from_upstream(headers: &mut HeaderMap, p: &Policy) -> Removed {
+    let mut removed = Removed::default();
+    if headers.contains_key(SET_COOKIE) {
+        let before = headers.get_all(SET_COOKIE).iter().count();
+        let kept: Vec<HeaderValue> = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter(|v| !sets_sidecar_cookie(v))
+            .cloned()
+            .collect();
+        if kept.len() < before {
+            removed.session_cookies = before - kept.len();
+            headers.remove(SET_COOKIE);
+            for v in kept {
+                headers.append(SET_COOKIE, v);
+            }
+        }
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| p.identity.is_identity(k.as_str()) || headers::is_framing_alias(k))
+        .cloned()
+        .collect();
+    for name in doomed {
+        if headers::is_framing_alias(&name) {
+            removed.framing += 1;
+        } else {
+            removed.identity += 1;
+        }
+        headers.remove(&name);
+    }
+    removed
+}
+
+/// Whether a `Set-Cookie` is for one of the sidecar's cookies (`session::SESSION_COOKIE`,
+/// `session::CSRF_COOKIE`), bare or with `__Host-` or `__Secure-` (browsers match the
+/// prefixes case-insensitively): those are the sidecar's to write, whether browser sessions
+/// are on or not.
+fn sets_sidecar_cookie(v: &HeaderValue) -> bool {
+    let v = v.as_bytes();
+    let name = v.split(|b| *b == b'=').next().unwrap_or(v).trim_ascii();
+    let bare = strip_prefix_ci(name, b"__Host-")
+        .or_else(|| strip_prefix_ci(name, b"__Secure-"))
+        .unwrap_or(name);
+    [crate::session::SESSION_COOKIE, crate::session::CSRF_COOKIE]
+        .iter()
+        .map(|c| c.strip_prefix("__Host-").unwrap_or(c))
+        .any(|c| bare.eq_ignore_ascii_case(c.as_bytes()))
+}
+
+/// `n` without `prefix` at its start, ASCII case-insensitively.
+fn strip_prefix_ci<'a>(n: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    n.get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .map(|_| &n[prefix.len()..])
+}
+
 /// Appends `ip` as `Display` writes it; an IPv4 address (the common peer) without the
 /// formatting machinery.
 fn push_ip(out: &mut String, ip: IpAddr) {
@@ -536,6 +616,70 @@ mod tests {
             head,
             out.upgrade,
         ))
+    }
+
+    #[test]
+    fn the_apps_answer_loses_what_only_the_sidecar_may_say() {
+        let p = policy(|_| {});
+        let cookies = [
+            ("__Host-sidecar-session=x; Path=/; Secure", false),
+            ("__host-sidecar-session=x", false),
+            ("__Secure-sidecar-session=x", false),
+            ("sidecar-session=x", false),
+            ("Sidecar-Session=x", false),
+            ("  __Host-sidecar-csrf  =x", false),
+            ("sidecar-csrf", false),
+            ("__Host-sidecar-sessions=x", true),
+            ("my-sidecar-session=x", true),
+            ("__Host-app=sidecar-session", true),
+            ("app=1; Path=/", true),
+        ];
+        let mut h = HeaderMap::new();
+        for (c, _) in cookies {
+            h.append(SET_COOKIE, HeaderValue::from_static(c));
+        }
+        for (k, v) in [
+            ("x-auth-sub", "admin"),
+            ("x_auth_groups", "admins"),
+            ("content_length", "9"),
+            ("transfer.encoding", "chunked"),
+            ("x-app", "kept"),
+            ("content-length", "2"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_static(v),
+            );
+        }
+        let removed = from_upstream(&mut h, &p);
+        assert_eq!(
+            removed,
+            Removed {
+                session_cookies: 7,
+                identity: 2,
+                framing: 2
+            }
+        );
+        let kept: Vec<&str> = cookies
+            .iter()
+            .filter(|(_, k)| *k)
+            .map(|(c, _)| *c)
+            .collect();
+        let left: Vec<&str> = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(left, kept);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["content-length", "set-cookie", "x-app"]);
+        // Nothing to remove: nothing changes.
+        let mut clean = HeaderMap::new();
+        clean.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        clean.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        assert!(!from_upstream(&mut clean, &p).any());
+        assert_eq!(clean.get_all(SET_COOKIE).iter().count(), 2);
     }
 
     #[test]

@@ -20,7 +20,6 @@
 //! request nobody asked about.
 
 use http::header::{HeaderName, HeaderValue, HOST, WWW_AUTHENTICATE};
-use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::config::Convention;
@@ -38,8 +37,9 @@ pub static X_SIDECAR_CODE: HeaderName = HeaderName::from_static("x-sidecar-code"
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     pub method: Method,
-    /// Path and query, exactly as the front proxy received them.
-    pub target: PathAndQuery,
+    /// Path and query, exactly as the front proxy received them (`router::read_target`
+    /// accepted them).
+    pub target: String,
     /// The original `Host`, if the front proxy passed one.
     pub host: Option<HeaderValue>,
 }
@@ -56,29 +56,26 @@ pub fn original(
     let (method, target, host) = match convention {
         Convention::Nginx => (
             parse_method(required(headers, &X_ORIGINAL_METHOD)?)?,
-            required(headers, &X_ORIGINAL_URI)?.to_owned(),
+            required_bytes(headers, &X_ORIGINAL_URI)?,
             single(headers, &HOST)?.cloned(),
         ),
         Convention::Traefik => (
             parse_method(required(headers, &X_FORWARDED_METHOD)?)?,
-            required(headers, &X_FORWARDED_URI)?.to_owned(),
+            required_bytes(headers, &X_FORWARDED_URI)?,
             single(headers, &crate::forward::X_FORWARDED_HOST)?.cloned(),
         ),
         Convention::Envoy => {
             let rest = uri.path().strip_prefix(check_path).unwrap_or_default();
             let target = match uri.query() {
-                Some(q) => format!("{rest}?{q}"),
-                None => rest.to_owned(),
+                Some(q) => format!("{rest}?{q}").into_bytes(),
+                None => rest.as_bytes().to_vec(),
             };
             (method.clone(), target, single(headers, &HOST)?.cloned())
         }
     };
-    // The same request-target parser hyper uses for the gate's requests; then the gate's
-    // own rule: origin form only.
-    if !target.starts_with('/') {
-        return Err(invalid_path());
-    }
-    let target = PathAndQuery::try_from(target.as_str()).map_err(|_| invalid_path())?;
+    // The proxy path's reader: origin form, hyper's bytes, no fragment, a canonical path.
+    crate::router::read_target(&target).map_err(|_| invalid_path())?;
+    let target = String::from_utf8(target).map_err(|_| invalid_path())?;
     Ok(Original {
         method,
         target,
@@ -86,13 +83,22 @@ pub fn original(
     })
 }
 
+impl Original {
+    /// The target's path (before any `?`).
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+}
+
 /// Shapes a refusal of the original request for nginx's `auth_request`, which relays only
-/// 401 and 403 (anything else becomes 500): a 400 (a path or method the gate refuses) is
-/// answered 403 with the same code, and the browser's way to sign in (302
+/// 401 and 403 (anything else becomes 500): a 400 (a path or method the gate refuses) or a
+/// 405 (`CONNECT`) is answered 403 with the same code, and the browser's way to sign in (302
 /// `sign_in_required`) is a 401 whose `Location` nginx's `error_page 401` can use.
 pub fn for_auth_request(e: ApiError) -> ApiError {
     match e.status {
-        StatusCode::BAD_REQUEST => ApiError::new(StatusCode::FORBIDDEN, e.code, e.message),
+        StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::new(StatusCode::FORBIDDEN, e.code, e.message)
+        }
         StatusCode::FOUND => e.with_status(StatusCode::UNAUTHORIZED),
         _ => e,
     }
@@ -123,6 +129,15 @@ fn single<'a>(h: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a HeaderVa
 fn required<'a>(h: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
     single(h, name)?
         .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(invalid_original)
+}
+
+/// The one value of a header that carries a request target, as bytes: nginx passes a raw
+/// UTF-8 path as it came (the reader decides whether it is acceptable, as for the proxy path).
+fn required_bytes(h: &HeaderMap, name: &HeaderName) -> Result<Vec<u8>, ApiError> {
+    single(h, name)?
+        .map(|v| v.as_bytes().to_vec())
         .filter(|v| !v.is_empty())
         .ok_or_else(invalid_original)
 }
@@ -189,16 +204,27 @@ mod tests {
                 ],
                 Ok(("DELETE", "/admin/x?a=%2e%2e", Some("app.test"))),
             ),
-            // Kept as sent: the canonical-form and method rules run afterwards, as for the gate.
+            // The method is kept as sent: its rule runs afterwards, as for the gate. The target
+            // is read here, by the gate's reader.
             (
                 Nginx,
                 "GET",
                 "/_auth/check",
                 &[
                     ("x-original-method", "delete"),
+                    ("x-original-uri", "/public/x"),
+                ],
+                Ok(("delete", "/public/x", None)),
+            ),
+            (
+                Nginx,
+                "GET",
+                "/_auth/check",
+                &[
+                    ("x-original-method", "GET"),
                     ("x-original-uri", "/app/../public/x"),
                 ],
-                Ok(("delete", "/app/../public/x", None)),
+                Err("invalid_path"),
             ),
             (
                 Nginx,
@@ -314,6 +340,75 @@ mod tests {
                 })
                 .map_err(|e| e.code);
             assert_eq!(got, *want, "{conv:?} {method} {target} {headers:?}");
+        }
+    }
+
+    /// One table of targets for every convention: what each reads of the original request.
+    /// nginx and Traefik carry the target in a header, raw, so the sidecar's reader sees a
+    /// fragment and refuses it; Envoy's is the check's own request line, whose fragment
+    /// hyper drops before anyone reads it (as on the proxy path) and Envoy never forwards.
+    #[test]
+    fn every_convention_reads_a_target_the_same_way() {
+        use Convention::{Envoy, Nginx, Traefik};
+        // (target, what a header convention reads: the target or the refusal)
+        let table: &[(&str, Result<&str, &str>)] = &[
+            ("/public/x", Ok("/public/x")),
+            ("/public/x?a=1&b=%2e", Ok("/public/x?a=1&b=%2e")),
+            ("/%E6%97%A5", Ok("/%E6%97%A5")),
+            ("/\u{65e5}\u{672c}", Ok("/\u{65e5}\u{672c}")),
+            ("/public/x#/../../admin/x", Err("invalid_path")),
+            ("/public/x?q=1#/../admin", Err("invalid_path")),
+            ("/public/x#", Err("invalid_path")),
+            ("/public/%23/x", Ok("/public/%23/x")),
+            ("/public/../admin/x", Err("invalid_path")),
+            ("/public/%2e%2e/admin/x", Err("invalid_path")),
+            ("/public/%ef%bc%8e%ef%bc%8e/admin/x", Err("invalid_path")),
+            ("/public/\u{ff0e}\u{ff0e}/admin/x", Err("invalid_path")),
+            ("/public/x\u{ff0f}..\u{ff0f}admin", Err("invalid_path")),
+            ("/public\\..\\admin/x", Err("invalid_path")),
+            ("/public/x;/admin", Err("invalid_path")),
+            ("//admin/x", Err("invalid_path")),
+            ("*", Err("invalid_path")),
+            ("http://evil/public/x", Err("invalid_path")),
+        ];
+        for (target, want) in table {
+            let want_header = want.map(str::to_owned);
+            for conv in [Nginx, Traefik] {
+                let name = if conv == Nginx {
+                    "x-original-uri"
+                } else {
+                    "x-forwarded-uri"
+                };
+                let method = if conv == Nginx {
+                    "x-original-method"
+                } else {
+                    "x-forwarded-method"
+                };
+                let mut headers = h(&[(method, "GET")]);
+                headers.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_bytes(target.as_bytes()).expect("value"),
+                );
+                let uri: Uri = "/_auth/check".parse().expect("uri");
+                let got = original(conv, "/_auth/check", &Method::GET, &uri, &headers)
+                    .map(|o| o.target)
+                    .map_err(|e| e.code);
+                assert_eq!(got, want_header.clone(), "{conv:?} {target}");
+            }
+            // Envoy: the target is in the check's request line, parsed by hyper's URI rules.
+            let Ok(uri) = format!("/_auth/check{target}").parse::<Uri>() else {
+                assert!(want.is_err(), "Envoy cannot even send {target}");
+                continue;
+            };
+            let got = original(Envoy, "/_auth/check", &Method::GET, &uri, &HeaderMap::new())
+                .map(|o| o.target)
+                .map_err(|e| e.code);
+            let before_fragment = target.split('#').next().unwrap_or_default();
+            let want_envoy = match want {
+                Err(_) if target.contains('#') => Ok(before_fragment.to_owned()),
+                _ => want_header.clone(),
+            };
+            assert_eq!(got, want_envoy, "Envoy {target}");
         }
     }
 

@@ -72,6 +72,7 @@ pub struct Metrics {
     session_refreshes: Family<Outcome, Counter>,
     csrf_refused: Family<Kind, Counter>,
     checks: Family<Outcome, Counter>,
+    response_removed: Family<Kind, Counter>,
 }
 
 /// The fleet backend's metrics (`shared.backend = "redis"`).
@@ -281,6 +282,12 @@ impl Metrics {
             "Forward-auth checks by outcome: allowed, or the refusal code",
             checks.clone(),
         );
+        let response_removed = Family::<Kind, Counter>::default();
+        registry.register(
+            "upstream_response_headers_removed",
+            "Headers removed from the app's answers, by kind (session_cookie, identity, framing)",
+            response_removed.clone(),
+        );
         let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
         let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
         let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
@@ -308,6 +315,7 @@ impl Metrics {
             session_refreshes,
             csrf_refused,
             checks,
+            response_removed,
         }
     }
 
@@ -405,6 +413,15 @@ impl Metrics {
     /// A forward-auth check's answer (`allowed` or the refusal code).
     pub fn check(&self, outcome: &'static str) {
         self.checks.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Headers removed from an answer of the app (`forward::from_upstream`), by kind.
+    pub fn response_removed(&self, kind: &'static str, n: usize) {
+        if n > 0 {
+            self.response_removed
+                .get_or_create(&Kind { kind })
+                .inc_by(n as u64);
+        }
     }
 
     /// An auth API answer.

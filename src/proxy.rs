@@ -6,13 +6,13 @@
 //! response.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -34,6 +34,10 @@ pub enum ProxyError {
     Unavailable,
     #[error("every tunnel slot is taken")]
     TooManyTunnels,
+    /// The client's request body broke on its way (a malformed chunk, a truncated body, a
+    /// connection closed mid-upload): the client's fault, not the app's.
+    #[error("the client's request body is malformed or ended early")]
+    ClientBody,
 }
 
 /// The protected app.
@@ -98,6 +102,10 @@ impl Upstream {
             let deadline = progress.last() + self.response_timeout;
             match tokio::time::timeout_at(deadline, &mut sent).await {
                 Ok(Ok(r)) => break r,
+                Ok(Err(_)) if progress.client_failed() => {
+                    tracing::debug!("the client's request body failed");
+                    return Err(ProxyError::ClientBody);
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
                     return Err(ProxyError::Unavailable);
@@ -108,6 +116,12 @@ impl Upstream {
             }
         };
 
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an intermediary must
+        // remove the Content-Length before forwarding (hyper read the body by its chunks; the
+        // length would cut it, or frame what follows on the client's connection).
+        if resp.headers().contains_key(TRANSFER_ENCODING) {
+            resp.headers_mut().remove(CONTENT_LENGTH);
+        }
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
             (true, Some((slot, client_upgrade))) => {
@@ -140,10 +154,11 @@ impl Upstream {
 }
 
 /// When the upstream connection last took a frame of the request body (or when the request
-/// started), as milliseconds since `origin`.
+/// started), as milliseconds since `origin`, and whether the client's body failed (`ClientBody`).
 struct Progress {
     origin: tokio::time::Instant,
     last_ms: AtomicU64,
+    client_failed: AtomicBool,
 }
 
 impl Progress {
@@ -151,7 +166,12 @@ impl Progress {
         Progress {
             origin: tokio::time::Instant::now(),
             last_ms: AtomicU64::new(0),
+            client_failed: AtomicBool::new(false),
         }
+    }
+
+    fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -179,8 +199,10 @@ impl http_body::Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            self.progress.touch();
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.progress.touch(),
+            Poll::Ready(Some(Err(_))) => self.progress.client_failed.store(true, Ordering::Relaxed),
+            _ => {}
         }
         polled
     }

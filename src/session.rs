@@ -425,8 +425,9 @@ pub fn safe_return(raw: &str) -> String {
     {
         return fallback();
     }
-    let path = raw.split(['?', '#']).next().unwrap_or("/");
-    if crate::router::canonical_path(path).is_err() || raw.contains('#') {
+    // The gate's own reader of request targets: a fragment, a byte hyper refuses in a
+    // request line, or a path that is not canonical.
+    if crate::router::read_target(raw.as_bytes()).is_err() {
         return fallback();
     }
     raw.to_string()

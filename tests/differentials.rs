@@ -78,10 +78,27 @@ fn bearer(token: &str) -> String {
 
 // === 1. Dot segments and encodings: protected → public ===
 
+/// Each trick, without a token and with a staff token, is `400 invalid_path`, and the app has
+/// seen nothing.
+async fn refused_as_invalid_paths(e: &Env, tricks: &[&str], reached: &str) {
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    for trick in tricks {
+        for auth in [None, Some(staff.as_str())] {
+            let extra: Vec<&str> = auth.into_iter().collect();
+            let (status, body) = send(&e.sc, &req("GET", trick, &extra)).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (400, Some("invalid_path")),
+                "{trick} with {auth:?}"
+            );
+        }
+    }
+    assert_eq!(e.echo.count(), 0, "{reached}");
+}
+
 #[tokio::test]
 async fn non_canonical_paths_are_refused_before_any_rule() {
     let e = env().await;
-    let staff = bearer(&token_in("u-staff", &["staff"]));
     let tricks = [
         "/app/../public/x",
         "/app/%2e%2e/public/x",
@@ -101,18 +118,7 @@ async fn non_canonical_paths_are_refused_before_any_rule() {
         "/public/%252e%252e/admin/x",
         "/public/x%00",
     ];
-    for trick in tricks {
-        for auth in [None, Some(staff.as_str())] {
-            let extra: Vec<&str> = auth.into_iter().collect();
-            let (status, body) = send(&e.sc, &req("GET", trick, &extra)).await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (400, Some("invalid_path")),
-                "{trick} with {auth:?}"
-            );
-        }
-    }
-    assert_eq!(e.echo.count(), 0, "a path trick reached the app");
+    refused_as_invalid_paths(&e, &tricks, "a path trick reached the app").await;
 
     // A canonical path reaches the app byte for byte; the query passes unchanged.
     let (status, _) = send(
@@ -535,4 +541,180 @@ async fn host_and_request_id_are_the_ones_the_gate_saw() {
         assert_eq!(id.len(), 36, "{bad} -> {id}");
         assert_eq!(id.matches('-').count(), 4, "{bad} -> {id}");
     }
+}
+
+// === 7. Third round: fragments, framing aliases, compatibility characters, CONNECT ===
+
+#[tokio::test]
+async fn a_fragment_never_reaches_the_app() {
+    // hyper drops everything from `#` in a request line, and so does the gate: the app gets
+    // the path the rule was matched on, not the bytes after `#`.
+    let e = env().await;
+    let (status, _) = send(&e.sc, &req("GET", "/public/x#/../../admin/x", &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(e.echo.last().path, "/public/x");
+    let (status, body) = send(&e.sc, &req("GET", "/admin/x#/../../public/x", &[])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_missing"))
+    );
+    assert_eq!(e.echo.count(), 1);
+}
+
+#[tokio::test]
+async fn framing_headers_spelled_otherwise_are_refused() {
+    let e = env().await;
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    // The request: Content-Length frames it for hyper, `Transfer_Encoding` would for
+    // a server that folds `_` to `-`, and the body holds a second request.
+    let smuggled = "0\r\n\r\nGET /admin/x HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let cases = [
+        format!(
+            "Transfer_Encoding: chunked\r\nContent-Length: {}",
+            smuggled.len()
+        ),
+        format!(
+            "transfer.encoding: chunked\r\nContent-Length: {}",
+            smuggled.len()
+        ),
+        format!(
+            "TRANSFER_ENCODING: chunked\r\nContent-Length: {}",
+            smuggled.len()
+        ),
+        format!("Content_Length: 5\r\nContent-Length: {}", smuggled.len()),
+        format!("content.length: 0\r\nContent-Length: {}", smuggled.len()),
+    ];
+    for extra in &cases {
+        for auth in [None, Some(staff.as_str())] {
+            let mut lines = vec![extra.as_str()];
+            lines.extend(auth);
+            let mut head = req("POST", "/public/upload", &lines);
+            head.push_str(smuggled);
+            let (status, body) = send(&e.sc, &head).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (400, Some("invalid_header")),
+                "{extra:?} with {auth:?}"
+            );
+        }
+    }
+    // The sidecar's own endpoints refuse them too.
+    let mut head = req(
+        "POST",
+        "/api/user/login",
+        &["Transfer_Encoding: chunked", "Content-Length: 2"],
+    );
+    head.push_str("{}");
+    let (status, body) = send(&e.sc, &head).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_header"))
+    );
+    assert_eq!(
+        e.echo.count(),
+        0,
+        "an aliased framing header reached the app"
+    );
+
+    // The real names, and names that only contain them, are fine.
+    let mut head = req(
+        "POST",
+        "/public/upload",
+        &[
+            "Content-Length: 5",
+            "X-Content_Length: 9",
+            "Content_Length_Hint: 9",
+        ],
+    );
+    head.push_str("hello");
+    let (status, _) = send(&e.sc, &head).await;
+    assert_eq!(status, 200);
+    let seen = e.echo.last();
+    assert_eq!((seen.path.as_str(), seen.body_len), ("/public/upload", 5));
+    assert_eq!(seen.header("x-content_length"), Some("9"));
+}
+
+#[tokio::test]
+async fn compatibility_characters_do_not_spell_dot_segments() {
+    let e = env().await;
+    let tricks = [
+        // FULLWIDTH FULL STOP x2, percent-encoded (the request) and raw.
+        "/x/%ef%bc%8e%ef%bc%8e/admin/y",
+        "/x/\u{ff0e}\u{ff0e}/admin/y",
+        "/public/%ef%bc%8e%ef%bc%8e/admin/y",
+        // ONE DOT LEADER x2, TWO DOT LEADER, SMALL FULL STOP x2.
+        "/x/%e2%80%a4%e2%80%a4/admin/y",
+        "/x/%e2%80%a5/admin/y",
+        "/x/%ef%b9%92%ef%b9%92/admin/y",
+        // FULLWIDTH SOLIDUS and REVERSE SOLIDUS, DIVISION SLASH (best-fit).
+        "/public/x%ef%bc%8f..%ef%bc%8fadmin",
+        "/public/x%ef%bc%bc..%ef%bc%bcadmin",
+        "/public/x%e2%88%95..%e2%88%95admin",
+        // FULLWIDTH SEMICOLON and PERCENT SIGN.
+        "/admin%ef%bc%9bx=1/y",
+        "/public/%ef%bc%852e%ef%bc%852e/admin",
+    ];
+    refused_as_invalid_paths(&e, &tricks, "a compatibility form reached the app").await;
+    // Other non-ASCII paths pass as they came.
+    let (status, _) = send(
+        &e.sc,
+        &req("GET", "/public/%E6%97%A5%E6%9C%AC/caf%C3%A9", &[]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(e.echo.last().path, "/public/%E6%97%A5%E6%9C%AC/caf%C3%A9");
+}
+
+#[tokio::test]
+async fn connect_never_reaches_the_app() {
+    let e = env().await;
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    for target in ["/public/x", "/admin/x", "/orders"] {
+        for auth in [None, Some(staff.as_str())] {
+            let extra: Vec<&str> = auth.into_iter().collect();
+            let head = req("CONNECT", target, &extra);
+            let (status, head_text, body) = send_full(&e.sc, &head).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (405, Some("method_not_allowed")),
+                "CONNECT {target} with {auth:?}"
+            );
+            assert!(
+                head_text
+                    .to_ascii_lowercase()
+                    .contains("\r\nallow: get, head, post, put, patch, delete, options\r\n"),
+                "{head_text}"
+            );
+        }
+    }
+    // The authority form is no path at all.
+    let (status, _) = send(&e.sc, &req("CONNECT", "app.test:443", &[&staff])).await;
+    assert!(matches!(status, 400 | 405), "{status}");
+    assert_eq!(e.echo.count(), 0, "CONNECT reached the app");
+}
+
+/// Like `send`, with the raw head of the answer.
+async fn send_full(sc: &Sidecar, head: &str) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(sc.addr)
+        .await
+        .expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (h, b) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = h
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (
+        status,
+        h.to_string(),
+        serde_json::from_str(b).unwrap_or(Value::Null),
+    )
 }

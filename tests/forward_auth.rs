@@ -1027,3 +1027,81 @@ fn shipped_envoy_config_judges_what_envoy_routes() {
         );
     }
 }
+
+// === One reader of request targets ===
+
+/// Targets whose path the app may read otherwise than a parser that stops at `#` or knows no
+/// compatibility forms: the check refuses each, whatever the credentials.
+const TARGET_TRICKS: [&str; 5] = [
+    "/public/x#/../../admin/x",
+    "/public/x?a=1#/../../admin/x",
+    "/public/x#",
+    "/public/%ef%bc%8e%ef%bc%8e/admin/x",
+    "/public/\u{ff0e}\u{ff0e}/admin/x",
+];
+
+#[tokio::test]
+async fn nginx_never_passes_a_fragment_or_a_compatibility_dot_segment() {
+    let e = env_with(Convention::Nginx, true, |_| {}).await;
+    let nginx = Nginx::start(&e).await;
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    for target in TARGET_TRICKS {
+        for auth in [None, Some(staff.as_str())] {
+            let extra: Vec<&str> = auth.into_iter().collect();
+            let a = send(nginx.addr, &req("GET", target, &extra)).await;
+            assert_eq!(
+                (a.status, a.code().as_deref()),
+                (403, Some("invalid_path")),
+                "{target} with {auth:?}: {}",
+                a.body
+            );
+        }
+    }
+    assert_eq!(e.echo.count(), 0, "a trick reached the app through nginx");
+    // The part before the fragment alone is fine.
+    let a = send(nginx.addr, &req("GET", "/public/x", &[])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(e.echo.last().path, "/public/x");
+}
+
+#[tokio::test]
+async fn traefik_and_envoy_read_the_targets_as_the_proxy_path_does() {
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    let e = env_with(Convention::Traefik, false, |_| {}).await;
+    for target in TARGET_TRICKS {
+        let a = send(e.sc.addr, &traefik("GET", target, "app.test", &[&staff])).await;
+        assert_eq!(
+            (a.status, a.code().as_deref()),
+            (400, Some("invalid_path")),
+            "{target}"
+        );
+    }
+    // Envoy's target is the check's request line: hyper drops a fragment there before anyone
+    // reads it, as on the proxy path (and Envoy refuses or strips one before ext_authz); what
+    // is left is judged.
+    let e = env_with(Convention::Envoy, false, |_| {}).await;
+    for target in TARGET_TRICKS {
+        let a = send(
+            e.sc.addr,
+            &req("GET", &format!("/_auth/check{target}"), &[&staff]),
+        )
+        .await;
+        let want = if target.contains('#') {
+            (200, None)
+        } else {
+            (400, Some("invalid_path"))
+        };
+        assert_eq!((a.status, a.code().as_deref()), want, "{target}");
+    }
+    let a = send(
+        e.sc.addr,
+        &req("GET", "/_auth/check/admin/x#/../../public/x", &[&staff]),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_deref()),
+        (403, Some("insufficient_scope")),
+        "the part before the fragment is what is judged"
+    );
+    assert_eq!(e.echo.count(), 0, "the check proxied something");
+}
