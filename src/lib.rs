@@ -55,6 +55,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod forward_auth;
+pub mod front_config;
 pub mod gate;
 pub mod headers;
 pub mod idp;

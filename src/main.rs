@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use cognito_sidecar::config::Config;
+use clap::{Parser, Subcommand, ValueEnum};
+use cognito_sidecar::config::{Config, Convention};
 use cognito_sidecar::{logging, server, App};
 
 /// mimalloc: per-request allocations (header maps, bodies, futures) are many and small; malloc
@@ -41,6 +41,33 @@ enum Command {
     CheckConfig,
     /// Exit 0 if the local sidecar is ready (GET <ready_path> on the listener), 1 otherwise.
     Healthcheck,
+    /// Print the front proxy's forward-auth configuration for this configuration (nginx:
+    /// nginx.conf; traefik: dynamic configuration; envoy: static bootstrap).
+    ForwardAuthConfig {
+        /// The front proxy; forward_auth.convention must name the same one.
+        #[arg(value_enum)]
+        proxy: FrontProxy,
+        /// Where the front proxy itself listens.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FrontProxy {
+    Nginx,
+    Traefik,
+    Envoy,
+}
+
+impl From<FrontProxy> for Convention {
+    fn from(p: FrontProxy) -> Self {
+        match p {
+            FrontProxy::Nginx => Convention::Nginx,
+            FrontProxy::Traefik => Convention::Traefik,
+            FrontProxy::Envoy => Convention::Envoy,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -66,6 +93,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Healthcheck => healthcheck(&config),
+        Command::ForwardAuthConfig { proxy, listen } => {
+            match cognito_sidecar::front_config::render(proxy.into(), &config, listen) {
+                Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("cognito-sidecar: cannot write to stdout: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    eprintln!("cognito-sidecar: cannot write the front proxy's configuration: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
         Command::Run => run(config),
     }
 }

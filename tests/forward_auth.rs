@@ -1,10 +1,12 @@
 //! Forward-auth: the gate's decision for a front proxy already in the data path.
 //!
-//! A real nginx (`/usr/sbin/nginx`, installed by deploy/system-packages.sh) runs
-//! deploy/forward-auth/nginx.conf, as shipped, with `auth_request` in front of an echo app and
-//! the sidecar (in-process, its check on a listener of its own) as the authorizer; every
-//! request is sent byte for byte and the test asserts what the app received. The Traefik and
-//! Envoy conventions are tested at the HTTP level against the check itself.
+//! A real nginx (`/usr/sbin/nginx`, installed by deploy/system-packages.sh) runs what
+//! `cognito-sidecar forward-auth-config nginx` prints for the test's sidecar (the real binary;
+//! deploy/forward-auth/nginx.conf is the same command's output for its sample configuration,
+//! checked below), with `auth_request` in front of an echo app and the sidecar (in-process,
+//! its check on a listener of its own) as the authorizer; every request is sent byte for byte
+//! and the test asserts what the app received. The Traefik and Envoy conventions are tested at
+//! the HTTP level against the check itself.
 //!
 //! Rules: `/public/*` public, `/admin/*` with `methods = ["GET", "DELETE"]` needs group
 //! `admins`; everything else needs a token.
@@ -176,7 +178,7 @@ const NAVIGATE: [&str; 2] = ["Sec-Fetch-Mode: navigate", "Accept: text/html"];
 
 // === nginx, for real ===
 
-/// nginx running deploy/forward-auth/nginx.conf with its addresses replaced; stopped on drop
+/// nginx running the config `forward-auth-config nginx` prints; stopped on drop
 /// (SIGTERM to the master, which stops its workers; SIGKILL would orphan them).
 struct Nginx {
     addr: SocketAddr,
@@ -214,31 +216,66 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-sidecar");
+
+/// Runs `cognito-sidecar <args>` with `config` as its proxy.toml (the test's environment's
+/// SIDECAR_* and COGNITO_* variables removed, `env` added): exit code, stdout, stderr.
+fn subcommand(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = Scratch(std::env::temp_dir().join(format!("cs-facfg-{}", uuid_like())));
+    std::fs::create_dir_all(&dir.0).expect("scratch dir");
+    let path = dir.0.join("proxy.toml");
+    std::fs::write(&path, config).expect("write toml");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args).arg("--config").arg(&path);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SIDECAR_") || k.starts_with("COGNITO_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The proxy.toml of an `env_with(Nginx, true, ..)` sidecar, with `app` as its upstream.
+fn nginx_sidecar_toml(e: &Env, app: SocketAddr) -> String {
+    format!(
+        "[cognito]\nuser_pool_id = \"us-east-1_TestPool\"\nclient_id = \"{CLIENT_ID}\"\n\
+         [server]\nlisten = \"{}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         [upstream]\nurl = \"http://{app}\"\n\
+         [session]\nenabled = true\n\
+         [forward_auth]\nenabled = true\nconvention = \"nginx\"\nlisten = \"{}\"\n",
+        e.sc.addr,
+        e.check.expect("the check has its own listener"),
+    )
+}
+
 impl Nginx {
+    /// nginx in front of the echo app.
     async fn start(e: &Env) -> Nginx {
+        Nginx::start_for(e, e.echo.addr).await
+    }
+
+    /// nginx running exactly what `cognito-sidecar forward-auth-config nginx` prints for the
+    /// test's sidecar (its listeners), with `app` as the app.
+    async fn start_for(e: &Env, app: SocketAddr) -> Nginx {
         let bin = "/usr/sbin/nginx";
         assert!(
             std::path::Path::new(bin).exists(),
             "{bin} is missing: run `bash deploy/system-packages.sh` (installs Debian's nginx)"
         );
-        let shipped = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/forward-auth/nginx.conf"
-        ))
-        .expect("the shipped nginx.conf");
         let port = free_port();
-        let check = e.check.expect("the check has its own listener");
-        let conf = shipped
-            .replace("127.0.0.1:8080;", &format!("127.0.0.1:{port};"))
-            .replace("127.0.0.1:3000;", &format!("{};", e.echo.addr))
-            .replace("127.0.0.1:8081;", &format!("{};", e.sc.addr))
-            .replace("127.0.0.1:9090;", &format!("{check};"));
-        for original in ["8080;", "3000;", "8081;", "9090;"] {
-            assert!(
-                !conf.contains(&format!("127.0.0.1:{original}")),
-                "an address of the shipped config was not replaced: {original}"
-            );
-        }
+        let listen = format!("127.0.0.1:{port}");
+        let (code, conf, stderr) = subcommand(
+            &nginx_sidecar_toml(e, app),
+            &["forward-auth-config", "nginx", "--listen", &listen],
+            &[],
+        );
+        assert_eq!(code, 0, "forward-auth-config nginx: {stderr}");
         let dir = Scratch(std::env::temp_dir().join(format!("cs-nginx-{}", uuid_like())));
         std::fs::create_dir_all(&dir.0).expect("scratch dir");
         // Workers may run as another user (nginx started as root): let them in.
@@ -258,7 +295,7 @@ impl Nginx {
             .expect("nginx -t");
         assert!(
             test.status.success(),
-            "nginx -t refused the shipped config: {}",
+            "nginx -t refused the generated config: {}",
             String::from_utf8_lossy(&test.stderr)
         );
         let child = std::process::Command::new(bin)
@@ -970,8 +1007,18 @@ fn shipped_traefik_config_judges_what_traefik_routes() {
     }
     assert_eq!(
         t["http"]["routers"]["app"]["middlewares"],
-        json!(["cognito-sidecar"])
+        json!(["cognito-sidecar-clear", "cognito-sidecar"])
     );
+    // Every header the sidecar never forwards is removed (an empty value), but the forwarded
+    // headers Traefik writes itself.
+    let clear =
+        &t["http"]["middlewares"]["cognito-sidecar-clear"]["headers"]["customRequestHeaders"];
+    for h in cognito_sidecar::config::NEVER_FORWARD {
+        assert_eq!(clear[*h], json!(""), "{h}");
+    }
+    for h in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"] {
+        assert!(clear.get(h).is_none(), "{h}");
+    }
 }
 
 #[test]
@@ -993,9 +1040,34 @@ fn shipped_envoy_config_judges_what_envoy_routes() {
     assert_eq!(authz["failure_mode_allow"], json!(false));
     let svc = &authz["http_service"];
     assert_eq!(svc["path_prefix"], json!("/_auth/check"));
+    // Exactly the identity map, as the check answers it.
+    let want: Vec<Value> = Config::default()
+        .identity
+        .headers
+        .iter()
+        .map(|h| json!({ "exact": h.name.to_ascii_lowercase() }))
+        .collect();
     assert_eq!(
         svc["authorization_response"]["allowed_upstream_headers"]["patterns"],
-        json!([{ "prefix": "x-auth-" }])
+        json!(want)
+    );
+    let removed = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .and_then(|r| r.last())
+        .map(|r| r["request_headers_to_remove"].clone())
+        .unwrap_or(Value::Null);
+    for h in cognito_sidecar::config::NEVER_FORWARD
+        .iter()
+        .chain(&["x-forwarded-host"])
+    {
+        assert!(
+            removed.as_array().is_some_and(|a| a.contains(&json!(h))),
+            "{h} reaches the app through Envoy"
+        );
+    }
+    assert_eq!(
+        hcm["upgrade_configs"],
+        json!([{ "upgrade_type": "websocket" }])
     );
     let sent: Vec<&str> = svc["authorization_request"]["allowed_headers"]["patterns"]
         .as_array()
@@ -1104,4 +1176,351 @@ async fn traefik_and_envoy_read_the_targets_as_the_proxy_path_does() {
         "the part before the fragment is what is judged"
     );
     assert_eq!(e.echo.count(), 0, "the check proxied something");
+}
+
+// === The front proxy's config, generated (`forward-auth-config`) ===
+
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/forward-auth/sidecar.toml"
+);
+
+#[test]
+fn shipped_front_proxy_configs_are_what_the_subcommand_prints() {
+    let sample = std::fs::read_to_string(SAMPLE).expect("the sample sidecar.toml");
+    for (proxy, file) in [
+        ("nginx", "nginx.conf"),
+        ("traefik", "traefik.yml"),
+        ("envoy", "envoy.yaml"),
+    ] {
+        let (code, printed, stderr) = subcommand(
+            &sample,
+            &["forward-auth-config", proxy],
+            &[("SIDECAR_FORWARD_AUTH__CONVENTION", proxy)],
+        );
+        assert_eq!(code, 0, "{proxy}: {stderr}");
+        let path = format!("{}/deploy/forward-auth/{file}", env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(&path).expect("shipped config");
+        assert!(
+            printed == shipped,
+            "deploy/forward-auth/{file} is not what `forward-auth-config {proxy}` prints for \
+             deploy/forward-auth/sidecar.toml; regenerate it (see sidecar.toml's header)"
+        );
+    }
+}
+
+#[test]
+fn forward_auth_config_refuses_what_it_cannot_write() {
+    let sample = std::fs::read_to_string(SAMPLE).expect("the sample sidecar.toml");
+    // An unknown proxy: clap's usage error, naming the choices.
+    let (code, out, err) = subcommand(&sample, &["forward-auth-config", "haproxy"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("invalid value 'haproxy'"), "{err}");
+    assert!(err.contains("nginx") && err.contains("envoy"), "{err}");
+    // A proxy the sidecar's convention does not read: exit 64, one line naming the key.
+    for (args, env, key) in [
+        (
+            vec!["forward-auth-config", "traefik"],
+            vec![],
+            "forward_auth.convention",
+        ),
+        (
+            vec!["forward-auth-config", "nginx"],
+            vec![("SIDECAR_FORWARD_AUTH__ENABLED", "false")],
+            "forward_auth.enabled",
+        ),
+        (
+            vec!["forward-auth-config", "nginx"],
+            vec![("SIDECAR_UPSTREAM__URL", "http://127.0.0.1:3000/base")],
+            "upstream.url",
+        ),
+    ] {
+        let (code, out, err) = subcommand(&sample, &args, &env);
+        assert_eq!(code, 64, "{args:?} {env:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains(key), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// A client request carrying every header of `upstream.never_forward` (and of the forwarded
+/// family), in the canonical spelling and with `_` and `.`: the app receives exactly the
+/// headers below, nothing the client chose among them.
+#[tokio::test]
+async fn nginx_clears_every_header_the_sidecar_never_forwards() {
+    let e = env_with(Convention::Nginx, true, |_| {}).await;
+    let nginx = Nginx::start(&e).await;
+    let staff = bearer(&token_in("u-staff", &["staff"]));
+    let mut extra: Vec<String> = vec![staff.clone()];
+    let names: Vec<String> = cognito_sidecar::config::NEVER_FORWARD
+        .iter()
+        .map(|h| (*h).to_string())
+        .chain(
+            ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+                .iter()
+                .map(|h| (*h).to_string()),
+        )
+        .collect();
+    for h in &names {
+        extra.push(format!("{h}: evil"));
+        extra.push(format!("{}: evil", h.to_ascii_uppercase()));
+        extra.push(format!("{}: evil", h.replace('-', "_")));
+        extra.push(format!("{}: evil", h.replace('-', ".")));
+    }
+    extra.push("X-App-Custom: kept".into());
+    let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+    for path in ["/orders/1", "/public/x"] {
+        let a = send(nginx.addr, &req("GET", path, &refs)).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        let seen = e.echo.last();
+        assert_eq!(seen.path, path);
+        let mut got: Vec<(String, String)> = seen.headers.clone();
+        got.sort();
+        // A verified token gives the identity on a public route too, as the sidecar's gate does.
+        let mut want: Vec<(String, String)> = vec![
+            ("host".into(), "app.test".into()),
+            ("x-app-custom".into(), "kept".into()),
+            ("x-forwarded-for".into(), "127.0.0.1".into()),
+            ("x-forwarded-host".into(), "app.test".into()),
+            ("x-forwarded-proto".into(), "http".into()),
+            (
+                "authorization".into(),
+                staff["Authorization: ".len()..].into(),
+            ),
+        ];
+        want.extend([
+            ("x-auth-sub".into(), "u-staff".into()),
+            ("x-auth-username".into(), "user-u-staff".into()),
+            ("x-auth-groups".into(), "staff".into()),
+            ("x-auth-client-id".into(), CLIENT_ID.into()),
+            ("x-auth-token-use".into(), "access".into()),
+            (
+                "x-auth-scope".into(),
+                "aws.cognito.signin.user.admin".into(),
+            ),
+        ]);
+        want.sort();
+        assert_eq!(got, want, "{path}: what the app received");
+    }
+
+    // Any upgrade but WebSocket (h2c: it would let the client talk to the app past the check)
+    // goes on as plain HTTP: the app sees neither Upgrade nor Connection.
+    let a = send(
+        nginx.addr,
+        &req(
+            "GET",
+            "/orders",
+            &[
+                &staff,
+                "Upgrade: h2c",
+                "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+                "Connection: Upgrade, HTTP2-Settings",
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = e.echo.last();
+    assert_eq!(seen.path, "/orders");
+    assert_eq!(seen.header("upgrade"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("connection"), None, "{:?}", seen.headers);
+}
+
+/// The sidecar's cookies, however many and in however many Cookie headers, never reach the
+/// app; the others do, as the sidecar's own gate passes them (`; `-joined).
+#[tokio::test]
+async fn nginx_removes_every_sidecar_cookie() {
+    let e = env_with(Convention::Nginx, true, |_| {}).await;
+    let nginx = Nginx::start(&e).await;
+    let s = "__Host-sidecar-session=AAAA";
+    let c = "__Host-sidecar-csrf=BBBB";
+    let cases: Vec<(Vec<String>, Option<&str>)> = vec![
+        (vec![format!("a=1; {s}; {c}; b=2")], Some("a=1; b=2")),
+        (vec![format!("{s}; a=1; {s}; b=2; {s}")], Some("a=1; b=2")),
+        (vec![format!("{s}; {c}; {s}")], None),
+        (vec![format!("{s};a=1;{c}")], Some("a=1")),
+        (
+            vec![format!("a=1; {s}"), format!("{c}; b=2"), s.to_string()],
+            Some("a=1; b=2"),
+        ),
+        (
+            vec![s.to_string(), s.to_string(), "a=1".to_string()],
+            Some("a=1"),
+        ),
+        // A name that only starts like the sidecar's is someone else's cookie.
+        (
+            vec!["__Host-sidecar-sessionx=1; x__Host-sidecar-csrf=2".to_string()],
+            Some("__Host-sidecar-sessionx=1; x__Host-sidecar-csrf=2"),
+        ),
+        // Blanks around the name: the sidecar reads it as its cookie, so does nginx.
+        (
+            vec![format!("a=1;  __Host-sidecar-session = X")],
+            Some("a=1"),
+        ),
+    ];
+    for (cookies, want) in &cases {
+        let lines: Vec<String> = cookies.iter().map(|v| format!("Cookie: {v}")).collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let a = send(nginx.addr, &req("GET", "/public/c", &refs)).await;
+        assert_eq!(a.status, 200, "{cookies:?}: {}", a.body);
+        let seen = e.echo.last();
+        let got: Vec<&str> = seen
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "cookie")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(got, want.iter().copied().collect::<Vec<_>>(), "{cookies:?}");
+    }
+    // More than the chain removes: refused, the app sees nothing.
+    let before = e.echo.count();
+    let many = [s; cognito_sidecar::front_config::NGINX_COOKIE_STEPS + 1].join("; ");
+    let line = format!("Cookie: a=1; {many}");
+    let a = send(nginx.addr, &req("GET", "/public/c", &[&line])).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(
+        e.echo.count(),
+        before,
+        "a request with a sidecar cookie left reached the app"
+    );
+}
+
+/// Each handshake's request headers, in order.
+type Handshakes = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+
+/// An app that accepts WebSocket upgrades and echoes messages; records each handshake's
+/// headers.
+struct WsApp {
+    addr: SocketAddr,
+    handshakes: Handshakes,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsApp {
+    async fn start() -> WsApp {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handshakes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = std::sync::Arc::clone(&handshakes);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let h = std::sync::Arc::clone(&h);
+                tokio::spawn(async move {
+                    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+                    let record =
+                        |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.as_str().to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
+                                .collect();
+                            h.lock().expect("lock").push(headers);
+                            Ok(resp)
+                        };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await
+                    else {
+                        return;
+                    };
+                    // Bounded: at most 100 messages per connection, each within 10 s.
+                    for _ in 0..100 {
+                        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                            Ok(Some(Ok(msg))) if !msg.is_close() => {
+                                if ws.send(msg).await.is_err() {
+                                    return;
+                                }
+                            }
+                            _ => return,
+                        }
+                    }
+                });
+            }
+        });
+        WsApp {
+            addr,
+            handshakes,
+            task,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.handshakes.lock().expect("lock").len()
+    }
+}
+
+impl Drop for WsApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn websocket_through_nginx_with_a_token_and_refused_without() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let e = env_with(Convention::Nginx, true, |_| {}).await;
+    let app = WsApp::start().await;
+    let nginx = Nginx::start_for(&e, app.addr).await;
+    let connect = |auth: Option<String>| {
+        let mut r = format!("ws://{}/socket?room=1", nginx.addr)
+            .into_client_request()
+            .expect("request");
+        if let Some(a) = auth {
+            r.headers_mut()
+                .insert("authorization", a.parse().expect("header"));
+        }
+        r.headers_mut()
+            .insert("x-auth-sub", "forged".parse().expect("header"));
+        tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(r))
+    };
+
+    // Without a token: the check's 401, and the app never saw a handshake.
+    match connect(None).await.expect("answer in time") {
+        Err(Error::Http(resp)) => {
+            assert_eq!(resp.status(), 401);
+            let body = resp.body().clone().unwrap_or_default();
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            assert_eq!(v["code"], json!("token_missing"), "{v}");
+        }
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+        Ok(_) => panic!("a WebSocket opened without a token"),
+    }
+    assert_eq!(app.count(), 0, "the app saw a handshake without a token");
+
+    // With one: 101, the app saw the upgrade with the identity, and a message round-trips.
+    let token = format!("Bearer {}", token_in("u-ws", &["staff"]));
+    let (mut ws, resp) = connect(Some(token))
+        .await
+        .expect("answer in time")
+        .expect("the WebSocket opens");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "again"] {
+        ws.send(Message::text(text)).await.expect("send");
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(back.to_text().expect("text"), text);
+    }
+    let _ = ws.close(None).await;
+    assert_eq!(app.count(), 1);
+    let seen = app.handshakes.lock().expect("lock")[0].clone();
+    let get = |name: &str| {
+        seen.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("x-auth-sub"), vec!["u-ws"], "{seen:?}");
+    assert_eq!(get("upgrade"), vec!["websocket"], "{seen:?}");
+    assert_eq!(get("connection"), vec!["upgrade"], "{seen:?}");
 }
