@@ -29,12 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cognito_sidecar::config::{Config, HeaderClaim, IdentityConfig};
-use cognito_sidecar::forward::{to_upstream, Decision, Policy};
+use cognito_sidecar::gate::identity::IdentityHeaders;
+use cognito_sidecar::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 use cognito_sidecar::gate::Gate;
-use cognito_sidecar::headers::{self, IdentityHeaders};
-use cognito_sidecar::metrics::{Metrics, SharedMetrics};
-use cognito_sidecar::router::canonical_path;
-use cognito_sidecar::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
+use cognito_sidecar::http::headers;
+use cognito_sidecar::http::path::canonical_path;
+use cognito_sidecar::request::outbound::{to_upstream, Decision, Policy};
+use cognito_sidecar::telemetry::metrics::{Metrics, SharedMetrics};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::{full, Body};
+use crate::gate::verify::VerifyError;
+use crate::http::body::{full, Body};
 use crate::idp::{IdpError, Step};
-use crate::proxy::ProxyError;
-use crate::verify::VerifyError;
+use crate::upstream::ProxyError;
 
 /// An error answer: status, stable snake_case code and a message safe to show a client.
 #[derive(Debug, Clone, PartialEq, Eq)]

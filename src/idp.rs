@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::AuthFlow;
-use crate::metrics::SharedMetrics;
+use crate::telemetry::metrics::SharedMetrics;
 
 /// The Cognito operations each auth flow calls, in one place: the IAM policy in `deploy/`
 /// is checked against this list by a test.

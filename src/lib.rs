@@ -1,77 +1,34 @@
 //! cognito-sidecar: an authentication sidecar for apps behind AWS Cognito user pools.
 //!
-//! Data flows one way: `server` → `app` → `router` → `auth` (the login API, via `idp`) or
-//! `gate` (via `verify`) → `forward` (what the app receives, with `headers`) → `proxy`.
-//! Errors become HTTP only in `error`. `forward_auth` reads the original request a front
-//! proxy asks about, which then takes the gate's own path (`App::decide`).
-
-/// `AsyncWrite` for a wrapper `$ty<S>` that only watches or replays reads: every write goes
-/// straight to its field `$field`.
-macro_rules! write_through {
-    ($ty:ident, $field:ident) => {
-        impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $ty<S> {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().$field).poll_write(cx, buf)
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().$field).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().$field).poll_shutdown(cx)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().$field).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.$field.is_write_vectored()
-            }
-        }
-    };
-}
-pub(crate) use write_through;
+//! The folders are floors; imports only point down (`tests/architecture.rs` checks it):
+//!
+//! | floor | module | owns |
+//! |---|---|---|
+//! | 9 | `net` | the listeners: accept loop, protocol detection, HTTP/1.1 rounds and parking, admin listener, signals |
+//! | 8 | `app` | the composition root: every client built once, background tasks; the front proxies' configs |
+//! | 7 | `request` | the per-request phases (route, authenticate, authorize, build what the app receives, forward, log) for the proxy path and the forward-auth check |
+//! | 6 | `auth_api`, `browser` | the JSON login API; browser sessions and their pages |
+//! | 5 | `limit` | address and username budgets |
+//! | 4 | `fleet`, `error` | the shared state on Redis; `ApiError`, the one mapping of every leaf error to HTTP |
+//! | 3 | `gate`, `upstream`, `idp` | token verification and identity headers; sending to the app; Cognito |
+//! | 2 | `telemetry` | metrics and logs |
+//! | 1 | `config` | the configuration tree and its loader |
+//! | 0 | `http` | bodies, header rules, the one reader of request targets, the upgraded socket |
 
 pub mod app;
-pub mod auth;
-pub mod body;
+pub mod auth_api;
+pub mod browser;
 pub mod config;
 pub mod error;
-pub mod forward;
-pub mod forward_auth;
-pub mod front_config;
+pub mod fleet;
 pub mod gate;
-pub mod headers;
+pub mod http;
 pub mod idp;
 pub mod limit;
-pub mod logging;
-pub mod metrics;
-pub mod pages;
-pub mod pool;
-pub mod proxy;
-pub mod revocation;
-pub mod router;
-pub mod server;
-pub mod session;
-pub mod shared;
-pub mod tunnel;
-pub mod verify;
+pub mod net;
+pub mod request;
+pub mod telemetry;
+pub mod upstream;
 
 pub use app::App;
 pub use config::Config;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use crate::shared::Shared;
+use crate::fleet::Shared;
 
 /// One limit: `per_minute` requests sustained, `burst` at once. `per_minute == 0` disables it.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +54,7 @@ impl SharedKey for IpAddr {
 
 impl SharedKey for String {
     fn shared_id(&self) -> String {
-        crate::shared::username_id(self)
+        crate::fleet::username_id(self)
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cognito_sidecar::config::{Config, Convention};
-use cognito_sidecar::{logging, server, App};
+use cognito_sidecar::telemetry::logging;
+use cognito_sidecar::{net as server, App};
 
 /// mimalloc: per-request allocations (header maps, bodies, futures) are many and small; malloc
 /// and free were ~5% of the instructions per request under glibc (callgrind). Its effect was
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
         }
         Command::Healthcheck => healthcheck(&config),
         Command::ForwardAuthConfig { proxy, listen } => {
-            match cognito_sidecar::front_config::render(proxy.into(), &config, listen) {
+            match cognito_sidecar::app::front_config::render(proxy.into(), &config, listen) {
                 Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

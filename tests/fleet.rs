@@ -627,7 +627,7 @@ async fn over_tls_logouts_load_and_limits_are_shared() {
     for sc in [&a, &b] {
         assert_eq!(
             sc.app.shared().map(|s| s.state()),
-            Some(cognito_sidecar::shared::State::Synced)
+            Some(cognito_sidecar::fleet::State::Synced)
         );
         let mut c = access_claims("u-tls");
         c["iat"] = json!(t - 10);

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cognito_sidecar::config::{Access, Config, Convention, RouteRule};
-use cognito_sidecar::server;
+use cognito_sidecar::net as server;
 use common::*;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -1375,7 +1375,7 @@ async fn nginx_removes_every_sidecar_cookie() {
     }
     // More than the chain removes: refused, the app sees nothing.
     let before = e.echo.count();
-    let many = [s; cognito_sidecar::front_config::NGINX_COOKIE_STEPS + 1].join("; ");
+    let many = [s; cognito_sidecar::app::front_config::NGINX_COOKIE_STEPS + 1].join("; ");
     let line = format!("Cookie: a=1; {many}");
     let a = send(nginx.addr, &req("GET", "/public/c", &[&line])).await;
     assert_eq!(a.status, 400, "{}", a.body);

@@ -16,12 +16,14 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cognito_sidecar::config::{Access, Config, HeaderClaim, IdentityConfig, RouteRule};
-use cognito_sidecar::forward::{to_upstream, Decision, Policy};
-use cognito_sidecar::headers::{encode_value, fold_name, strip_hop_by_hop, IdentityHeaders};
-use cognito_sidecar::router::{canonical_path, Route, Router};
-use cognito_sidecar::verify::{
+use cognito_sidecar::gate::identity::IdentityHeaders;
+use cognito_sidecar::gate::verify::{
     bearer, bearer_value, Claims, JwksCache, JwksSettings, Verifier, VerifierSettings, VerifyError,
 };
+use cognito_sidecar::http::headers::{encode_value, fold_name, strip_hop_by_hop};
+use cognito_sidecar::http::path::canonical_path;
+use cognito_sidecar::request::outbound::{to_upstream, Decision, Policy};
+use cognito_sidecar::request::router::{Route, Router};
 use common::*;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Method};

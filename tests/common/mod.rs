@@ -18,7 +18,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use bytes::Bytes;
 use cognito_sidecar::config::{Config, HeaderClaim};
-use cognito_sidecar::{server, App};
+use cognito_sidecar::{net as server, App};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

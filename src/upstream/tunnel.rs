@@ -17,7 +17,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::ServerConfig;
-use crate::metrics::SharedMetrics;
+use crate::telemetry::metrics::SharedMetrics;
 
 /// The tunnel slots and the shutdown signal; built once, cheap to clone.
 #[derive(Clone)]
@@ -197,12 +197,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-crate::write_through!(Watched, inner);
+crate::http::upgrade::write_through!(Watched, inner);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::telemetry::metrics::Metrics;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn tunnels(max: usize, idle: Duration) -> Tunnels {

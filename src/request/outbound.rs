@@ -6,7 +6,7 @@
 //! In this order:
 //!
 //! 1. **Method**: an upper-case token, unchanged (`delete`, `Get` are refused).
-//! 2. **Path**: already canonical (`router::canonical_path`) or refused; forwarded byte for
+//! 2. **Path**: already canonical (`crate::http::path::canonical_path`) or refused; forwarded byte for
 //!    byte after the upstream's path prefix, with the query unchanged.
 //! 3. **Host**: the request-target's authority (absolute form, HTTP/2 `:authority`), else
 //!    the one `Host` header (several are refused); the upstream's authority instead unless
@@ -44,22 +44,11 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::headers::{self, fold_name, IdentityHeaders};
-use crate::router;
-
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The forwarded headers the sidecar owns; `server.trusted_forwarded_headers` picks from these.
-pub const FORWARDED_FAMILY: [&str; 4] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-];
+use crate::gate::identity::IdentityHeaders;
+use crate::http::headers::{
+    self, fold_name, FORWARDED_FAMILY, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
+    X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 
 /// Where the app is and what it may receive, compiled once from the configuration.
 #[derive(Debug, Clone)]
@@ -138,7 +127,10 @@ impl Policy {
             trust: FORWARDED_FAMILY.map(trusted),
             identity,
             strip_cookies: if cfg.session.enabled {
-                vec![crate::session::SESSION_COOKIE, crate::session::CSRF_COOKIE]
+                vec![
+                    crate::browser::session::SESSION_COOKIE,
+                    crate::browser::session::CSRF_COOKIE,
+                ]
             } else {
                 Vec::new()
             },
@@ -168,12 +160,12 @@ impl Policy {
 /// Builds the request the app receives (see the module docs for the rules and their order).
 pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Outbound, ApiError> {
     // 1. Method.
-    if !router::is_canonical_method(&parts.method) {
+    if !crate::http::path::is_canonical_method(&parts.method) {
         return Err(invalid_method());
     }
     // 2. Path.
     let path = parts.uri.path();
-    router::canonical_path(path).map_err(|_| invalid_path())?;
+    crate::http::path::canonical_path(path).map_err(|_| invalid_path())?;
     let pq = match (
         p.prefix.is_empty(),
         parts.uri.path_and_query(),
@@ -395,10 +387,13 @@ fn sets_sidecar_cookie(v: &HeaderValue) -> bool {
     let bare = strip_prefix_ci(name, b"__Host-")
         .or_else(|| strip_prefix_ci(name, b"__Secure-"))
         .unwrap_or(name);
-    [crate::session::SESSION_COOKIE, crate::session::CSRF_COOKIE]
-        .iter()
-        .map(|c| c.strip_prefix("__Host-").unwrap_or(c))
-        .any(|c| bare.eq_ignore_ascii_case(c.as_bytes()))
+    [
+        crate::browser::session::SESSION_COOKIE,
+        crate::browser::session::CSRF_COOKIE,
+    ]
+    .iter()
+    .map(|c| c.strip_prefix("__Host-").unwrap_or(c))
+    .any(|c| bare.eq_ignore_ascii_case(c.as_bytes()))
 }
 
 /// `n` without `prefix` at its start, ASCII case-insensitively.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
-use crate::verify::{now_secs, Claims, VerifyError};
+use crate::gate::verify::{now_secs, Claims, VerifyError};
 
 /// Longest `sub` or `origin_jti` accepted in a record (Cognito's are UUIDs).
 const MAX_ID: usize = 256;
@@ -251,7 +251,7 @@ mod tests {
             sub: sub.into(),
             exp: iat + 3600,
             iat,
-            token_use: crate::verify::TokenUse::Access,
+            token_use: crate::gate::verify::TokenUse::Access,
             username: None,
             origin_jti: jti.map(str::to_owned),
             groups: vec![],

@@ -6,7 +6,7 @@
 //! This module is the pure part: where each front proxy puts the original request
 //! (`original`), and how an answer is shaped for nginx, which relays only 401 and 403
 //! (`for_auth_request`). `App::check` runs the original request through the same functions
-//! the gate uses (`router::is_canonical_method`, `Router::rule_for`, `App::decide`), so a
+//! the gate uses (`crate::http::path::is_canonical_method`, `Router::rule_for`, `App::decide`), so a
 //! front proxy and the sidecar can never disagree about what was authorized.
 //!
 //! | convention | method | path and query | host |
@@ -37,7 +37,7 @@ pub static X_SIDECAR_CODE: HeaderName = HeaderName::from_static("x-sidecar-code"
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
     pub method: Method,
-    /// Path and query, exactly as the front proxy received them (`router::read_target`
+    /// Path and query, exactly as the front proxy received them (`crate::http::path::read_target`
     /// accepted them).
     pub target: String,
     /// The original `Host`, if the front proxy passed one.
@@ -62,7 +62,7 @@ pub fn original(
         Convention::Traefik => (
             parse_method(required(headers, &X_FORWARDED_METHOD)?)?,
             required_bytes(headers, &X_FORWARDED_URI)?,
-            single(headers, &crate::forward::X_FORWARDED_HOST)?.cloned(),
+            single(headers, &crate::http::headers::X_FORWARDED_HOST)?.cloned(),
         ),
         Convention::Envoy => {
             let rest = uri.path().strip_prefix(check_path).unwrap_or_default();
@@ -74,7 +74,7 @@ pub fn original(
         }
     };
     // The proxy path's reader: origin form, hyper's bytes, no fragment, a canonical path.
-    crate::router::read_target(&target).map_err(|_| invalid_path())?;
+    crate::http::path::read_target(&target).map_err(|_| invalid_path())?;
     let target = String::from_utf8(target).map_err(|_| invalid_path())?;
     Ok(Original {
         method,
@@ -106,7 +106,7 @@ pub fn for_auth_request(e: ApiError) -> ApiError {
 
 /// Adds what every check answer carries: the code, and for a 401 without a challenge (a
 /// sign-in redirect turned 401) `WWW-Authenticate: Bearer`.
-pub fn mark(resp: &mut http::Response<crate::body::Body>, code: &'static str) {
+pub fn mark(resp: &mut http::Response<crate::http::body::Body>, code: &'static str) {
     let h = resp.headers_mut();
     h.insert(X_SIDECAR_CODE.clone(), HeaderValue::from_static(code));
     if resp.status() == StatusCode::UNAUTHORIZED {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONNECTION, UPGRADE};
 use http::{Request, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
@@ -26,14 +26,15 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::app::App;
 use crate::config::ServerConfig;
-use crate::metrics::SharedMetrics;
+use crate::http::upgrade::{ClientIo, ClientUpgrade, Prefixed};
+use crate::telemetry::metrics::SharedMetrics;
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -235,30 +236,6 @@ async fn detect(mut stream: TcpStream) -> io::Result<(Protocol, Prefixed<TcpStre
     }
 }
 
-/// The client's side of an upgraded HTTP/1.1 connection (WebSocket): its socket, with any
-/// bytes it sent after the request replayed first.
-pub type ClientIo = Prefixed<TcpStream>;
-
-/// In the extensions of a request that asks for an upgrade: the client's connection, handed
-/// over once the `101` has been written. (The server serves HTTP/1.1 without hyper's own
-/// upgrade support, so that it can take idle connections back from hyper; see `serve_http1`.)
-#[derive(Clone)]
-pub struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<ClientIo>>>>);
-
-impl ClientUpgrade {
-    /// Takes the hand-over from `req`; `None` if the request did not come through this server
-    /// as an HTTP/1.1 upgrade request.
-    pub fn take<B>(req: &mut Request<B>) -> Option<oneshot::Receiver<ClientIo>> {
-        let handle = req.extensions_mut().remove::<ClientUpgrade>()?;
-        let rx = handle
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        rx
-    }
-}
-
 /// Serves one connection until it ends, times out, or the server closes it.
 async fn connection(
     stream: TcpStream,
@@ -294,8 +271,7 @@ async fn connection(
                 .upgrade
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(tx);
-            req.extensions_mut()
-                .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            req.extensions_mut().insert(ClientUpgrade::new(rx));
         }
         let app = app.clone();
         // Boxed: hyper keeps room for one service future per connection for as long as the
@@ -400,7 +376,7 @@ where
             let limit = state.idle_since() + keep_alive;
             let _parked = Parked::new(&settings.metrics);
             tokio::select! {
-                r = io.inner.readable() => if let Err(e) = r {
+                r = io.get_ref().readable() => if let Err(e) = r {
                     tracing::debug!(error = %e, "parked connection failed");
                     return Ok(());
                 },
@@ -770,59 +746,6 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for InFlightBody<
     }
 }
 
-/// A stream whose first bytes were already read: they are replayed before the rest.
-/// (hyper-util's `Rewind` does this but is private.)
-pub struct Prefixed<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    fn new(prefix: Bytes, inner: S) -> Self {
-        Prefixed { prefix, inner }
-    }
-
-    fn has_prefix(&self) -> bool {
-        !self.prefix.is_empty()
-    }
-
-    /// Puts `front` before what is still to be replayed.
-    fn unshift(&mut self, front: Bytes) {
-        if front.is_empty() {
-            // Dropped: an empty `Bytes` from hyper may still hold its whole read buffer.
-            return;
-        }
-        if self.prefix.is_empty() {
-            // A copy, so the rest of hyper's buffer is not kept alive by it.
-            self.prefix = Bytes::copy_from_slice(&front);
-        } else {
-            let mut both = BytesMut::with_capacity(front.len() + self.prefix.len());
-            both.extend_from_slice(&front);
-            both.extend_from_slice(&self.prefix);
-            self.prefix = both.freeze();
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() && buf.remaining() > 0 {
-            let n = buf.remaining().min(this.prefix.len());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-crate::write_through!(Prefixed, inner);
-
 /// Serves `GET /metrics` (Prometheus text) for `app` on the admin listener until `shutdown`.
 pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
@@ -842,7 +765,7 @@ pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<
             let app = app.clone();
             async move {
                 let resp = if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
-                    let mut r = http::Response::new(crate::body::full(app.render_metrics()));
+                    let mut r = http::Response::new(crate::http::body::full(app.render_metrics()));
                     r.headers_mut().insert(
                         http::header::CONTENT_TYPE,
                         http::HeaderValue::from_static(

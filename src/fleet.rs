@@ -35,9 +35,9 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::config::SharedConfig;
-use crate::metrics::SharedMetrics;
-use crate::revocation::{now_millis, Revocation, RevocationList};
-use crate::verify::now_secs;
+use crate::gate::revocation::{now_millis, Revocation, RevocationList};
+use crate::gate::verify::now_secs;
+use crate::telemetry::metrics::SharedMetrics;
 
 /// Where the fleet state is, as `/readyz` and the metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::Uri;
 
+use crate::browser::session::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::config::{Config, Convention};
-use crate::headers::fold_name;
-use crate::session::{CSRF_COOKIE, SESSION_COOKIE};
+use crate::http::headers::fold_name;
 
 /// How many of the sidecar's cookies the nginx config removes from one request's `Cookie`
 /// (nginx's `map` rewrites one match per map, so the removal is a chain of this many maps).
@@ -169,7 +169,7 @@ fn plan(proxy: Convention, cfg: &Config, listen: SocketAddr) -> Result<Plan, Ren
         .iter()
         .map(|h| fold_name(h))
         .chain(
-            crate::forward::FORWARDED_FAMILY
+            crate::http::headers::FORWARDED_FAMILY
                 .iter()
                 .map(|h| h.to_string()),
         )
@@ -962,15 +962,15 @@ mod tests {
         for (proxy, shipped) in [
             (
                 Convention::Nginx,
-                include_str!("../deploy/forward-auth/nginx.conf"),
+                include_str!("../../deploy/forward-auth/nginx.conf"),
             ),
             (
                 Convention::Traefik,
-                include_str!("../deploy/forward-auth/traefik.yml"),
+                include_str!("../../deploy/forward-auth/traefik.yml"),
             ),
             (
                 Convention::Envoy,
-                include_str!("../deploy/forward-auth/envoy.yaml"),
+                include_str!("../../deploy/forward-auth/envoy.yaml"),
             ),
         ] {
             let text = render(proxy, &with(proxy), listen()).expect("renders");

@@ -11,24 +11,27 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::body::{full, Body};
+use crate::browser::session::{self, Sessions};
 use crate::error::ApiError;
+use crate::fleet::Shared;
+use crate::gate::verify::now_secs;
 use crate::gate::Gate;
+use crate::http::body::{full, Body};
 use crate::idp::{AuthOutcome, Cognito, Step};
 use crate::limit::Limiter;
-use crate::metrics::SharedMetrics;
-use crate::session::{self, Sessions};
-use crate::shared::Shared;
-use crate::verify::now_secs;
+use crate::telemetry::metrics::SharedMetrics;
+
+use super::templates::{
+    error_parts, escape, html_response, render, secure_headers, style, Templates,
+};
 
 /// A page of the sidecar's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,188 +56,6 @@ impl Page {
             _ => None,
         }
     }
-}
-
-/// No script, no framing, forms only to this origin.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https:; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
-main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:8px;\
-box-shadow:0 1px 4px rgba(0,0,0,.12)}h1{font-size:1.4rem;margin:0 0 1rem}\
-label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
-input{width:100%;box-sizing:border-box;padding:.55rem;font-size:1rem;border:1px solid #8a93a6;border-radius:4px}\
-input:focus,button:focus{outline:3px solid #2d6cdf;outline-offset:1px}\
-button{margin-top:1.2rem;width:100%;padding:.65rem;font-size:1rem;border:0;border-radius:4px;\
-background:#2d6cdf;color:#fff;cursor:pointer}\
-.error{background:#fdecea;color:#8a1c12;border:1px solid #f5c2bd;padding:.6rem;border-radius:4px}\
-.hint{color:#4b5468;font-size:.9rem}.logo{max-width:8rem;display:block;margin-bottom:1rem}";
-
-const SIGN_IN: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}}</title>
-<link rel="stylesheet" href="{{prefix}}/style.css">
-</head>
-<body>
-<main>
-{{logo}}
-<h1>{{title}}</h1>
-{{error}}
-<form method="post" action="{{prefix}}/sign-in">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<input type="hidden" name="return" value="{{return}}">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" required autofocus value="{{email}}"{{invalid}}>
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required{{invalid}}>
-<button type="submit">Sign in</button>
-</form>
-</main>
-</body>
-</html>
-"#;
-
-const NEW_PASSWORD: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Choose a new password · {{title}}</title>
-<link rel="stylesheet" href="{{prefix}}/style.css">
-</head>
-<body>
-<main>
-{{logo}}
-<h1>Choose a new password</h1>
-<p class="hint">Your account was created with a temporary password. Choose the password you will sign in with from now on.</p>
-{{error}}
-<form method="post" action="{{prefix}}/new-password">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<input type="hidden" name="return" value="{{return}}">
-<input type="hidden" name="email" value="{{email}}">
-<input type="hidden" name="session" value="{{session}}">
-<label for="new_password">New password</label>
-<input id="new_password" name="new_password" type="password" autocomplete="new-password" required autofocus{{invalid}}>
-<button type="submit">Set password and sign in</button>
-</form>
-</main>
-</body>
-</html>
-"#;
-
-const MFA: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Verification code · {{title}}</title>
-<link rel="stylesheet" href="{{prefix}}/style.css">
-</head>
-<body>
-<main>
-{{logo}}
-<h1>Verification code</h1>
-<p class="hint">{{hint}}</p>
-{{error}}
-<form method="post" action="{{prefix}}/mfa">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<input type="hidden" name="return" value="{{return}}">
-<input type="hidden" name="email" value="{{email}}">
-<input type="hidden" name="username" value="{{username}}">
-<input type="hidden" name="challenge" value="{{challenge}}">
-<input type="hidden" name="session" value="{{session}}">
-<label for="code">Code</label>
-<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
-<button type="submit">Verify</button>
-</form>
-</main>
-</body>
-</html>
-"#;
-
-const SIGN_OUT: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign out · {{title}}</title>
-<link rel="stylesheet" href="{{prefix}}/style.css">
-</head>
-<body>
-<main>
-{{logo}}
-<h1>Sign out</h1>
-{{error}}
-<form method="post" action="{{prefix}}/sign-out">
-<input type="hidden" name="csrf" value="{{csrf}}">
-<button type="submit" autofocus>Sign out</button>
-</form>
-</main>
-</body>
-</html>
-"#;
-
-/// The three templates, built in or from `session.templates_dir`.
-#[derive(Debug, Clone)]
-pub struct Templates {
-    sign_in: String,
-    new_password: String,
-    mfa: String,
-    sign_out: String,
-}
-
-impl Templates {
-    /// The built-in pages, each replaced by `<dir>/<name>.html` when that file exists.
-    pub fn load(dir: Option<&str>) -> Result<Self, String> {
-        let read = |name: &str, builtin: &str| -> Result<String, String> {
-            let Some(dir) = dir else {
-                return Ok(builtin.to_string());
-            };
-            let path = Path::new(dir).join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(t) => Ok(t),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(builtin.to_string()),
-                Err(e) => Err(format!("{}: {e}", path.display())),
-            }
-        };
-        Ok(Templates {
-            sign_in: read("sign-in.html", SIGN_IN)?,
-            new_password: read("new-password.html", NEW_PASSWORD)?,
-            mfa: read("mfa.html", MFA)?,
-            sign_out: read("sign-out.html", SIGN_OUT)?,
-        })
-    }
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Fills `{{name}}` placeholders: `vars` escaped, `raw` as given (built by the sidecar).
-fn render(template: &str, vars: &[(&str, &str)], raw: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in raw {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{k}}}}}"), &escape(v));
-    }
-    out
 }
 
 /// The pages and what they need; built once.
@@ -808,71 +629,10 @@ fn code_field(challenge: &str) -> Option<&'static str> {
     }
 }
 
-/// The error paragraph (announced to screen readers) and the fields' invalid markers.
-fn error_parts(error: Option<&str>) -> (String, &'static str) {
-    match error {
-        Some(msg) => {
-            let mut m = escape(msg);
-            if let Some(first) = m.get(..1) {
-                m = first.to_uppercase() + &m[1..];
-            }
-            (
-                format!(r#"<p id="error" class="error" role="alert">{m}</p>"#),
-                r#" aria-invalid="true" aria-describedby="error""#,
-            )
-        }
-        None => (String::new(), ""),
-    }
-}
-
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-fn html_response(status: StatusCode, html: String, new_csrf: Option<String>) -> Response<Body> {
-    let mut resp = Response::new(full(html));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    secure_headers(h);
-    if let Some(t) = new_csrf {
-        h.append(SET_COOKIE, session::csrf_cookie(&t));
-    }
-    resp
-}
-
-fn secure_headers(h: &mut http::HeaderMap) {
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-}
-
-fn style() -> Response<Body> {
-    let mut resp = Response::new(full(STYLE));
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    resp
 }
 
 /// `303 See Other` to a path on this host (the browser follows with a GET).
@@ -891,66 +651,6 @@ pub fn redirect(to: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_and_rendering() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
-        );
-        let out = render(
-            "<p>{{a}}</p>{{raw}}<i>{{a}}</i>{{none}}",
-            &[("a", "<b>")],
-            &[("raw", "<hr>")],
-        );
-        assert_eq!(out, "<p>&lt;b&gt;</p><hr><i>&lt;b&gt;</i>{{none}}");
-        // A value cannot smuggle a placeholder that is filled later.
-        let out = render("{{a}}{{b}}", &[("a", "{{b}}"), ("b", "x")], &[]);
-        assert!(out == "{{b}}x" || out == "xx", "{out}");
-        let (html, invalid) = error_parts(Some("incorrect email or password"));
-        assert!(html.contains(r#"role="alert""#) && html.contains("Incorrect email"));
-        assert!(invalid.contains("aria-describedby"));
-        assert_eq!(error_parts(None), (String::new(), ""));
-    }
-
-    #[test]
-    fn built_in_templates_have_their_placeholders_and_no_script() {
-        for (t, needs) in [
-            (
-                SIGN_IN,
-                &["csrf", "return", "email", "error", "title", "prefix"][..],
-            ),
-            (
-                NEW_PASSWORD,
-                &["csrf", "return", "email", "session", "error"][..],
-            ),
-            (
-                MFA,
-                &[
-                    "csrf",
-                    "return",
-                    "email",
-                    "username",
-                    "challenge",
-                    "session",
-                    "hint",
-                ][..],
-            ),
-            (SIGN_OUT, &["csrf", "error", "prefix"][..]),
-        ] {
-            for n in needs {
-                assert!(t.contains(&format!("{{{{{n}}}}}")), "{n}");
-            }
-            assert!(!t.to_ascii_lowercase().contains("<script"));
-            assert!(t.contains(r#"<html lang="en">"#) && t.contains("autofocus"));
-        }
-        for t in [SIGN_IN, NEW_PASSWORD, MFA] {
-            // Every visible input has its label.
-            let inputs = t.matches("<input id=").count();
-            assert_eq!(inputs, t.matches("<label for=").count());
-        }
-        assert!(SIGN_IN.contains(r#"name="email""#) && SIGN_IN.contains(r#"name="password""#));
-    }
 
     #[test]
     fn page_paths() {

@@ -347,7 +347,8 @@ mod tests {
     #[test]
     fn parse_keeps_only_usable_rsa_signing_keys() {
         let k: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/key1.jwk.json")).expect("jwk");
+            serde_json::from_str(include_str!("../../../tests/fixtures/key1.jwk.json"))
+                .expect("jwk");
         let (n, e) = (k["n"].as_str().expect("n"), k["e"].as_str().expect("e"));
         let doc = format!(
             r#"{{"keys": [

@@ -5,6 +5,9 @@
 //! (URI, `Host`, every header). This module sends it and strips hop-by-hop headers from the
 //! response.
 
+pub mod pool;
+pub mod tunnel;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,12 +21,12 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{streamed, Body};
 use crate::config::UpstreamConfig;
-use crate::headers;
-use crate::pool::Pool;
-use crate::server::ClientUpgrade;
-use crate::tunnel::{TunnelPermit, Tunnels};
+use crate::http::body::{streamed, Body};
+use crate::http::headers;
+use crate::http::upgrade::ClientUpgrade;
+use crate::upstream::pool::Pool;
+use crate::upstream::tunnel::{TunnelPermit, Tunnels};
 
 /// Why a request could not be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

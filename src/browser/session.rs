@@ -27,11 +27,11 @@ use sha2::{Digest, Sha256};
 use subtle_eq::ct_eq;
 
 use crate::config::SessionConfig;
+use crate::fleet::Shared;
+use crate::gate::verify::{now_secs, VerifyError};
 use crate::gate::{Gate, Identity};
 use crate::idp::{Cognito, Tokens};
-use crate::metrics::SharedMetrics;
-use crate::shared::Shared;
-use crate::verify::{now_secs, VerifyError};
+use crate::telemetry::metrics::SharedMetrics;
 
 /// The session cookie (`__Host-`: Secure, Path=/, no Domain; set only over a secure context).
 pub const SESSION_COOKIE: &str = "__Host-sidecar-session";
@@ -427,7 +427,7 @@ pub fn safe_return(raw: &str) -> String {
     }
     // The gate's own reader of request targets: a fragment, a byte hyper refuses in a
     // request line, or a path that is not canonical.
-    if crate::router::read_target(raw.as_bytes()).is_err() {
+    if crate::http::path::read_target(raw.as_bytes()).is_err() {
         return fallback();
     }
     raw.to_string()

@@ -23,16 +23,48 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::body::{full, Body};
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
+use crate::fleet::Shared;
+use crate::gate::verify::{self, now_secs};
 use crate::gate::Gate;
+use crate::http::body::{full, Body};
 use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, IdpError, Step, Tokens};
 use crate::limit::Limiter;
-use crate::metrics::SharedMetrics;
-use crate::router::Endpoint;
-use crate::shared::Shared;
-use crate::verify::{self, now_secs};
+use crate::telemetry::metrics::SharedMetrics;
+
+/// One of the auth API's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Login,
+    NewPassword,
+    Refresh,
+    Logout,
+    Mfa,
+    MfaSetup,
+    MfaVerify,
+    ForgotPassword,
+    ConfirmForgotPassword,
+    ChangePassword,
+}
+
+impl Endpoint {
+    /// The endpoint's path segment, for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Login => "login",
+            Endpoint::NewPassword => "new-password",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Logout => "logout",
+            Endpoint::Mfa => "mfa",
+            Endpoint::MfaSetup => "mfa/setup",
+            Endpoint::MfaVerify => "mfa/verify",
+            Endpoint::ForgotPassword => "forgot-password",
+            Endpoint::ConfirmForgotPassword => "confirm-forgot-password",
+            Endpoint::ChangePassword => "change-password",
+        }
+    }
+}
 
 /// The seed's `LoginOut`, plus `username` (the canonical Cognito username a client needs to
 /// refresh when the app client has a secret). Absent values are `null`, as django-ninja sent.
@@ -476,7 +508,7 @@ impl AuthApi {
         &self,
         body: &Map<String, Value>,
         token: &str,
-        claims: crate::verify::Claims,
+        claims: crate::gate::verify::Claims,
     ) -> Result<Answer, ApiError> {
         let old_password = field(body, "old_password")?;
         let new_password = field(body, "new_password")?;

@@ -1,41 +1,34 @@
-//! The composition root: builds the long-lived clients once (Cognito SDK, reqwest for the
-//! JWKS, the pooled upstream client) and holds `handle`, the one branch every request takes:
-//! route → health | auth API | gate → `forward::to_upstream` → proxy. Every failure becomes
-//! HTTP through `ApiError::into_response`, and each request is logged once here.
+//! The per-request phases: route → authenticate → authorize → build what the app receives
+//! → forward → log, for the proxy path and for the forward-auth check (another entry into the
+//! same phases). `Service` holds what they need, built once by `app::App::build`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use http::header::{HeaderValue, AUTHORIZATION, HOST};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::auth::{json, AuthApi};
-use crate::body::Body;
-use crate::config::{Config, ConfigError, Convention, SharedBackend};
+use crate::auth_api::{json, AuthApi};
+use crate::browser::pages::Pages;
+use crate::browser::session::{self, SessionAuth, Sessions};
+use crate::config::Convention;
 use crate::error::ApiError;
-use crate::forward::{self, Decision, Policy, X_REQUEST_ID};
-use crate::gate::{Gate, Identity};
-use crate::headers::IdentityHeaders;
-use crate::idp::{Cognito, CognitoSettings};
-use crate::limit::{Limiter, Quota};
-use crate::metrics::{JwksStats, Metrics, SharedMetrics};
-use crate::pages::{Pages, Templates};
-use crate::proxy::{self, Upstream};
-use crate::router::{self, Refused, Route, Router, Rule};
-use crate::session::{self, SessionAuth, Sessions};
-use crate::shared::{Shared, SharedError};
-use crate::tunnel::Tunnels;
-use crate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
+use crate::fleet::Shared;
+use crate::gate::{verify, Gate, Identity};
+use crate::http::body::Body;
+use crate::http::headers::X_REQUEST_ID;
+use crate::limit::Limiter;
+use crate::telemetry::metrics::SharedMetrics;
+use crate::upstream::tunnel::Tunnels;
+use crate::upstream::{self, Upstream};
 
-/// The whole sidecar behind the listener; cheap to clone.
-#[derive(Clone)]
-pub struct App {
-    inner: Arc<Inner>,
-    /// This handle serves `forward_auth.listen`: the check, and nothing else.
-    check_listener: bool,
-}
+pub mod forward_auth;
+pub mod outbound;
+pub mod router;
+
+use outbound::{Decision, Policy};
+use router::{Refused, Route, Router, Rule};
 
 /// What the gate decided about a request it lets through.
 struct Admitted {
@@ -45,282 +38,46 @@ struct Admitted {
     session_token: Option<HeaderValue>,
 }
 
-struct Inner {
-    router: Router,
-    auth: AuthApi,
-    gate: Gate,
-    upstream: Upstream,
-    policy: Policy,
-    tunnels: Tunnels,
-    shared: Option<Shared>,
-    sessions: Option<Sessions>,
-    pages: Option<Pages>,
-    max_token_bytes: usize,
-    access_log: bool,
-    metrics: SharedMetrics,
-    by_address: Limiter<std::net::IpAddr>,
-    openapi: bytes::Bytes,
-    forward_auth: crate::config::ForwardAuthConfig,
+/// Everything a request may need, built once by `App::build`.
+pub(crate) struct Service {
+    pub(crate) router: Router,
+    pub(crate) auth: AuthApi,
+    pub(crate) gate: Gate,
+    pub(crate) upstream: Upstream,
+    pub(crate) policy: Policy,
+    pub(crate) tunnels: Tunnels,
+    pub(crate) shared: Option<Shared>,
+    pub(crate) sessions: Option<Sessions>,
+    pub(crate) pages: Option<Pages>,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) access_log: bool,
+    pub(crate) metrics: SharedMetrics,
+    pub(crate) by_address: Limiter<std::net::IpAddr>,
+    pub(crate) openapi: bytes::Bytes,
+    pub(crate) forward_auth: crate::config::ForwardAuthConfig,
     /// When `removed_from_answer` last warned.
-    answer_warned: std::sync::Mutex<Option<tokio::time::Instant>>,
+    pub(crate) answer_warned: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// How often `removed_from_answer` may warn.
 const ANSWER_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Why the app could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("could not build the HTTP client: {0}")]
-    Client(String),
-}
-
-impl App {
-    /// Validates `config` and builds every client. `sdk` carries the AWS credentials chain
-    /// (the default chain in `main`, static test credentials in tests).
-    pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
-        let d = config.validate()?;
-        let metrics: SharedMetrics = Arc::new(Metrics::new());
-        let c = &config.cognito;
-        let idp = Arc::new(Cognito::new(
-            sdk,
-            CognitoSettings {
-                region: d.region.clone(),
-                user_pool_id: d.user_pool_id.clone(),
-                client_id: d.client_id.clone(),
-                client_secret: c.client_secret.clone(),
-                endpoint_url: c.endpoint_url.clone(),
-                flow: c.auth_flow,
-                timeout: c.timeout,
-                max_attempts: c.max_attempts,
-            },
-            Arc::clone(&metrics),
-        ));
-
-        let v = &config.verify;
-        let http = reqwest::Client::builder()
-            .timeout(v.jwks_timeout)
-            .connect_timeout(v.jwks_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError::Client(e.to_string()))?;
-        let algorithm = verify::parse_alg(&v.algorithm);
-        let jwks = JwksCache::new(
-            JwksSettings {
-                url: d.jwks_url.clone(),
-                algorithm: verify::alg_name(algorithm),
-                max_bytes: v.jwks_max_bytes,
-                cooldown: v.jwks_cooldown,
-                refresh_interval: v.jwks_refresh_interval,
-            },
-            http,
-        );
-        let verifier = Verifier::new(
-            VerifierSettings {
-                issuer: d.issuer.clone(),
-                algorithm,
-                accept_access: v.token_use.iter().any(|u| u == "access"),
-                accept_id: v.token_use.iter().any(|u| u == "id"),
-                client_ids: d.client_ids.clone(),
-                leeway_secs: v.leeway.as_secs(),
-            },
-            jwks,
-        );
-        let identity = IdentityHeaders::new(&config.identity).map_err(|_| ConfigError {
-            key: "identity.headers".into(),
-            problem: "invalid header name".into(),
-        })?;
-        let gate = Gate::new(
-            verifier,
-            identity,
-            v.cache_max_entries,
-            v.revocation_ttl,
-            Arc::clone(&metrics),
-        );
-        let shared = match config.shared.backend {
-            SharedBackend::Memory => None,
-            SharedBackend::Redis => Some(
-                Shared::new(
-                    &config.shared,
-                    gate.revocations().clone(),
-                    Arc::clone(&metrics),
-                )
-                .map_err(|e| match e {
-                    SharedError::Url(p) => ConfigError {
-                        key: "shared.url".into(),
-                        problem: p,
-                    },
-                    SharedError::Ca(p) => ConfigError {
-                        key: "shared.tls_ca_file".into(),
-                        problem: p,
-                    },
-                })?,
-            ),
-        };
-        let rl = &config.rate_limit;
-        let mut by_username = Limiter::new(
-            Quota {
-                per_minute: rl.username_per_minute,
-                burst: rl.username_burst,
-            },
-            rl.max_tracked,
-        );
-        let mut by_address = Limiter::new(
-            Quota {
-                per_minute: rl.address_per_minute,
-                burst: rl.address_burst,
-            },
-            rl.max_tracked,
-        );
-        if let Some(s) = &shared {
-            by_username = by_username.with_shared(s.clone(), "username");
-            by_address = by_address.with_shared(s.clone(), "address");
-        }
-        let by_username = Arc::new(by_username);
-        let (sessions, pages) = if config.session.enabled {
-            let templates =
-                Templates::load(config.session.templates_dir.as_deref()).map_err(|problem| {
-                    ConfigError {
-                        key: "session.templates_dir".into(),
-                        problem,
-                    }
-                })?;
-            let sessions = Sessions::new(
-                &config.session,
-                Arc::clone(&idp),
-                gate.clone(),
-                shared.clone(),
-                Arc::clone(&metrics),
-            );
-            let pages = Pages::new(
-                sessions.clone(),
-                Arc::clone(&idp),
-                gate.clone(),
-                shared.clone(),
-                Arc::clone(&by_username),
-                Arc::clone(&metrics),
-                templates,
-                config.api.max_body_bytes,
-            );
-            (Some(sessions), Some(pages))
-        } else {
-            (None, None)
-        };
-        let upstream = Upstream::new(&config.upstream);
-        let policy =
-            Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
-                ConfigError {
-                    key: "upstream.url".into(),
-                    problem: problem.into(),
-                }
-            })?;
-        let tunnels = Tunnels::new(&config.server, Arc::clone(&metrics));
-        let upstream = upstream.with_tunnels(tunnels.clone());
-        Ok(App {
-            inner: Arc::new(Inner {
-                router: Router::new(config),
-                auth: AuthApi::new(
-                    idp,
-                    gate.clone(),
-                    &config.api,
-                    v.max_token_bytes,
-                    by_username,
-                    crate::auth::RecoveryLimits::new(rl, shared.as_ref()),
-                    shared.clone(),
-                    Arc::clone(&metrics),
-                ),
-                shared,
-                sessions,
-                pages,
-                gate,
-                upstream,
-                policy,
-                tunnels,
-                max_token_bytes: v.max_token_bytes,
-                access_log: config.log.access,
-                metrics,
-                by_address,
-                openapi: openapi_document(config),
-                forward_auth: config.forward_auth.clone(),
-                answer_warned: std::sync::Mutex::new(None),
-            }),
-            check_listener: false,
-        })
-    }
-
-    /// Starts the background JWKS loader/refresher (fetches immediately).
-    /// Starts the background work: the JWKS loader/refresher (fetches immediately) and, with
-    /// the fleet backend, its connection, subscriber and writer.
-    pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = vec![self.inner.gate.verifier().jwks().spawn_refresher()];
-        if let Some(shared) = &self.inner.shared {
-            tasks.extend(shared.start());
-        }
-        tasks
-    }
-
+impl Service {
     /// True once the pool's signing keys are loaded and, with the fleet backend, the logout
     /// list is caught up (or Redis is unreachable and `shared.require_for_ready` is off).
-    pub fn is_ready(&self) -> bool {
-        self.inner.gate.is_ready() && self.inner.shared.as_ref().is_none_or(Shared::is_ready)
+    pub(crate) fn is_ready(&self) -> bool {
+        self.gate.is_ready() && self.shared.as_ref().is_none_or(Shared::is_ready)
     }
 
-    /// The fleet backend, when `shared.backend = "redis"`.
-    pub fn shared(&self) -> Option<&Shared> {
-        self.inner.shared.as_ref()
-    }
-
-    /// The metrics (the server counts connections into them).
-    pub fn metrics(&self) -> &SharedMetrics {
-        &self.inner.metrics
-    }
-
-    /// The upgraded-connection tunnels (the server closes them at shutdown).
-    pub fn tunnels(&self) -> &Tunnels {
-        &self.inner.tunnels
-    }
-
-    /// The Prometheus text exposition, JWKS state included.
-    pub fn render_metrics(&self) -> String {
-        if let Some(s) = &self.inner.sessions {
-            self.inner.metrics.sessions_active(s.count());
-        }
-        let jwks = self.jwks();
-        self.inner.metrics.render(&JwksStats {
-            fetches: jwks.fetch_count(),
-            failures: jwks.failure_count(),
-            keys: jwks.key_count(),
-            age: jwks.key_age(),
-        })
-    }
-
-    /// A handle for `forward_auth.listen`: it serves the forward-auth check and answers
-    /// `404 not_found` to everything else.
-    pub fn check_listener(&self) -> App {
-        App {
-            inner: Arc::clone(&self.inner),
-            check_listener: true,
-        }
-    }
-
-    /// The JWKS cache (fetch counters for tests and metrics).
-    pub fn jwks(&self) -> &JwksCache {
-        self.inner.gate.verifier().jwks()
-    }
-
-    /// `handle` on an owned `App`, for a future that borrows nothing (to be boxed).
-    pub async fn handle_owned(self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        self.handle(req, peer).await
-    }
-
-    /// Serves one request from `peer`. Never fails: errors become JSON answers.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let inner = &*self.inner;
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        check_listener: bool,
+    ) -> Response<Body> {
+        let inner = self;
         let start = tokio::time::Instant::now();
-        let request_id = forward::request_id(req.headers());
+        let request_id = outbound::request_id(req.headers());
         req.headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let method = req.method().clone();
@@ -329,10 +86,10 @@ impl App {
         let path = uri.path();
         let mut sub: Option<String> = None;
         let mut set_cookie: Option<HeaderValue> = None;
-        let alias = crate::headers::framing_alias(req.headers()).is_some();
+        let alias = crate::http::headers::framing_alias(req.headers()).is_some();
         let route = if alias {
             Err(Refused::FramingAlias)
-        } else if self.check_listener {
+        } else if check_listener {
             if inner.router.is_check(path) {
                 Ok(Route::Check)
             } else {
@@ -374,13 +131,13 @@ impl App {
                     Ok(r) => r,
                     Err(e) => e.into_response(),
                 };
-                crate::forward_auth::mark(&mut resp, code);
+                forward_auth::mark(&mut resp, code);
                 Ok(resp)
             }
             Ok(Route::Live) => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
             Ok(Route::WrongMethod(allow)) => Err(ApiError::method_not_allowed(allow)),
             Ok(Route::OpenApi) => {
-                let mut r = Response::new(crate::body::full(inner.openapi.clone()));
+                let mut r = Response::new(crate::http::body::full(inner.openapi.clone()));
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -462,7 +219,7 @@ impl App {
             }
         };
         if inner.access_log {
-            crate::logging::access(&crate::logging::Access {
+            crate::telemetry::logging::access(&crate::telemetry::logging::Access {
                 request_id: request_id.to_str().unwrap_or("-"),
                 method: method.as_str(),
                 path,
@@ -479,7 +236,7 @@ impl App {
     }
 
     /// The gate: decide (`decide`), then build what the app receives
-    /// (`forward::to_upstream`) and forward. `set_cookie` carries a cookie change for the
+    /// (`outbound::to_upstream`) and forward. `set_cookie` carries a cookie change for the
     /// answer (an ended session's cookie is cleared).
     async fn pass(
         &self,
@@ -490,7 +247,7 @@ impl App {
         sub: &mut Option<String>,
         set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Response<Body>, ApiError> {
-        let inner = &self.inner;
+        let inner = self;
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let Admitted {
             identity,
@@ -505,7 +262,7 @@ impl App {
             request_id,
             authorization: session_token.as_ref(),
         };
-        let out = forward::to_upstream(parts, &decision, &inner.policy)?;
+        let out = outbound::to_upstream(parts, &decision, &inner.policy)?;
         let started = tokio::time::Instant::now();
         match inner
             .upstream
@@ -514,7 +271,7 @@ impl App {
         {
             Ok(mut resp) => {
                 inner.metrics.upstream(started.elapsed());
-                let removed = forward::from_upstream(resp.headers_mut(), &inner.policy);
+                let removed = outbound::from_upstream(resp.headers_mut(), &inner.policy);
                 if removed.any() {
                     self.removed_from_answer(removed);
                 }
@@ -524,8 +281,8 @@ impl App {
                 match e {
                     // Our limit, or the client's broken body: not the app's failure (counted
                     // by the gate metrics).
-                    proxy::ProxyError::TooManyTunnels | proxy::ProxyError::ClientBody => {}
-                    proxy::ProxyError::Timeout => inner.metrics.upstream_error("timeout"),
+                    upstream::ProxyError::TooManyTunnels | upstream::ProxyError::ClientBody => {}
+                    upstream::ProxyError::Timeout => inner.metrics.upstream_error("timeout"),
                     _ => inner.metrics.upstream_error("unavailable"),
                 }
                 Err(e.into())
@@ -534,18 +291,17 @@ impl App {
     }
 }
 
-impl App {
-    /// Counts what `forward::from_upstream` removed, and warns at most once a minute: an app
+impl Service {
+    /// Counts what `outbound::from_upstream` removed, and warns at most once a minute: an app
     /// that sets the sidecar's cookie or identity headers is misconfigured or compromised, and
     /// one log line per answer would let it flood the log.
-    fn removed_from_answer(&self, removed: forward::Removed) {
-        let m = &self.inner.metrics;
+    fn removed_from_answer(&self, removed: outbound::Removed) {
+        let m = &self.metrics;
         m.response_removed("session_cookie", removed.session_cookies);
         m.response_removed("identity", removed.identity);
         m.response_removed("framing", removed.framing);
         let now = tokio::time::Instant::now();
         let mut last = self
-            .inner
             .answer_warned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -575,7 +331,7 @@ impl App {
         sub: &mut Option<String>,
         set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Admitted, ApiError> {
-        let inner = &self.inner;
+        let inner = self;
         let bearer_sent = headers.contains_key(AUTHORIZATION);
         let mut session_token: Option<HeaderValue> = None;
         let identity: Option<Arc<Identity>> = match (&inner.sessions, bearer_sent) {
@@ -662,7 +418,7 @@ impl App {
         sub: &mut Option<String>,
         set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Response<Body>, ApiError> {
-        let inner = &self.inner;
+        let inner = self;
         let fa = &inner.forward_auth;
         if !inner.policy.is_trusted(peer.ip()) {
             return Err(ApiError::bad_request(
@@ -670,7 +426,7 @@ impl App {
                 "the forward-auth check answers only the front proxies in server.trusted_proxies",
             ));
         }
-        let original = crate::forward_auth::original(
+        let original = forward_auth::original(
             fa.convention,
             &fa.path,
             req.method(),
@@ -687,11 +443,11 @@ impl App {
         let identity = match decided {
             Ok(identity) => identity,
             Err(e) if fa.convention == Convention::Nginx => {
-                return Err(crate::forward_auth::for_auth_request(e))
+                return Err(forward_auth::for_auth_request(e))
             }
             Err(e) => return Err(e),
         };
-        let mut resp = Response::new(crate::body::full(bytes::Bytes::new()));
+        let mut resp = Response::new(crate::http::body::full(bytes::Bytes::new()));
         let h = resp.headers_mut();
         for name in inner.gate.identity_headers().names() {
             h.insert(name.clone(), HeaderValue::from_static(""));
@@ -711,29 +467,29 @@ impl App {
     /// The gate's rules for the original request of a check; its identity if it passes.
     async fn check_original(
         &self,
-        original: crate::forward_auth::Original,
+        original: forward_auth::Original,
         check_headers: &HeaderMap,
         sub: &mut Option<String>,
         set_cookie: &mut Option<HeaderValue>,
     ) -> Result<Option<Arc<Identity>>, ApiError> {
-        let inner = &self.inner;
-        if !router::is_canonical_method(&original.method) {
-            return Err(forward::invalid_method());
+        let inner = self;
+        if !crate::http::path::is_canonical_method(&original.method) {
+            return Err(outbound::invalid_method());
         }
         // As on the proxy path: no route of the app allows CONNECT.
         if original.method == Method::CONNECT {
-            return Err(ApiError::method_not_allowed(router::APP_METHODS));
+            return Err(ApiError::method_not_allowed(crate::http::path::APP_METHODS));
         }
         let rule = inner
             .router
             .rule_for(&original.method, original.path())
-            .map_err(|_| forward::invalid_path())?;
+            .map_err(|_| outbound::invalid_path())?;
         // The original request's headers: the ones the front proxy passed on, with its Host.
         let mut headers = check_headers.clone();
         headers.remove(HOST);
         if let Some(host) = original.host {
-            if !forward::valid_host(&host) {
-                return Err(forward::invalid_host());
+            if !outbound::valid_host(&host) {
+                return Err(outbound::invalid_host());
             }
             headers.insert(HOST, host);
         }
@@ -753,7 +509,7 @@ impl App {
     /// No token and no session: a browser navigation is sent to sign in (when sessions are
     /// on), anything else gets `401 token_missing`.
     fn unauthenticated(&self, method: &Method, headers: &HeaderMap, target: &str) -> ApiError {
-        match &self.inner.sessions {
+        match &self.sessions {
             Some(sessions) if session::is_navigation(method, headers) => {
                 let back = session::safe_return(target);
                 let encoded: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
@@ -766,27 +522,4 @@ impl App {
             _ => ApiError::token_missing(),
         }
     }
-}
-
-/// The OpenAPI document of the auth API (`src/openapi.json`, written for the default paths),
-/// with the configured prefix and health paths.
-fn openapi_document(config: &Config) -> bytes::Bytes {
-    let mut doc: serde_json::Value =
-        serde_json::from_str(include_str!("openapi.json")).unwrap_or_default();
-    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        let old = std::mem::take(paths);
-        for (path, item) in old {
-            let path = if let Some(rest) = path.strip_prefix("/api/user") {
-                format!("{}{rest}", config.api.prefix)
-            } else if path == "/healthz" {
-                config.health.live_path.clone()
-            } else if path == "/readyz" {
-                config.health.ready_path.clone()
-            } else {
-                path
-            };
-            paths.insert(path, item);
-        }
-    }
-    bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
 }

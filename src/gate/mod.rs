@@ -5,6 +5,10 @@
 //! token's `exp`) and the logout revocation list, which is checked on every request, cached
 //! tokens included.
 
+pub mod identity;
+pub mod revocation;
+pub mod verify;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +16,10 @@ use http::header::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::headers::IdentityHeaders;
-use crate::metrics::SharedMetrics;
-use crate::revocation::{Revocation, RevocationList};
-use crate::verify::{now_secs, Claims, Verifier, VerifyError};
+use crate::gate::identity::IdentityHeaders;
+use crate::gate::revocation::{Revocation, RevocationList};
+use crate::gate::verify::{now_secs, Claims, Verifier, VerifyError};
+use crate::telemetry::metrics::SharedMetrics;
 
 /// What the gate knows about a verified token.
 #[derive(Debug)]

@@ -1,0 +1,319 @@
+//! The composition root: builds the long-lived clients once (Cognito SDK, reqwest for the
+//! JWKS, the pooled upstream client) and holds `handle`, the one branch every request takes:
+//! route → health | auth API | gate → `forward::to_upstream` → proxy. Every failure becomes
+//! HTTP through `ApiError::into_response`, and each request is logged once here.
+
+pub mod front_config;
+pub mod settings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::auth_api::AuthApi;
+use crate::browser::pages::Pages;
+use crate::browser::session::Sessions;
+use crate::browser::templates::Templates;
+use crate::config::{Config, ConfigError, SharedBackend};
+use crate::fleet::{Shared, SharedError};
+use crate::gate::identity::IdentityHeaders;
+use crate::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
+use crate::gate::Gate;
+use crate::http::body::Body;
+use crate::idp::{Cognito, CognitoSettings};
+use crate::limit::{Limiter, Quota};
+use crate::request::outbound::Policy;
+use crate::request::router::Router;
+use crate::request::Service;
+use crate::telemetry::metrics::{JwksStats, Metrics, SharedMetrics};
+use crate::upstream::tunnel::Tunnels;
+use crate::upstream::Upstream;
+
+/// The whole sidecar behind the listener; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Service>,
+    /// This handle serves `forward_auth.listen`: the check, and nothing else.
+    check_listener: bool,
+}
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl App {
+    /// Validates `config` and builds every client. `sdk` carries the AWS credentials chain
+    /// (the default chain in `main`, static test credentials in tests).
+    pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
+        let d = config.validate()?;
+        let metrics: SharedMetrics = Arc::new(Metrics::new());
+        let c = &config.cognito;
+        let idp = Arc::new(Cognito::new(
+            sdk,
+            CognitoSettings {
+                region: d.region.clone(),
+                user_pool_id: d.user_pool_id.clone(),
+                client_id: d.client_id.clone(),
+                client_secret: c.client_secret.clone(),
+                endpoint_url: c.endpoint_url.clone(),
+                flow: c.auth_flow,
+                timeout: c.timeout,
+                max_attempts: c.max_attempts,
+            },
+            Arc::clone(&metrics),
+        ));
+
+        let v = &config.verify;
+        let http = reqwest::Client::builder()
+            .timeout(v.jwks_timeout)
+            .connect_timeout(v.jwks_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let algorithm = verify::parse_alg(&v.algorithm);
+        let jwks = JwksCache::new(
+            JwksSettings {
+                url: d.jwks_url.clone(),
+                algorithm: verify::alg_name(algorithm),
+                max_bytes: v.jwks_max_bytes,
+                cooldown: v.jwks_cooldown,
+                refresh_interval: v.jwks_refresh_interval,
+            },
+            http,
+        );
+        let verifier = Verifier::new(
+            VerifierSettings {
+                issuer: d.issuer.clone(),
+                algorithm,
+                accept_access: v.token_use.iter().any(|u| u == "access"),
+                accept_id: v.token_use.iter().any(|u| u == "id"),
+                client_ids: d.client_ids.clone(),
+                leeway_secs: v.leeway.as_secs(),
+            },
+            jwks,
+        );
+        let identity = IdentityHeaders::new(&config.identity).map_err(|_| ConfigError {
+            key: "identity.headers".into(),
+            problem: "invalid header name".into(),
+        })?;
+        let gate = Gate::new(
+            verifier,
+            identity,
+            v.cache_max_entries,
+            v.revocation_ttl,
+            Arc::clone(&metrics),
+        );
+        let shared = match config.shared.backend {
+            SharedBackend::Memory => None,
+            SharedBackend::Redis => Some(
+                Shared::new(
+                    &config.shared,
+                    gate.revocations().clone(),
+                    Arc::clone(&metrics),
+                )
+                .map_err(|e| match e {
+                    SharedError::Url(p) => ConfigError {
+                        key: "shared.url".into(),
+                        problem: p,
+                    },
+                    SharedError::Ca(p) => ConfigError {
+                        key: "shared.tls_ca_file".into(),
+                        problem: p,
+                    },
+                })?,
+            ),
+        };
+        let rl = &config.rate_limit;
+        let mut by_username = Limiter::new(
+            Quota {
+                per_minute: rl.username_per_minute,
+                burst: rl.username_burst,
+            },
+            rl.max_tracked,
+        );
+        let mut by_address = Limiter::new(
+            Quota {
+                per_minute: rl.address_per_minute,
+                burst: rl.address_burst,
+            },
+            rl.max_tracked,
+        );
+        if let Some(s) = &shared {
+            by_username = by_username.with_shared(s.clone(), "username");
+            by_address = by_address.with_shared(s.clone(), "address");
+        }
+        let by_username = Arc::new(by_username);
+        let (sessions, pages) = if config.session.enabled {
+            let templates =
+                Templates::load(config.session.templates_dir.as_deref()).map_err(|problem| {
+                    ConfigError {
+                        key: "session.templates_dir".into(),
+                        problem,
+                    }
+                })?;
+            let sessions = Sessions::new(
+                &config.session,
+                Arc::clone(&idp),
+                gate.clone(),
+                shared.clone(),
+                Arc::clone(&metrics),
+            );
+            let pages = Pages::new(
+                sessions.clone(),
+                Arc::clone(&idp),
+                gate.clone(),
+                shared.clone(),
+                Arc::clone(&by_username),
+                Arc::clone(&metrics),
+                templates,
+                config.api.max_body_bytes,
+            );
+            (Some(sessions), Some(pages))
+        } else {
+            (None, None)
+        };
+        let upstream = Upstream::new(&config.upstream);
+        let policy =
+            Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
+                ConfigError {
+                    key: "upstream.url".into(),
+                    problem: problem.into(),
+                }
+            })?;
+        let tunnels = Tunnels::new(&config.server, Arc::clone(&metrics));
+        let upstream = upstream.with_tunnels(tunnels.clone());
+        Ok(App {
+            inner: Arc::new(Service {
+                router: Router::new(config),
+                auth: AuthApi::new(
+                    idp,
+                    gate.clone(),
+                    &config.api,
+                    v.max_token_bytes,
+                    by_username,
+                    crate::auth_api::RecoveryLimits::new(rl, shared.as_ref()),
+                    shared.clone(),
+                    Arc::clone(&metrics),
+                ),
+                shared,
+                sessions,
+                pages,
+                gate,
+                upstream,
+                policy,
+                tunnels,
+                max_token_bytes: v.max_token_bytes,
+                access_log: config.log.access,
+                metrics,
+                by_address,
+                openapi: openapi_document(config),
+                forward_auth: config.forward_auth.clone(),
+                answer_warned: std::sync::Mutex::new(None),
+            }),
+            check_listener: false,
+        })
+    }
+
+    /// Starts the background JWKS loader/refresher (fetches immediately).
+    /// Starts the background work: the JWKS loader/refresher (fetches immediately) and, with
+    /// the fleet backend, its connection, subscriber and writer.
+    pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![self.inner.gate.verifier().jwks().spawn_refresher()];
+        if let Some(shared) = &self.inner.shared {
+            tasks.extend(shared.start());
+        }
+        tasks
+    }
+
+    /// True once the pool's signing keys are loaded and, with the fleet backend, the logout
+    /// list is caught up (or Redis is unreachable and `shared.require_for_ready` is off).
+    pub fn is_ready(&self) -> bool {
+        self.inner.gate.is_ready() && self.inner.shared.as_ref().is_none_or(Shared::is_ready)
+    }
+
+    /// The fleet backend, when `shared.backend = "redis"`.
+    pub fn shared(&self) -> Option<&Shared> {
+        self.inner.shared.as_ref()
+    }
+
+    /// The metrics (the server counts connections into them).
+    pub fn metrics(&self) -> &SharedMetrics {
+        &self.inner.metrics
+    }
+
+    /// The upgraded-connection tunnels (the server closes them at shutdown).
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.inner.tunnels
+    }
+
+    /// The Prometheus text exposition, JWKS state included.
+    pub fn render_metrics(&self) -> String {
+        if let Some(s) = &self.inner.sessions {
+            self.inner.metrics.sessions_active(s.count());
+        }
+        let jwks = self.jwks();
+        self.inner.metrics.render(&JwksStats {
+            fetches: jwks.fetch_count(),
+            failures: jwks.failure_count(),
+            keys: jwks.key_count(),
+            age: jwks.key_age(),
+        })
+    }
+
+    /// A handle for `forward_auth.listen`: it serves the forward-auth check and answers
+    /// `404 not_found` to everything else.
+    pub fn check_listener(&self) -> App {
+        App {
+            inner: Arc::clone(&self.inner),
+            check_listener: true,
+        }
+    }
+
+    /// The JWKS cache (fetch counters for tests and metrics).
+    pub fn jwks(&self) -> &JwksCache {
+        self.inner.gate.verifier().jwks()
+    }
+
+    /// `handle` on an owned `App`, for a future that borrows nothing (to be boxed).
+    pub async fn handle_owned(self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle(req, peer).await
+    }
+
+    /// Serves one request from `peer`. Never fails: errors become JSON answers.
+    /// Serves one request from `peer`. Never fails: errors become JSON answers.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.inner.handle(req, peer, self.check_listener).await
+    }
+}
+
+/// The OpenAPI document of the auth API (`src/openapi.json`, written for the default paths),
+/// with the configured prefix and health paths.
+fn openapi_document(config: &Config) -> bytes::Bytes {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../openapi.json")).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let old = std::mem::take(paths);
+        for (path, item) in old {
+            let path = if let Some(rest) = path.strip_prefix("/api/user") {
+                format!("{}{rest}", config.api.prefix)
+            } else if path == "/healthz" {
+                config.health.live_path.clone()
+            } else if path == "/readyz" {
+                config.health.ready_path.clone()
+            } else {
+                path
+            };
+            paths.insert(path, item);
+        }
+    }
+    bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+}

@@ -1,0 +1,436 @@
+//! The start-up checks: `Config::validate` reads the whole configuration once, refuses the
+//! first problem it finds (one line naming the key) and derives what the rest of the crate
+//! needs. It lives here, above the modules whose rules it applies (the canonical-path reader,
+//! header folding, the session pages), so `config` itself imports none of them.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::config::*;
+
+/// Values derived from the configuration once, at start-up.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub region: String,
+    pub user_pool_id: String,
+    pub client_id: String,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub client_ids: Vec<String>,
+    pub upstream: Uri,
+}
+
+impl Config {
+    /// Checks everything that can be checked without I/O and derives the values the rest of
+    /// the crate needs. The first problem found is returned.
+    pub fn validate(&self) -> Result<Derived, ConfigError> {
+        let c = &self.cognito;
+        let user_pool_id = non_empty(&c.user_pool_id, "cognito.user_pool_id")?;
+        let client_id = non_empty(&c.client_id, "cognito.client_id")?;
+        let region = match c.region.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => r.to_string(),
+            None => match user_pool_id.split_once('_') {
+                Some((r, _)) if !r.is_empty() => r.to_string(),
+                _ => {
+                    return Err(ConfigError::new(
+                        "cognito.region",
+                        "missing, and the pool id has no region prefix",
+                    ))
+                }
+            },
+        };
+        if let Some(url) = &c.endpoint_url {
+            http_url(url, "cognito.endpoint_url")?;
+        }
+        positive(c.timeout, "cognito.timeout")?;
+        if c.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "cognito.max_attempts",
+                "must be at least 1",
+            ));
+        }
+
+        let prefix = &self.api.prefix;
+        if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+            return Err(ConfigError::new(
+                "api.prefix",
+                "must start with / and not end with / (for example /api/user)",
+            ));
+        }
+        let issuer = &self.api.totp_issuer;
+        if issuer.trim().is_empty() || issuer.len() > 64 || issuer.contains(':') {
+            return Err(ConfigError::new(
+                "api.totp_issuer",
+                "must be 1 to 64 characters without `:` (for example MyApp)",
+            ));
+        }
+
+        let v = &self.verify;
+        let issuer = v.issuer.clone().unwrap_or_else(|| {
+            format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}")
+        });
+        http_url(&issuer, "verify.issuer")?;
+        let jwks_url = v
+            .jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        http_url(&jwks_url, "verify.jwks_url")?;
+        if !matches!(v.algorithm.as_str(), "RS256" | "RS384" | "RS512") {
+            return Err(ConfigError::new(
+                "verify.algorithm",
+                format!(
+                    "unsupported algorithm {:?}; use RS256, RS384 or RS512",
+                    v.algorithm
+                ),
+            ));
+        }
+        if v.token_use.is_empty() {
+            return Err(ConfigError::new(
+                "verify.token_use",
+                "must list access and/or id",
+            ));
+        }
+        for u in &v.token_use {
+            if u != "access" && u != "id" {
+                return Err(ConfigError::new(
+                    "verify.token_use",
+                    format!("unknown token use {u:?}; use access or id"),
+                ));
+            }
+        }
+        let client_ids = if v.client_ids.is_empty() {
+            vec![client_id.clone()]
+        } else {
+            v.client_ids.clone()
+        };
+        positive(v.jwks_refresh_interval, "verify.jwks_refresh_interval")?;
+        positive(v.jwks_timeout, "verify.jwks_timeout")?;
+        if v.max_token_bytes < 64 {
+            return Err(ConfigError::new(
+                "verify.max_token_bytes",
+                "must be at least 64",
+            ));
+        }
+
+        let upstream = http_url(&self.upstream.url, "upstream.url")?;
+        if upstream.scheme_str() != Some("http") {
+            return Err(ConfigError::new(
+                "upstream.url",
+                "must be http:// (the app runs beside the sidecar; TLS ends at the load balancer)",
+            ));
+        }
+        if upstream.query().is_some() {
+            return Err(ConfigError::new("upstream.url", "must not have a query"));
+        }
+        positive(self.upstream.connect_timeout, "upstream.connect_timeout")?;
+        positive(self.upstream.response_timeout, "upstream.response_timeout")?;
+        positive(
+            self.server.header_read_timeout,
+            "server.header_read_timeout",
+        )?;
+        positive(self.server.idle_timeout, "server.idle_timeout")?;
+        positive(
+            self.server.tunnel_idle_timeout,
+            "server.tunnel_idle_timeout",
+        )?;
+        if self.server.max_header_bytes < 8192 {
+            return Err(ConfigError::new(
+                "server.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        if self.server.max_headers == 0 {
+            return Err(ConfigError::new("server.max_headers", "must be at least 1"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+
+        let mut seen = BTreeSet::new();
+        for (i, h) in self.identity.headers.iter().enumerate() {
+            let key = format!("identity.headers[{i}].name");
+            let name = http::HeaderName::try_from(h.name.as_str()).map_err(|_| {
+                ConfigError::new(&key, format!("{:?} is not a header name", h.name))
+            })?;
+            if !seen.insert(crate::http::headers::fold_name(name.as_str())) {
+                return Err(ConfigError::new(key, "duplicate header"));
+            }
+            if h.claims.is_empty() {
+                return Err(ConfigError::new(
+                    format!("identity.headers[{i}].claims"),
+                    "must name at least one claim",
+                ));
+            }
+        }
+        if let Some(name) = &self.identity.claims_header {
+            http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                ConfigError::new(
+                    "identity.claims_header",
+                    format!("{name:?} is not a header name"),
+                )
+            })?;
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            check_rule_path(&r.path)
+                .map_err(|p| ConfigError::new(format!("routes[{i}].path"), p))?;
+            for m in &r.methods {
+                http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ConfigError::new(
+                        format!("routes[{i}].methods"),
+                        format!("{m:?} is not a method"),
+                    )
+                })?;
+            }
+            if r.access == Access::Public && !r.groups.is_empty() {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].groups"),
+                    "a public route cannot require groups",
+                ));
+            }
+        }
+        for (i, h) in self.server.trusted_forwarded_headers.iter().enumerate() {
+            if !crate::http::headers::FORWARDED_FAMILY.contains(&h.to_ascii_lowercase().as_str()) {
+                return Err(ConfigError::new(
+                    format!("server.trusted_forwarded_headers[{i}]"),
+                    format!("{h:?} is not one of x-forwarded-for, -proto, -host, -port"),
+                ));
+            }
+        }
+        let sh = &self.shared;
+        if sh.backend == SharedBackend::Redis {
+            match sh.url.split_once("://") {
+                Some(("redis" | "rediss", rest)) if !rest.is_empty() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "shared.url",
+                        format!(
+                            "{:?} is not a redis:// or rediss:// URL",
+                            redact_url(&sh.url)
+                        ),
+                    ))
+                }
+            }
+            if sh.key_prefix.is_empty()
+                || !sh
+                    .key_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            {
+                return Err(ConfigError::new(
+                    "shared.key_prefix",
+                    "must be letters, digits, - _ . : (no braces: the sidecar adds its hash tag)",
+                ));
+            }
+            positive(sh.connect_timeout, "shared.connect_timeout")?;
+            positive(sh.command_timeout, "shared.command_timeout")?;
+            if sh.queue_max == 0 {
+                return Err(ConfigError::new("shared.queue_max", "must be at least 1"));
+            }
+        }
+        let se = &self.session;
+        if se.enabled {
+            check_rule_path(&se.prefix)
+                .map_err(|p| ConfigError::new("session.prefix", p))
+                .and_then(|()| {
+                    if se.prefix == "/" || se.prefix.ends_with('/') || se.prefix.ends_with("/*") {
+                        Err(ConfigError::new(
+                            "session.prefix",
+                            "must not end with / (for example /_auth)",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+            positive(se.idle_timeout, "session.idle_timeout")?;
+            positive(se.absolute_timeout, "session.absolute_timeout")?;
+            if se.max_sessions == 0 {
+                return Err(ConfigError::new(
+                    "session.max_sessions",
+                    "must be at least 1",
+                ));
+            }
+            if !se.after_sign_out.starts_with('/') || se.after_sign_out.starts_with("//") {
+                return Err(ConfigError::new(
+                    "session.after_sign_out",
+                    "must be a path on this host (starting with one /)",
+                ));
+            }
+            for (i, o) in se.allowed_origins.iter().enumerate() {
+                let uri: Uri = o.parse().map_err(|_| {
+                    ConfigError::new(format!("session.allowed_origins[{i}]"), "not an origin")
+                })?;
+                let bare = uri.path() == "/" && !o.ends_with('/') || uri.path().is_empty();
+                if !matches!(uri.scheme_str(), Some("http" | "https"))
+                    || uri.authority().is_none()
+                    || !bare
+                    || uri.query().is_some()
+                {
+                    return Err(ConfigError::new(
+                        format!("session.allowed_origins[{i}]"),
+                        "must be scheme://host[:port], without a path",
+                    ));
+                }
+            }
+            if let Some(l) = &se.logo_url {
+                if !(l.starts_with("https://") || l.starts_with('/') && !l.starts_with("//")) {
+                    return Err(ConfigError::new(
+                        "session.logo_url",
+                        "must be an https:// URL or a path on this host",
+                    ));
+                }
+            }
+            if se.prefix == self.api.prefix
+                || se.prefix.starts_with(&format!("{}/", self.api.prefix))
+            {
+                return Err(ConfigError::new(
+                    "session.prefix",
+                    "must not overlap api.prefix",
+                ));
+            }
+        }
+        let fa = &self.forward_auth;
+        if fa.enabled {
+            check_rule_path(&fa.path)
+                .map_err(|p| ConfigError::new("forward_auth.path", p))
+                .and_then(|()| {
+                    if fa.path == "/" || fa.path.ends_with('/') || fa.path.contains('*') {
+                        Err(ConfigError::new(
+                            "forward_auth.path",
+                            "must be a path not ending with / or /* (for example /_auth/check)",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })?;
+            let under =
+                |prefix: &str| fa.path == prefix || fa.path.starts_with(&format!("{prefix}/"));
+            if under(&self.api.prefix)
+                || fa.path == self.health.live_path
+                || fa.path == self.health.ready_path
+            {
+                return Err(ConfigError::new(
+                    "forward_auth.path",
+                    "must not overlap api.prefix or the health paths",
+                ));
+            }
+            if self.session.enabled {
+                let page = fa
+                    .path
+                    .strip_prefix(self.session.prefix.as_str())
+                    .and_then(crate::browser::pages::Page::from_path);
+                if page.is_some() || fa.path == self.session.prefix {
+                    return Err(ConfigError::new(
+                        "forward_auth.path",
+                        "must not be one of the session pages",
+                    ));
+                }
+            }
+            if self.server.trusted_proxies.is_empty() {
+                return Err(ConfigError::new(
+                    "server.trusted_proxies",
+                    "forward_auth needs the front proxy's addresses here (for example \"127.0.0.1/32\"): \
+                     the check believes the original request only from them",
+                ));
+            }
+            if let Some(l) = fa.listen {
+                if l == self.server.listen || (self.admin.enabled && l == self.admin.listen) {
+                    return Err(ConfigError::new(
+                        "forward_auth.listen",
+                        "must differ from server.listen and admin.listen",
+                    ));
+                }
+            }
+        }
+        for (i, u) in self.upstream.upgrades.iter().enumerate() {
+            if u.is_empty() || !u.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                return Err(ConfigError::new(
+                    format!("upstream.upgrades[{i}]"),
+                    format!("{u:?} is not a protocol token"),
+                ));
+            }
+        }
+        for (i, h) in self.upstream.never_forward.iter().enumerate() {
+            http::HeaderName::try_from(h.as_str()).map_err(|_| {
+                ConfigError::new(
+                    format!("upstream.never_forward[{i}]"),
+                    format!("{h:?} is not a header name"),
+                )
+            })?;
+        }
+        for (key, p) in [
+            ("health.live_path", &self.health.live_path),
+            ("health.ready_path", &self.health.ready_path),
+        ] {
+            if !p.starts_with('/') {
+                return Err(ConfigError::new(key, "must start with /"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+
+        Ok(Derived {
+            region,
+            user_pool_id,
+            client_id,
+            issuer,
+            jwks_url,
+            client_ids,
+            upstream,
+        })
+    }
+}
+
+/// A rule path must be canonical ASCII, so no request path the router accepts can match it
+/// through an encoding: `/`, then letters, digits, `-._~` and `/`, no `.`/`..` segments, no
+/// `//`, and `*` only as a final `/*`.
+fn check_rule_path(path: &str) -> Result<(), &'static str> {
+    let body = path
+        .strip_suffix("/*")
+        .map_or(path, |p| if p.is_empty() { "/" } else { p });
+    if !body.starts_with('/') {
+        return Err("must start with /");
+    }
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'))
+    {
+        return Err("may hold only letters, digits, - . _ ~ and /, with * only as a final /*");
+    }
+    if crate::http::path::canonical_path(body).is_err() {
+        return Err("must not contain . or .. segments or //");
+    }
+    Ok(())
+}
+
+fn non_empty(v: &Option<String>, key: &str) -> Result<String, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(ConfigError::new(key, "missing (required)")),
+    }
+}
+
+fn positive(d: Duration, key: &str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::new(key, "must be greater than zero"))
+    } else {
+        Ok(())
+    }
+}
+
+fn http_url(s: &str, key: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|_| ConfigError::new(key, format!("{s:?} is not a URL")))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(ConfigError::new(
+            key,
+            format!("{s:?} is not an http:// or https:// URL"),
+        )),
+    }
+}
