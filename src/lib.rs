@@ -51,6 +51,7 @@ pub(crate) use write_through;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod forward;
