@@ -178,6 +178,20 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The issuer an authenticator app shows for a TOTP enrolled through `mfa/setup`.
     pub totp_issuer: String,
+    /// Whose statuses the seed's four endpoints answer failures with.
+    pub compatibility: Compatibility,
+}
+
+/// Whose statuses `login`, `new-password`, `refresh` and `logout` answer failures with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compatibility {
+    /// The sidecar's own: 401 for bad credentials and a missing bearer, 400 for validation.
+    #[default]
+    None,
+    /// The Django seed's: every client-side failure 400, a body that fails the seed's schema
+    /// 422 with django-ninja's `detail` (`crate::compat`).
+    Seed,
 }
 
 impl Default for ApiConfig {
@@ -186,6 +200,7 @@ impl Default for ApiConfig {
             prefix: "/api/user".into(),
             max_body_bytes: 16 * 1024,
             totp_issuer: "cognito-sidecar".into(),
+            compatibility: Compatibility::None,
         }
     }
 }
@@ -759,6 +774,13 @@ fn figment_error(e: &figment::Error) -> ConfigError {
             };
             return ConfigError::new(key, "unknown key");
         }
+        figment::error::Kind::UnknownVariant(found, expected) => {
+            let expected: Vec<String> = expected.iter().map(|v| format!("{v:?}")).collect();
+            format!(
+                "unknown value {found:?}; expected {}",
+                expected.join(" or ")
+            )
+        }
         other => other.to_string(),
     };
     let source = e
@@ -957,6 +979,34 @@ mod tests {
             jail.set_env("SIDECAR_ADMIN__ENABLED", "false");
             let c = Config::load(Path::new("proxy.toml")).expect("loads");
             assert!(!c.admin.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn compatibility_from_the_file_or_the_environment() {
+        assert_eq!(Config::default().api.compatibility, Compatibility::None);
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("proxy.toml", "[api]\ncompatibility = \"seed\"\n")?;
+            let c = Config::load(Path::new("proxy.toml")).expect("loads");
+            assert_eq!(c.api.compatibility, Compatibility::Seed);
+            let json: serde_json::Value =
+                serde_json::from_str(&c.redacted_json()).expect("check-config prints JSON");
+            assert_eq!(json["api"]["compatibility"], "seed");
+            jail.set_env("SIDECAR_API__COMPATIBILITY", "none");
+            let c = Config::load(Path::new("proxy.toml")).expect("loads");
+            assert_eq!(c.api.compatibility, Compatibility::None);
+            for bad in ["django", "Seed", ""] {
+                jail.set_env("SIDECAR_API__COMPATIBILITY", bad);
+                let err = Config::load(Path::new("proxy.toml")).expect_err(bad);
+                assert_eq!(err.key, "api.compatibility", "{err}");
+                assert!(
+                    err.problem.starts_with(&format!(
+                        "unknown value {bad:?}; expected \"none\" or \"seed\""
+                    )),
+                    "names the values: {err}"
+                );
+            }
             Ok(())
         });
     }

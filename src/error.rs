@@ -26,6 +26,8 @@ pub struct ApiError {
     allow: Option<&'static str>,
     retry_after: Option<u64>,
     location: Option<Box<HeaderValue>>,
+    /// django-ninja's validation errors, beside `message` and `code` (`api.compatibility`).
+    detail: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -43,6 +45,7 @@ impl ApiError {
             allow: None,
             retry_after: None,
             location: None,
+            detail: None,
         }
     }
 
@@ -138,6 +141,12 @@ impl ApiError {
         self
     }
 
+    /// The same answer with a `detail` member beside `message` and `code`.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(Box::new(detail));
+        self
+    }
+
     /// 403: a cookie-authenticated request the CSRF rules refuse.
     pub fn csrf_rejected() -> Self {
         Self::new(
@@ -147,9 +156,13 @@ impl ApiError {
         )
     }
 
-    /// The one conversion to HTTP: JSON `{"message", "code"}` plus the headers the status needs.
+    /// The one conversion to HTTP: JSON `{"message", "code"}` (and `detail` when set) plus the
+    /// headers the status needs.
     pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({ "message": self.message, "code": self.code });
+        let mut body = serde_json::json!({ "message": self.message, "code": self.code });
+        if let Some(detail) = self.detail {
+            body["detail"] = *detail;
+        }
         let mut resp = Response::new(full(Bytes::from(body.to_string())));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();

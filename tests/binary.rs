@@ -74,6 +74,15 @@ fn bad_configuration_exits_64_naming_the_key() {
             vec![
                 ("COGNITO_USER_POOL_ID", "us-east-1_x"),
                 ("COGNITO_APP_CLIENT_ID", "c"),
+                ("SIDECAR_API__COMPATIBILITY", "django"),
+            ],
+            vec!["--config", "proxy.toml"],
+            "api.compatibility: unknown value \"django\"; expected \"none\" or \"seed\"",
+        ),
+        (
+            vec![
+                ("COGNITO_USER_POOL_ID", "us-east-1_x"),
+                ("COGNITO_APP_CLIENT_ID", "c"),
                 ("SIDECAR_UPSTREAM__CONNECT_TIMEOUT", "soonish"),
             ],
             vec!["--config", "proxy.toml"],
@@ -110,6 +119,7 @@ fn check_config_prints_the_effective_config_redacted() {
         .env("COGNITO_APP_CLIENT_ID", "client-1")
         .env("COGNITO_APP_CLIENT_SECRET", "very-secret-value")
         .env("SIDECAR_UPSTREAM__URL", "http://127.0.0.1:3999")
+        .env("SIDECAR_API__COMPATIBILITY", "seed")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0));
@@ -119,6 +129,7 @@ fn check_config_prints_the_effective_config_redacted() {
     assert_eq!(v["cognito"]["client_secret"], "<redacted>");
     assert_eq!(v["cognito"]["user_pool_id"], "ap-northeast-1_Abc");
     assert_eq!(v["upstream"]["url"], "http://127.0.0.1:3999");
+    assert_eq!(v["api"]["compatibility"], "seed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,3 +250,80 @@ async fn served_with_the_configured_paths() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
+
+/// The document shows the statuses of `api.compatibility`: in seed mode the seed's four
+/// operations answer no 401, 403, 413 or 415 (folded into 400) and, with a body, 422 in
+/// django-ninja's shape; the newer operations keep the default statuses.
+#[tokio::test]
+async fn served_with_the_statuses_of_the_mode() {
+    use cognito_sidecar::config::Compatibility;
+    let jwks = JwksServer::start().await;
+    let default = spec();
+    for mode in [Compatibility::None, Compatibility::Seed] {
+        let mut c = gate_config(&jwks.url, &closed_url().await, &closed_url().await);
+        c.api.compatibility = mode;
+        let sc = Sidecar::start(c).await;
+        let doc: Value = client()
+            .get(sc.url("/api/user/openapi.json"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let Some(op) = item.get("post") else { continue };
+            let statuses: BTreeSet<&str> = op["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let seed_op = [
+                "/api/user/login",
+                "/api/user/new-password",
+                "/api/user/refresh",
+                "/api/user/logout",
+            ]
+            .contains(&path.as_str());
+            if mode == Compatibility::Seed && seed_op {
+                for s in ["401", "403", "413", "415"] {
+                    assert!(!statuses.contains(s), "{path}: {s}");
+                }
+                assert_eq!(
+                    statuses.contains("422"),
+                    path != "/api/user/logout",
+                    "{path}"
+                );
+                if statuses.contains("422") {
+                    assert_eq!(
+                        op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/SeedValidationError"
+                    );
+                }
+            } else {
+                assert_eq!(op, &default["paths"][path]["post"], "{mode:?} {path}");
+                assert!(!statuses.contains("422"), "{path}");
+            }
+        }
+        let login = &doc["paths"]["/api/user/login"]["post"]["responses"];
+        assert_eq!(
+            login.get("401").is_some(),
+            mode == Compatibility::None,
+            "{mode:?}"
+        );
+        sc.stop().await;
+    }
+    // The 422 schema is django-ninja's detail (pydantic v2 texts) beside message and code.
+    let schema = &default["components"]["schemas"]["SeedValidationError"];
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["message", "code", "detail"])
+    );
+    let item = &schema["properties"]["detail"]["items"];
+    assert_eq!(item["required"], serde_json::json!(["type", "loc", "msg"]));
+    assert_eq!(
+        item["properties"]["msg"]["enum"],
+        serde_json::json!(["Field required", "Input should be a valid string"])
+    );
+}

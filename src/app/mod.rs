@@ -295,11 +295,15 @@ impl App {
     }
 }
 
-/// The OpenAPI document of the auth API (`src/openapi.json`, written for the default paths),
-/// with the configured prefix and health paths.
+/// The OpenAPI document of the auth API (`src/openapi.json`, written for the default paths
+/// and statuses), with the configured prefix and health paths and the statuses of
+/// `api.compatibility`.
 fn openapi_document(config: &Config) -> bytes::Bytes {
     let mut doc: serde_json::Value =
         serde_json::from_str(include_str!("../openapi.json")).unwrap_or_default();
+    if config.api.compatibility == crate::config::Compatibility::Seed {
+        crate::auth_api::compat::openapi(&mut doc);
+    }
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         let old = std::mem::take(paths);
         for (path, item) in old {

@@ -9,6 +9,8 @@
 //! Unknown users and wrong passwords get the same answer, and so do unknown and known users
 //! asking for a password reset.
 
+pub mod compat;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -154,6 +156,8 @@ pub struct AuthApi {
     /// The fleet backend: logouts are published to it.
     shared: Option<Shared>,
     metrics: SharedMetrics,
+    /// `api.compatibility = "seed"`: the seed's endpoints answer with its statuses.
+    seed: bool,
 }
 
 /// A successful answer and the `sub` of the user, when known, for the access log.
@@ -182,6 +186,7 @@ impl AuthApi {
             totp_issuer: Arc::from(api.totp_issuer.as_str()),
             shared,
             metrics,
+            seed: api.compatibility == crate::config::Compatibility::Seed,
         }
     }
 
@@ -230,8 +235,23 @@ impl AuthApi {
             })
     }
 
-    /// Serves one auth request from `client` (the address the rate limits count).
+    /// Serves one auth request from `client` (the address the rate limits count); in seed
+    /// mode the seed's endpoints fail with the seed's statuses (`compat::seed_status`).
     pub async fn handle(
+        &self,
+        ep: Endpoint,
+        req: Request<Incoming>,
+        client: IpAddr,
+    ) -> Result<Answer, ApiError> {
+        let result = self.serve(ep, req, client).await;
+        if self.seed && compat::is_seed_endpoint(ep) {
+            result.map_err(compat::seed_status)
+        } else {
+            result
+        }
+    }
+
+    async fn serve(
         &self,
         ep: Endpoint,
         req: Request<Incoming>,
@@ -243,45 +263,45 @@ impl AuthApi {
         match ep {
             Endpoint::Logout => self.logout(req).await,
             Endpoint::Login => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.login(&body).await
             }
             Endpoint::NewPassword => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.new_password(&body).await
             }
             Endpoint::Refresh => {
                 let (parts, body) = req.into_parts();
                 let body = self
-                    .json_body(Request::from_parts(parts.clone(), body))
+                    .json_body(Request::from_parts(parts.clone(), body), ep)
                     .await?;
                 self.refresh(&body, &parts.headers).await
             }
             Endpoint::Mfa => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.mfa(&body).await
             }
             Endpoint::MfaSetup => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.mfa_setup(&body).await
             }
             Endpoint::MfaVerify => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.mfa_verify(&body).await
             }
             Endpoint::ForgotPassword => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.forgot_password(&body, client).await
             }
             Endpoint::ConfirmForgotPassword => {
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.confirm_forgot_password(&body, client).await
             }
             Endpoint::ChangePassword => {
                 // The token first: without a valid one, the body is not even read.
                 let token = verify::bearer(req.headers(), self.max_token_bytes)?.to_owned();
                 let claims = self.gate.check_access(&token).await?;
-                let body = self.json_body(req).await?;
+                let body = self.json_body(req, ep).await?;
                 self.change_password(&body, &token, claims).await
             }
         }
@@ -524,8 +544,13 @@ impl AuthApi {
         ))
     }
 
-    /// Reads a JSON object body: content type checked, size limited, parsed.
-    async fn json_body(&self, req: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
+    /// Reads a JSON object body: content type checked, size limited, parsed; in seed mode
+    /// checked against the seed's schema of `ep` (`compat::check_body`).
+    async fn json_body(
+        &self,
+        req: Request<Incoming>,
+        ep: Endpoint,
+    ) -> Result<Map<String, Value>, ApiError> {
         let ct = req
             .headers()
             .get(CONTENT_TYPE)
@@ -566,7 +591,11 @@ impl AuthApi {
                 ))
             }
         };
-        match serde_json::from_slice::<Value>(&bytes) {
+        let parsed = serde_json::from_slice::<Value>(&bytes);
+        if let Some(fields) = compat::schema(ep).filter(|_| self.seed) {
+            compat::check_body(fields, &bytes, parsed.as_ref().ok())?;
+        }
+        match parsed {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(ApiError::bad_request(
                 "invalid_json",
