@@ -12,30 +12,35 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, UPGRADE};
-use http::{Request, StatusCode, Version};
-use http_body::{Body as _, Frame, SizeHint};
+use http::header::UPGRADE;
+use http::{Request, Version};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::{http1 as h1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::app::App;
 use crate::config::ServerConfig;
-use crate::http::upgrade::{ClientIo, ClientUpgrade, Prefixed};
+use crate::http::upgrade::{ClientUpgrade, Prefixed};
 use crate::telemetry::metrics::SharedMetrics;
 
+mod admin;
+mod conn;
+mod http1;
+mod signal;
+
+pub use admin::serve_admin;
+use conn::{drive, ConnState, InFlightBody, Round};
+use http1::serve_http1;
+pub use signal::shutdown_signal;
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -64,7 +69,7 @@ enum Phase {
 
 /// The per-connection settings, built once.
 struct Settings {
-    http1: http1::Builder,
+    http1: h1::Builder,
     http2: http2::Builder<TokioExecutor>,
     header_read_timeout: Duration,
     idle_timeout: Duration,
@@ -80,7 +85,7 @@ pub async fn serve(
     cfg: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut h1 = http1::Builder::new();
+    let mut h1 = h1::Builder::new();
     // The header-read timeout (slowloris) only runs with a timer; without one hyper panics.
     h1.timer(TokioTimer::new())
         // hyper starts this timer whenever it waits for a request head, so it also closes
@@ -307,516 +312,6 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
-    }
-}
-
-/// Serves HTTP/1.1 on `io` in rounds: hyper serves requests until the connection has been
-/// idle for `PARK_AFTER`; then the server takes the socket back (hyper's buffers and state are
-/// freed) and waits for the next bytes, within the same keep-alive limit hyper applies
-/// (`header_read_timeout`, or `idle` if shorter), and starts a new round with them. What the
-/// client sees is one ordinary keep-alive connection. A connection is only parked after a
-/// request without a body, that asked for no upgrade, on HTTP/1.1 without `Connection: close`
-/// (so hyper has nothing half-read and meant to keep the connection), answered without
-/// `Connection: close`; otherwise hyper ends it as it would (flushing and shutting down).
-async fn serve_http1<S>(
-    mut io: Prefixed<TcpStream>,
-    svc: S,
-    settings: &Settings,
-    state: &ConnState,
-    mut deadline: Instant,
-    idle: Option<Duration>,
-    mut phase: watch::Receiver<Phase>,
-) -> hyper::Result<()>
-where
-    S: hyper::service::HttpService<Incoming> + Clone + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let keep_alive = idle.map_or(settings.header_read_timeout, |i| {
-        i.min(settings.header_read_timeout)
-    });
-    loop {
-        let round = Round {
-            begun: state.begun(),
-            deadline,
-        };
-        let conn = settings
-            .http1
-            .serve_connection(TokioIo::new(io), svc.clone());
-        // Boxed: freed while the connection is parked.
-        let mut conn = Box::pin(Http1 {
-            conn,
-            state,
-            park: false,
-            finishing: false,
-            kept: false,
-        });
-        drive(conn.as_mut(), state, round, idle, true, &mut phase).await?;
-        let Some(parts) = conn.keep_io() else {
-            return Ok(());
-        };
-        io = parts.io.into_inner();
-        io.unshift(parts.read_buf);
-        if state.upgraded.load(Ordering::Acquire) {
-            let tx = state
-                .upgrade
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(tx) = tx {
-                // The proxy splices it to the app's side in its own task; if it gave up
-                // (the app's side failed), dropping the socket closes it.
-                let _ = tx.send(io);
-            }
-            return Ok(());
-        }
-        if !io.has_prefix() {
-            let limit = state.idle_since() + keep_alive;
-            let _parked = Parked::new(&settings.metrics);
-            tokio::select! {
-                r = io.get_ref().readable() => if let Err(e) = r {
-                    tracing::debug!(error = %e, "parked connection failed");
-                    return Ok(());
-                },
-                () = tokio::time::sleep_until(limit) => {
-                    tracing::debug!("connection idle; closing");
-                    return Ok(());
-                }
-                _ = phase.wait_for(|p| *p != Phase::Serving) => return Ok(()),
-            }
-        }
-        if *phase.borrow() != Phase::Serving {
-            return Ok(());
-        }
-        deadline = Instant::now() + settings.header_read_timeout;
-    }
-}
-
-/// Counts a connection as parked while it lives.
-struct Parked<'m>(&'m SharedMetrics);
-
-impl<'m> Parked<'m> {
-    fn new(metrics: &'m SharedMetrics) -> Self {
-        metrics.parked(1);
-        Parked(metrics)
-    }
-}
-
-impl Drop for Parked<'_> {
-    fn drop(&mut self) {
-        self.0.parked(-1);
-    }
-}
-
-/// One round of hyper serving HTTP/1.1, polled without hyper shutting the socket down when it
-/// ends, so that a parked (or upgraded) connection can be taken back. When it ends any other
-/// way, it finishes as hyper's own connection does: flushed, then shut down.
-struct Http1<'s, I, S>
-where
-    S: hyper::service::HttpService<Incoming>,
-{
-    conn: http1::Connection<I, S>,
-    state: &'s ConnState,
-    /// Parking was asked for (hyper was told to stop after the current exchange).
-    park: bool,
-    /// Ended without parking: polling hyper's own end (flush, shutdown).
-    finishing: bool,
-    /// Ended parked or upgraded: the socket is to be taken back.
-    kept: bool,
-}
-
-impl<I, S> Http1<'_, I, S>
-where
-    S: hyper::service::HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    /// The socket and what hyper read past the last request, if this round ended in a park or
-    /// an upgrade.
-    fn keep_io(self: Pin<Box<Self>>) -> Option<http1::Parts<I, S>> {
-        let this = Pin::into_inner(self);
-        this.kept.then(|| this.conn.into_parts())
-    }
-}
-
-impl<I, S> Future for Http1<'_, I, S>
-where
-    S: hyper::service::HttpService<Incoming> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    type Output = hyper::Result<()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if !this.finishing {
-            if let Err(e) = std::task::ready!(this.conn.poll_without_shutdown(cx)) {
-                this.finishing = true;
-                return Poll::Ready(Err(e));
-            }
-            if this.park || this.state.upgraded.load(Ordering::Acquire) {
-                this.kept = true;
-                return Poll::Ready(Ok(()));
-            }
-            this.finishing = true;
-        }
-        Pin::new(&mut this.conn).poll(cx)
-    }
-}
-
-impl<I, S> Drain for Http1<'_, I, S>
-where
-    S: hyper::service::HttpService<Incoming> + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    fn drain(self: Pin<&mut Self>) {
-        Pin::new(&mut self.get_mut().conn).graceful_shutdown();
-    }
-
-    fn park(self: Pin<&mut Self>) -> bool {
-        let this = self.get_mut();
-        this.park = true;
-        Pin::new(&mut this.conn).graceful_shutdown();
-        true
-    }
-}
-
-/// A hyper connection that can be asked to finish what is in flight and stop.
-trait Drain: Future<Output = hyper::Result<()>> {
-    fn drain(self: Pin<&mut Self>);
-
-    /// Like `drain`, to take the socket back for the next request; `false` if this kind of
-    /// connection cannot be parked.
-    fn park(self: Pin<&mut Self>) -> bool {
-        false
-    }
-}
-
-impl<I, S> Drain for http2::Connection<I, S, TokioExecutor>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn drain(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-/// Where a round of serving starts: how many requests the connection had begun, and by when
-/// the round's first request must have begun.
-#[derive(Clone, Copy)]
-struct Round {
-    begun: u64,
-    deadline: Instant,
-}
-
-/// Polls `conn` to its end, draining it when the server drains or when it has had no request
-/// in flight for `idle` (if given), parking it (if `park`) after `PARK_AFTER` without one,
-/// and dropping it (closing the socket) when no request began by `round.deadline` or when the
-/// server closes.
-async fn drive<C: Drain>(
-    mut conn: Pin<&mut C>,
-    state: &ConnState,
-    round: Round,
-    idle: Option<Duration>,
-    park: bool,
-    phase: &mut watch::Receiver<Phase>,
-) -> hyper::Result<()> {
-    let mut draining = false;
-    if *phase.borrow_and_update() != Phase::Serving {
-        conn.as_mut().drain();
-        draining = true;
-    }
-    // One timer for the round, moved only when its deadline changes (not per request).
-    let timer = tokio::time::sleep_until(round.deadline);
-    tokio::pin!(timer);
-    let mut armed = Some(round.deadline);
-    let mut park_at: Option<Instant> = None;
-    loop {
-        let started = state.begun() > round.begun;
-        let wake = match idle {
-            _ if !started => Some(round.deadline),
-            None => None,
-            // Re-checked when the last request ends (`state.idle` is notified).
-            Some(idle) if state.in_flight() > 0 => Some(Instant::now() + idle),
-            Some(idle) => Some(state.idle_since() + idle),
-        };
-        let next = match (wake, park_at) {
-            _ if draining => None,
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if next != armed {
-            if let Some(at) = next {
-                timer.as_mut().reset(at);
-            }
-            armed = next;
-        }
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            changed = phase.changed() => {
-                let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closing };
-                match now {
-                    Phase::Closing => return Ok(()),
-                    Phase::Draining if !draining => {
-                        conn.as_mut().drain();
-                        draining = true;
-                    }
-                    _ => {}
-                }
-            }
-            () = state.idle.notified(), if idle.is_some() || park => {
-                // Only after a request of this round: a round's first bytes may be a partial
-                // head, which is the header-read deadline's business, not parking's.
-                let begun = state.begun() > round.begun;
-                if park && begun && park_at.is_none() && state.in_flight() == 0 {
-                    park_at = Some(state.idle_since() + PARK_AFTER);
-                }
-            }
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                let now = Instant::now();
-                if !started {
-                    if now >= round.deadline {
-                        tracing::debug!("no request within header_read_timeout; connection closed");
-                        return Ok(());
-                    }
-                    // Nothing to park before this round's first request (and a deadline left in
-                    // the past would fire again at once).
-                    park_at = None;
-                    continue;
-                }
-                if let Some(at) = park_at.filter(|at| *at <= now) {
-                    park_at = None;
-                    if state.in_flight() == 0 && state.parkable() {
-                        let quiet_since = state.idle_since() + PARK_AFTER;
-                        if quiet_since <= now {
-                            draining = conn.as_mut().park();
-                            continue;
-                        }
-                        // A request ended since: wait from its end.
-                        park_at = Some(quiet_since.max(at));
-                    }
-                }
-                if let Some(idle) = idle {
-                    if state.in_flight() == 0 && state.idle_since() + idle <= now {
-                        tracing::debug!("connection idle; closing");
-                        conn.as_mut().drain();
-                        draining = true;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Requests in flight on one connection, and since when it has had none.
-struct ConnState {
-    origin: Instant,
-    /// Requests begun on this connection.
-    begun: AtomicU64,
-    in_flight: AtomicUsize,
-    idle_since_ms: AtomicU64,
-    /// The last request begun may leave the connection parked after it (see `serve_http1`).
-    parkable: AtomicBool,
-    /// A `101` was sent: the connection belongs to the tunnel now.
-    upgraded: AtomicBool,
-    /// Where the socket goes after a `101` (set for requests that ask for an upgrade).
-    upgrade: Mutex<Option<oneshot::Sender<ClientIo>>>,
-    /// Notified when the last request in flight ends.
-    idle: Notify,
-}
-
-impl ConnState {
-    fn new() -> Self {
-        ConnState {
-            origin: Instant::now(),
-            begun: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-            parkable: AtomicBool::new(false),
-            upgraded: AtomicBool::new(false),
-            upgrade: Mutex::new(None),
-            idle: Notify::new(),
-        }
-    }
-
-    fn begin(self: &Arc<Self>, req: &Request<Incoming>) -> InFlight {
-        let parkable = req.version() == Version::HTTP_11
-            && req.body().is_end_stream()
-            && !req.headers().contains_key(UPGRADE)
-            && !asks_to_close(req.headers());
-        self.parkable.store(parkable, Ordering::Relaxed);
-        self.begun.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(self))
-    }
-
-    fn begun(&self) -> u64 {
-        self.begun.load(Ordering::Relaxed)
-    }
-
-    fn parkable(&self) -> bool {
-        self.parkable.load(Ordering::Relaxed)
-    }
-
-    fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
-
-    fn idle_since(&self) -> Instant {
-        self.origin + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
-    }
-}
-
-/// Whether `headers` carry `Connection: close`.
-fn asks_to_close(headers: &http::HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
-}
-
-/// One request in flight, from the service call until its response body is done or dropped.
-struct InFlight(Arc<ConnState>);
-
-impl InFlight {
-    /// Notes what the answer means for the connection: a `101` hands it to a tunnel, and an
-    /// answer that closes it is not parked.
-    fn answered<B>(&self, resp: &http::Response<B>) {
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            self.0.upgraded.store(true, Ordering::Release);
-            self.0.parkable.store(false, Ordering::Relaxed);
-        } else if asks_to_close(resp.headers()) {
-            self.0.parkable.store(false, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let s = &self.0;
-        let ms = u64::try_from(s.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        s.idle_since_ms.store(ms, Ordering::Release);
-        if s.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            s.idle.notify_one();
-        }
-    }
-}
-
-/// A response body that keeps its request counted in flight until it is done.
-struct InFlightBody<B> {
-    inner: B,
-    _in_flight: InFlight,
-}
-
-impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for InFlightBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Serves `GET /metrics` (Prometheus text) for `app` on the admin listener until `shutdown`.
-pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let app = app.clone();
-        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let app = app.clone();
-            async move {
-                let resp = if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
-                    let mut r = http::Response::new(crate::http::body::full(app.render_metrics()));
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    r
-                } else {
-                    crate::error::ApiError::new(
-                        http::StatusCode::NOT_FOUND,
-                        "not_found",
-                        "only /metrics here",
-                    )
-                    .into_response()
-                };
-                Ok::<_, Infallible>(resp)
-            }
-        });
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
