@@ -296,7 +296,9 @@ impl Pages {
                 ))
             }
             AuthOutcome::Challenge { name, .. } => {
-                inner.metrics.session_sign_in("unsupported_challenge");
+                inner
+                    .metrics
+                    .session_sign_in(ErrorCode::UnsupportedChallenge.as_str());
                 let name: String = name
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
