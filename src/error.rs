@@ -1,11 +1,13 @@
 //! Every failure the sidecar answers with, classified by who is at fault, and the one place
 //! where failures become HTTP responses (`ApiError::into_response`).
 //!
-//! Leaf modules own small error enums (`VerifyError`, `IdpError`, `ProxyError`); the `From`
-//! impls here decide status, stable `code` and client-facing message. Messages never carry
-//! Cognito/SDK text, tokens, passwords or other secret material.
+//! `ErrorCode` is the list of the codes clients see: each is spelled once, in the table
+//! below, with its status, its default message and whose fault it is. Leaf modules own small
+//! error enums (`VerifyError`, `IdpError`, `ProxyError`); the `From` impls here map them to
+//! codes. Messages never carry Cognito/SDK text, tokens, passwords or other secret material.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -16,11 +18,227 @@ use crate::http::body::{full, Body};
 use crate::idp::{IdpError, Step};
 use crate::upstream::ProxyError;
 
-/// An error answer: status, stable snake_case code and a message safe to show a client.
+/// Whose fault a failure is: the client's (logged at debug) or ours or a neighbour's (Cognito,
+/// the app; logged at warn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Ours,
+}
+
+/// The table of codes: one row per code, `Variant = "code", STATUS, fault, "default message"`.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $status:ident, $fault:ident, $message:literal;)*) => {
+        /// A code the sidecar answers with (`{"code": ...}`; `src/openapi.json`'s `ErrorCode`,
+        /// the README's Errors table).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The snake_case code clients see (and metrics label refusals with).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The status answered with, unless reshaped (`ApiError::with_status`).
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// The client-safe message answered with when the site gives no more specific one.
+            pub const fn message(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $message,)*
+                }
+            }
+
+            /// Whose fault the failure is.
+            pub const fn fault(self) -> Fault {
+                match self {
+                    $(ErrorCode::$variant => Fault::$fault,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The request: body, fields, target, headers.
+    InvalidJson = "invalid_json", BAD_REQUEST, Client, "the body must be a JSON object";
+    /// The message names the field (`ApiError::missing_field`).
+    MissingField = "missing_field", BAD_REQUEST, Client, "a required field is absent or empty";
+    InvalidField = "invalid_field", BAD_REQUEST, Client, "a field has the wrong type or value";
+    UnsupportedChallenge = "unsupported_challenge", BAD_REQUEST, Client,
+        "the sign-in requires a challenge this API does not support";
+    BodyIncomplete = "body_incomplete", BAD_REQUEST, Client, "the request body could not be read";
+    InvalidPath = "invalid_path", BAD_REQUEST, Client,
+        "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)";
+    InvalidHeader = "invalid_header", BAD_REQUEST, Client,
+        "a header name is another spelling of Content-Length, Transfer-Encoding, Host, Connection, Upgrade, Expect or TE";
+    InvalidBody = "invalid_body", BAD_REQUEST, Client, "the request body is malformed or ended early";
+    InvalidMethod = "invalid_method", BAD_REQUEST, Client, "the request method must be an upper-case token";
+    InvalidHost = "invalid_host", BAD_REQUEST, Client, "the request's Host is not a valid authority";
+    UntrustedProxy = "untrusted_proxy", BAD_REQUEST, Client,
+        "the forward-auth check answers only the front proxies in server.trusted_proxies";
+    OriginalRequestInvalid = "original_request_invalid", BAD_REQUEST, Client,
+        "the front proxy did not pass the original method and URI, once each (see the README's Forward-auth section)";
+    NotFound = "not_found", NOT_FOUND, Client, "not found";
+    /// With `Allow` (`ApiError::method_not_allowed`).
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, Client, "the method is not allowed here";
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, Client, "the body is too large";
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, Client,
+        "send the body as Content-Type: application/json";
+    /// With `Retry-After` (`ApiError::rate_limited`, whose message names the budget).
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS, Client, "too many requests; retry later";
+
+    // Cognito's answers (`ApiError::from_idp`).
+    WeakPassword = "weak_password", BAD_REQUEST, Client, "the new password does not meet the password policy";
+    InvalidCode = "invalid_code", BAD_REQUEST, Client, "the code is wrong";
+    ExpiredCode = "expired_code", BAD_REQUEST, Client,
+        "the code has expired or was already used; request a new one";
+    InvalidRequest = "invalid_request", BAD_REQUEST, Client,
+        "the identity provider rejected the request's parameters";
+    InvalidCredentials = "invalid_credentials", UNAUTHORIZED, Client, "incorrect email or password";
+    InvalidSession = "invalid_session", UNAUTHORIZED, Client,
+        "the session is invalid, expired or already used; sign in again";
+    InvalidRefreshToken = "invalid_refresh_token", UNAUTHORIZED, Client,
+        "the refresh token is invalid, expired or revoked (or the username does not match it)";
+    TokenInvalid = "token_invalid", UNAUTHORIZED, Client, "the identity provider refused the token";
+    NotAuthorized = "not_authorized", UNAUTHORIZED, Client, "not authorized";
+    PasswordResetRequired = "password_reset_required", FORBIDDEN, Client,
+        "the password must be reset before signing in";
+    UserNotConfirmed = "user_not_confirmed", FORBIDDEN, Client, "the user has not been confirmed";
+    IdpThrottled = "idp_throttled", TOO_MANY_REQUESTS, Client,
+        "the identity provider is throttling requests; retry later";
+    AttemptLimitExceeded = "attempt_limit_exceeded", TOO_MANY_REQUESTS, Client,
+        "the identity provider's attempt limit for this user is reached; retry later";
+    TooManyFailedAttempts = "too_many_failed_attempts", TOO_MANY_REQUESTS, Client,
+        "too many failed attempts; retry later";
+    IdpError = "idp_error", BAD_GATEWAY, Ours, "the identity provider answered unexpectedly";
+    CodeDeliveryFailed = "code_delivery_failed", BAD_GATEWAY, Ours,
+        "the identity provider could not send the code";
+    IdpUnavailable = "idp_unavailable", SERVICE_UNAVAILABLE, Ours,
+        "the identity provider could not be reached in time";
+
+    // The gate (`VerifyError`, in the order it checks).
+    TokenMissing = "token_missing", UNAUTHORIZED, Client,
+        "an `Authorization: Bearer <access token>` header is required";
+    InvalidScheme = "invalid_scheme", UNAUTHORIZED, Client, "the Authorization scheme must be Bearer";
+    MultipleAuthorization = "multiple_authorization", UNAUTHORIZED, Client, "more than one Authorization header";
+    TokenTooLarge = "token_too_large", UNAUTHORIZED, Client, "the token is larger than allowed";
+    TokenMalformed = "token_malformed", UNAUTHORIZED, Client, "the token is not a well-formed JWT";
+    AlgNotAllowed = "alg_not_allowed", UNAUTHORIZED, Client, "the token's algorithm is not accepted";
+    KidMissing = "kid_missing", UNAUTHORIZED, Client, "the token has no key id";
+    KidUnknown = "kid_unknown", UNAUTHORIZED, Client, "the token's key id is not one of the user pool's keys";
+    BadSignature = "bad_signature", UNAUTHORIZED, Client, "the token's signature does not verify";
+    WrongIssuer = "wrong_issuer", UNAUTHORIZED, Client, "the token was issued by another issuer";
+    WrongTokenUse = "wrong_token_use", UNAUTHORIZED, Client, "the token's use is not accepted here";
+    WrongClient = "wrong_client", UNAUTHORIZED, Client, "the token was issued to another app client";
+    ClaimMissing = "claim_missing", UNAUTHORIZED, Client, "the token lacks a required claim";
+    TokenExpired = "token_expired", UNAUTHORIZED, Client, "the token has expired";
+    TokenNotYetValid = "token_not_yet_valid", UNAUTHORIZED, Client, "the token is not valid yet";
+    TokenIssuedInFuture = "token_issued_in_future", UNAUTHORIZED, Client, "the token was issued in the future";
+    TokenRevoked = "token_revoked", UNAUTHORIZED, Client, "the token was revoked by a logout";
+    KeysUnavailable = "keys_unavailable", SERVICE_UNAVAILABLE, Ours,
+        "the signing keys of the user pool are not loaded yet; retry shortly";
+    NotReady = "not_ready", SERVICE_UNAVAILABLE, Ours, "the signing keys of the user pool are not loaded yet";
+
+    // After the gate: who may pass.
+    /// With `Location` (`ApiError::sign_in_required`).
+    SignInRequired = "sign_in_required", FOUND, Client, "sign in first (Location has the sign-in page)";
+    CsrfRejected = "csrf_rejected", FORBIDDEN, Client, "a cross-site request cannot use the session cookie";
+    InsufficientScope = "insufficient_scope", FORBIDDEN, Client, "the user is not in a group this route requires";
+
+    // The app.
+    UpstreamUnavailable = "upstream_unavailable", BAD_GATEWAY, Ours, "the application could not be reached";
+    TooManyTunnels = "too_many_tunnels", SERVICE_UNAVAILABLE, Ours,
+        "too many upgraded connections are open; retry later";
+    UpstreamTimeout = "upstream_timeout", GATEWAY_TIMEOUT, Ours, "the application did not answer in time";
+
+    InternalError = "internal_error", INTERNAL_SERVER_ERROR, Ours, "internal error";
+}
+
+impl ErrorCode {
+    /// The `WWW-Authenticate` challenge answered with (RFC 6750): `Bearer` alone when no token
+    /// was sent (§3.1: no error code then), `invalid_token` for every refusal of a token,
+    /// `insufficient_scope` for a token without the route's group.
+    pub const fn challenge(self) -> Option<&'static str> {
+        use ErrorCode as C;
+        match self {
+            C::TokenMissing => Some("Bearer"),
+            C::InsufficientScope => Some("Bearer error=\"insufficient_scope\""),
+            C::InvalidScheme
+            | C::MultipleAuthorization
+            | C::TokenTooLarge
+            | C::TokenMalformed
+            | C::AlgNotAllowed
+            | C::KidMissing
+            | C::KidUnknown
+            | C::BadSignature
+            | C::WrongIssuer
+            | C::WrongTokenUse
+            | C::WrongClient
+            | C::ClaimMissing
+            | C::TokenExpired
+            | C::TokenNotYetValid
+            | C::TokenIssuedInFuture
+            | C::TokenRevoked
+            | C::TokenInvalid => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of the sidecar's budgets refused a request (`rate_limited`'s message says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Auth API and sign-in page requests per client address.
+    Address,
+    /// Password attempts per username.
+    Username,
+    /// Recovery requests per client address.
+    RecoveryAddress,
+    /// Recovery requests per username.
+    RecoveryUsername,
+}
+
+impl Budget {
+    fn message(self) -> &'static str {
+        match self {
+            Budget::Address => "too many requests from this address; retry later",
+            Budget::Username => "too many attempts for this user; retry later",
+            Budget::RecoveryAddress => "too many recovery requests from this address; retry later",
+            Budget::RecoveryUsername => "too many recovery requests for this user; retry later",
+        }
+    }
+}
+
+/// An error answer: status, stable code and a message safe to show a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
     challenge: Option<&'static str>,
     allow: Option<&'static str>,
@@ -30,18 +248,21 @@ pub struct ApiError {
     detail: Option<Box<serde_json::Value>>,
 }
 
+/// The code's answer: its status, default message and challenge.
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError::new(code, code.message())
+    }
+}
+
 impl ApiError {
-    /// A plain error answer.
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// The code's answer with a more specific message (naming a field, a limit, a challenge).
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
-            challenge: None,
+            challenge: code.challenge(),
             allow: None,
             retry_after: None,
             location: None,
@@ -49,93 +270,71 @@ impl ApiError {
         }
     }
 
-    /// 400: the request body or a field is wrong.
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
     /// 400 naming a missing or empty field.
     pub fn missing_field(field: &str) -> Self {
-        Self::bad_request(
-            "missing_field",
+        Self::new(
+            ErrorCode::MissingField,
             format!("field `{field}` is required and must not be empty"),
         )
     }
 
-    /// 401 from the gate (RFC 6750 `invalid_token`).
-    pub fn invalid_token(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
-        e.challenge = Some("Bearer error=\"invalid_token\"");
-        e
+    /// 400 naming a field that is not a string.
+    pub fn not_a_string(field: &str) -> Self {
+        Self::new(
+            ErrorCode::InvalidField,
+            format!("field `{field}` must be a string"),
+        )
     }
 
-    /// 401 when no token was sent at all (RFC 6750 §3.1: no error code then).
+    /// 401 when no token was sent at all (`WWW-Authenticate: Bearer`).
     pub fn token_missing() -> Self {
-        let mut e = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "token_missing",
-            "an `Authorization: Bearer <access token>` header is required",
-        );
-        e.challenge = Some("Bearer");
-        e
+        ErrorCode::TokenMissing.into()
     }
 
     /// 403: valid token, but not in a group the route requires (RFC 6750 `insufficient_scope`).
     pub fn insufficient_scope() -> Self {
-        let mut e = Self::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "the user is not in a group this route requires",
-        );
-        e.challenge = Some("Bearer error=\"insufficient_scope\"");
-        e
+        ErrorCode::InsufficientScope.into()
     }
 
     /// 405 with the `Allow` header.
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        let mut e = Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("use {allow}"),
-        );
+        let mut e = Self::new(ErrorCode::MethodNotAllowed, format!("use {allow}"));
         e.allow = Some(allow);
         e
     }
 
-    /// 429 with `Retry-After` (seconds).
-    pub fn too_many_requests(code: &'static str, message: &'static str, retry_after: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
-        e.retry_after = Some(retry_after.max(1));
-        e
+    /// 429 `rate_limited` with `Retry-After`: `wait` is when the budget has room again.
+    pub fn rate_limited(budget: Budget, wait: Duration) -> Self {
+        Self::new(ErrorCode::RateLimited, budget.message())
+            .with_retry_after(wait.as_secs_f64().ceil() as u64)
+    }
+
+    /// The same answer with `Retry-After` (seconds, at least 1).
+    fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 500: a bug or a state that should not happen; details go to the log, not the client.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        ErrorCode::InternalError.into()
     }
 
     /// Whether the fault is the client's (logged at debug) or ours/a neighbour's (logged at warn).
     pub fn is_client_fault(&self) -> bool {
-        !self.status.is_server_error()
+        self.code.fault() == Fault::Client
     }
 
     /// 302 to the sign-in page: a browser navigation without a session (`Location` set; the
     /// JSON body is there for anything that does not follow redirects).
     pub fn sign_in_required(location: HeaderValue) -> Self {
-        let mut e = Self::new(
-            StatusCode::FOUND,
-            "sign_in_required",
-            "sign in first (Location has the sign-in page)",
-        );
+        let mut e = Self::from(ErrorCode::SignInRequired);
         e.location = Some(Box::new(location));
         e
     }
 
-    /// The same answer with another status (forward-auth shapes refusals for nginx).
+    /// The same answer with another status (forward-auth shapes refusals for nginx; the seed's
+    /// statuses). The fault stays the code's.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -149,17 +348,13 @@ impl ApiError {
 
     /// 403: a cookie-authenticated request the CSRF rules refuse.
     pub fn csrf_rejected() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "csrf_rejected",
-            "a cross-site request cannot use the session cookie",
-        )
+        ErrorCode::CsrfRejected.into()
     }
 
     /// The one conversion to HTTP: JSON `{"message", "code"}` (and `detail` when set) plus the
     /// headers the status needs.
     pub fn into_response(self) -> Response<Body> {
-        let mut body = serde_json::json!({ "message": self.message, "code": self.code });
+        let mut body = serde_json::json!({ "message": self.message, "code": self.code.as_str() });
         if let Some(detail) = self.detail {
             body["detail"] = *detail;
         }
@@ -187,86 +382,76 @@ impl ApiError {
     }
 }
 
-impl From<VerifyError> for ApiError {
+impl From<VerifyError> for ErrorCode {
     fn from(e: VerifyError) -> Self {
+        use ErrorCode as C;
         use VerifyError as V;
         match e {
-            V::Missing => ApiError::token_missing(),
-            V::NotReady => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "keys_unavailable",
-                "the signing keys of the user pool are not loaded yet; retry shortly",
-            ),
-            other => ApiError::invalid_token(other.code(), other.to_string()),
+            V::Missing => C::TokenMissing,
+            V::Scheme => C::InvalidScheme,
+            V::Multiple => C::MultipleAuthorization,
+            V::TooLarge => C::TokenTooLarge,
+            V::Malformed => C::TokenMalformed,
+            V::Algorithm => C::AlgNotAllowed,
+            V::KidMissing => C::KidMissing,
+            V::KidUnknown => C::KidUnknown,
+            V::Signature => C::BadSignature,
+            V::Issuer => C::WrongIssuer,
+            V::TokenUse => C::WrongTokenUse,
+            V::Client => C::WrongClient,
+            V::Expired => C::TokenExpired,
+            V::NotYetValid => C::TokenNotYetValid,
+            V::IssuedInFuture => C::TokenIssuedInFuture,
+            V::ClaimMissing => C::ClaimMissing,
+            V::Revoked => C::TokenRevoked,
+            V::NotReady => C::KeysUnavailable,
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> Self {
+        ErrorCode::from(e).into()
+    }
+}
+
+impl From<IdpError> for ErrorCode {
+    /// The meaning of an error whatever the step; `ApiError::from_idp` decides first for the
+    /// errors whose meaning depends on it.
+    fn from(e: IdpError) -> Self {
+        use ErrorCode as C;
+        match e {
+            IdpError::Throttled => C::IdpThrottled,
+            IdpError::LimitExceeded => C::AttemptLimitExceeded,
+            IdpError::TooManyFailedAttempts => C::TooManyFailedAttempts,
+            IdpError::Unavailable => C::IdpUnavailable,
+            IdpError::InvalidPassword => C::WeakPassword,
+            IdpError::CodeMismatch | IdpError::EnableSoftwareTokenMfa => C::InvalidCode,
+            IdpError::ExpiredCode => C::ExpiredCode,
+            IdpError::CodeDeliveryFailure => C::CodeDeliveryFailed,
+            IdpError::PasswordResetRequired => C::PasswordResetRequired,
+            IdpError::UserNotConfirmed => C::UserNotConfirmed,
+            IdpError::InvalidParameter => C::InvalidRequest,
+            IdpError::NotAuthorized | IdpError::UserNotFound => C::NotAuthorized,
+            IdpError::ResourceNotFound | IdpError::Unexpected(_) | IdpError::BadResponse => {
+                C::IdpError
+            }
         }
     }
 }
 
 impl From<IdpError> for ApiError {
-    /// The meaning of an error whatever the step; `ApiError::from_idp` decides first for the
-    /// errors whose meaning depends on it.
+    /// The code's answer; Cognito's 429s carry `Retry-After` (Cognito does not say how long:
+    /// a second for its request rate, a minute for a per-user limit).
     fn from(e: IdpError) -> Self {
-        match e {
-            IdpError::Throttled => ApiError::too_many_requests(
-                "idp_throttled",
-                "the identity provider is throttling requests; retry later",
-                1,
-            ),
-            IdpError::LimitExceeded => ApiError::too_many_requests(
-                "attempt_limit_exceeded",
-                "the identity provider's attempt limit for this user is reached; retry later",
-                60,
-            ),
-            IdpError::TooManyFailedAttempts => ApiError::too_many_requests(
-                "too_many_failed_attempts",
-                "too many failed attempts; retry later",
-                60,
-            ),
-            IdpError::Unavailable => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "idp_unavailable",
-                "the identity provider could not be reached in time",
-            ),
-            IdpError::InvalidPassword => ApiError::bad_request(
-                "weak_password",
-                "the new password does not meet the password policy",
-            ),
-            IdpError::CodeMismatch | IdpError::EnableSoftwareTokenMfa => {
-                ApiError::bad_request("invalid_code", "the code is wrong")
+        let code = ErrorCode::from(e);
+        let e = ApiError::from(code);
+        match code {
+            ErrorCode::IdpThrottled => e.with_retry_after(1),
+            ErrorCode::AttemptLimitExceeded | ErrorCode::TooManyFailedAttempts => {
+                e.with_retry_after(60)
             }
-            IdpError::ExpiredCode => ApiError::bad_request(
-                "expired_code",
-                "the code has expired or was already used; request a new one",
-            ),
-            IdpError::CodeDeliveryFailure => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "code_delivery_failed",
-                "the identity provider could not send the code",
-            ),
-            IdpError::PasswordResetRequired => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "password_reset_required",
-                "the password must be reset before signing in",
-            ),
-            IdpError::UserNotConfirmed => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "user_not_confirmed",
-                "the user has not been confirmed",
-            ),
-            IdpError::InvalidParameter => ApiError::bad_request(
-                "invalid_request",
-                "the identity provider rejected the request's parameters",
-            ),
-            IdpError::NotAuthorized | IdpError::UserNotFound => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "not authorized")
-            }
-            IdpError::ResourceNotFound | IdpError::Unexpected(_) | IdpError::BadResponse => {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "idp_error",
-                    "the identity provider answered unexpectedly",
-                )
-            }
+            _ => e,
         }
     }
 }
@@ -282,32 +467,21 @@ impl ApiError {
         use IdpError as E;
         use Step as S;
         match (step, e) {
-            (
-                S::Login | S::MfaAnswer | S::MfaAssociate | S::MfaVerify,
-                E::InvalidPassword,
-            )
+            (S::Login | S::MfaAnswer | S::MfaAssociate | S::MfaVerify, E::InvalidPassword)
             | (S::Login, E::NotAuthorized | E::UserNotFound)
             | (S::ChangePassword, E::NotAuthorized) => ApiError::invalid_credentials(),
             (
                 S::NewPassword | S::MfaAnswer | S::MfaAssociate | S::MfaVerify,
                 E::NotAuthorized | E::UserNotFound | E::ResourceNotFound,
             )
-            | (S::NewPassword, E::CodeMismatch | E::ExpiredCode) => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_session",
-                "the session is invalid, expired or already used; sign in again",
-            ),
+            | (S::NewPassword, E::CodeMismatch | E::ExpiredCode) => {
+                ErrorCode::InvalidSession.into()
+            }
             (S::Refresh, E::NotAuthorized | E::UserNotFound | E::InvalidPassword) => {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_refresh_token",
-                    "the refresh token is invalid, expired or revoked (or the username does not match it)",
-                )
+                ErrorCode::InvalidRefreshToken.into()
             }
             (S::Logout, E::NotAuthorized | E::UserNotFound | E::InvalidPassword)
-            | (S::ChangePassword, E::UserNotFound) => {
-                ApiError::invalid_token("token_invalid", "the identity provider refused the token")
-            }
+            | (S::ChangePassword, E::UserNotFound) => ErrorCode::TokenInvalid.into(),
             // An unknown user looks like a wrong code (moto answers ResourceNotFound for it).
             (
                 S::ConfirmForgotPassword,
@@ -319,37 +493,24 @@ impl ApiError {
 
     /// 401: wrong email or password, or an unknown user (the same answer on purpose).
     pub fn invalid_credentials() -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "incorrect email or password",
-        )
+        ErrorCode::InvalidCredentials.into()
+    }
+}
+
+impl From<ProxyError> for ErrorCode {
+    fn from(e: ProxyError) -> Self {
+        match e {
+            ProxyError::Timeout => ErrorCode::UpstreamTimeout,
+            ProxyError::TooManyTunnels => ErrorCode::TooManyTunnels,
+            ProxyError::ClientBody => ErrorCode::InvalidBody,
+            ProxyError::Unavailable => ErrorCode::UpstreamUnavailable,
+        }
     }
 }
 
 impl From<ProxyError> for ApiError {
     fn from(e: ProxyError) -> Self {
-        match e {
-            ProxyError::Timeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the application did not answer in time",
-            ),
-            ProxyError::TooManyTunnels => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_tunnels",
-                "too many upgraded connections are open; retry later",
-            ),
-            ProxyError::ClientBody => ApiError::bad_request(
-                "invalid_body",
-                "the request body is malformed or ended early",
-            ),
-            ProxyError::Unavailable => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the application could not be reached",
-            ),
-        }
+        ErrorCode::from(e).into()
     }
 }
 
@@ -492,7 +653,7 @@ mod tests {
             for (e, want) in errors.iter().zip(row) {
                 let got = ApiError::from_idp(step, e.clone());
                 assert_eq!(
-                    (got.code, got.status.as_u16()),
+                    (got.code.as_str(), got.status.as_u16()),
                     (want, status_of(want)),
                     "{step:?} × {e:?}"
                 );
@@ -519,6 +680,233 @@ mod tests {
         ] {
             let resp = ApiError::from(e).into_response();
             assert!(resp.headers().contains_key(RETRY_AFTER));
+        }
+    }
+
+    /// Every code and its status, written out (by status, as the README's Errors table).
+    #[test]
+    fn every_code_and_its_status() {
+        let by_status: &[(u16, &[&str])] = &[
+            (302, &["sign_in_required"]),
+            (
+                400,
+                &[
+                    "body_incomplete",
+                    "expired_code",
+                    "invalid_body",
+                    "invalid_code",
+                    "invalid_field",
+                    "invalid_header",
+                    "invalid_host",
+                    "invalid_json",
+                    "invalid_method",
+                    "invalid_path",
+                    "invalid_request",
+                    "missing_field",
+                    "original_request_invalid",
+                    "unsupported_challenge",
+                    "untrusted_proxy",
+                    "weak_password",
+                ],
+            ),
+            (
+                401,
+                &[
+                    "alg_not_allowed",
+                    "bad_signature",
+                    "claim_missing",
+                    "invalid_credentials",
+                    "invalid_refresh_token",
+                    "invalid_scheme",
+                    "invalid_session",
+                    "kid_missing",
+                    "kid_unknown",
+                    "multiple_authorization",
+                    "not_authorized",
+                    "token_expired",
+                    "token_invalid",
+                    "token_issued_in_future",
+                    "token_malformed",
+                    "token_missing",
+                    "token_not_yet_valid",
+                    "token_revoked",
+                    "token_too_large",
+                    "wrong_client",
+                    "wrong_issuer",
+                    "wrong_token_use",
+                ],
+            ),
+            (
+                403,
+                &[
+                    "csrf_rejected",
+                    "insufficient_scope",
+                    "password_reset_required",
+                    "user_not_confirmed",
+                ],
+            ),
+            (404, &["not_found"]),
+            (405, &["method_not_allowed"]),
+            (413, &["payload_too_large"]),
+            (415, &["unsupported_media_type"]),
+            (
+                429,
+                &[
+                    "attempt_limit_exceeded",
+                    "idp_throttled",
+                    "rate_limited",
+                    "too_many_failed_attempts",
+                ],
+            ),
+            (500, &["internal_error"]),
+            (
+                502,
+                &["code_delivery_failed", "idp_error", "upstream_unavailable"],
+            ),
+            (
+                503,
+                &[
+                    "idp_unavailable",
+                    "keys_unavailable",
+                    "not_ready",
+                    "too_many_tunnels",
+                ],
+            ),
+            (504, &["upstream_timeout"]),
+        ];
+        let want: std::collections::BTreeMap<&str, u16> = by_status
+            .iter()
+            .flat_map(|(s, codes)| codes.iter().map(move |c| (*c, *s)))
+            .collect();
+        let got: std::collections::BTreeMap<&str, u16> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.status().as_u16()))
+            .collect();
+        assert_eq!(got.len(), ErrorCode::ALL.len(), "as_str is unique");
+        assert_eq!(got, want);
+        for &c in ErrorCode::ALL {
+            assert!(
+                c.as_str().split('_').count() > 1
+                    && c.as_str()
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{c:?}: snake_case"
+            );
+            assert!(!c.message().is_empty(), "{c:?}");
+            // Today's rule: a 5xx is ours or a neighbour's, anything else the client's.
+            assert_eq!(
+                c.fault() == Fault::Ours,
+                c.status().is_server_error(),
+                "{c:?}"
+            );
+            let e = ApiError::from(c);
+            assert_eq!(
+                (e.code, e.status, e.is_client_fault()),
+                (c, c.status(), c.fault() == Fault::Client)
+            );
+            // A 401 that refuses a token says so in its challenge; nothing else has one but 403
+            // insufficient_scope.
+            if let Some(ch) = c.challenge() {
+                assert!(
+                    c.status() == StatusCode::UNAUTHORIZED || c == ErrorCode::InsufficientScope,
+                    "{c:?}"
+                );
+                assert!(ch.starts_with("Bearer"), "{c:?}");
+            }
+        }
+        // Every gate refusal but a missing token and unloaded keys is `invalid_token`.
+        for v in all_verify_errors() {
+            let c = ErrorCode::from(v);
+            let want = match v {
+                VerifyError::Missing => Some("Bearer"),
+                VerifyError::NotReady => None,
+                _ => Some("Bearer error=\"invalid_token\""),
+            };
+            assert_eq!(c.challenge(), want, "{v:?}");
+        }
+    }
+
+    /// One of each `VerifyError` (the match fails to compile when a variant is added).
+    fn all_verify_errors() -> Vec<VerifyError> {
+        use VerifyError as V;
+        let all = vec![
+            V::Missing,
+            V::Scheme,
+            V::Multiple,
+            V::TooLarge,
+            V::Malformed,
+            V::Algorithm,
+            V::KidMissing,
+            V::KidUnknown,
+            V::Signature,
+            V::Issuer,
+            V::TokenUse,
+            V::Client,
+            V::Expired,
+            V::NotYetValid,
+            V::IssuedInFuture,
+            V::ClaimMissing,
+            V::Revoked,
+            V::NotReady,
+        ];
+        for v in &all {
+            match v {
+                V::Missing
+                | V::Scheme
+                | V::Multiple
+                | V::TooLarge
+                | V::Malformed
+                | V::Algorithm
+                | V::KidMissing
+                | V::KidUnknown
+                | V::Signature
+                | V::Issuer
+                | V::TokenUse
+                | V::Client
+                | V::Expired
+                | V::NotYetValid
+                | V::IssuedInFuture
+                | V::ClaimMissing
+                | V::Revoked
+                | V::NotReady => {}
+            }
+        }
+        all
+    }
+
+    /// A token refusal tells the client what the gate says of it (its description is the
+    /// message), each with its own code.
+    #[test]
+    fn gate_refusals_say_what_the_gate_says() {
+        let all = all_verify_errors();
+        let codes: std::collections::BTreeSet<ErrorCode> =
+            all.iter().map(|v| ErrorCode::from(*v)).collect();
+        assert_eq!(codes.len(), all.len(), "one code each");
+        for v in all {
+            let e = ApiError::from(v);
+            if !matches!(v, VerifyError::Missing | VerifyError::NotReady) {
+                assert_eq!(e.message, v.to_string(), "{v:?}");
+            }
+        }
+    }
+
+    /// Every `rate_limited` says which budget, and when to retry (rounded up, at least 1 s).
+    #[test]
+    fn rate_limited_names_the_budget() {
+        let budgets = [
+            Budget::Address,
+            Budget::Username,
+            Budget::RecoveryAddress,
+            Budget::RecoveryUsername,
+        ];
+        let messages: std::collections::BTreeSet<&str> =
+            budgets.iter().map(|b| b.message()).collect();
+        assert_eq!(messages.len(), budgets.len());
+        for (wait, header) in [(0, "1"), (1_500, "2"), (3_000, "3")] {
+            let e = ApiError::rate_limited(Budget::Address, Duration::from_millis(wait));
+            assert_eq!((e.code, e.status.as_u16()), (ErrorCode::RateLimited, 429));
+            let resp = e.into_response();
+            assert_eq!(resp.headers()[RETRY_AFTER], header, "{wait} ms");
         }
     }
 

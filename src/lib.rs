@@ -9,7 +9,7 @@
 //! | 7 | `request` | the per-request phases (route, authenticate, authorize, build what the app receives, forward, log) for the proxy path and the forward-auth check |
 //! | 6 | `auth_api`, `browser` | the JSON login API; browser sessions and their pages |
 //! | 5 | `limit` | address and username budgets |
-//! | 4 | `fleet`, `error` | the shared state on Redis; `ApiError`, the one mapping of every leaf error to HTTP |
+//! | 4 | `fleet`, `error` | the shared state on Redis; `ErrorCode` (every code, spelled once) and `ApiError`, the one mapping of every leaf error to HTTP |
 //! | 3 | `gate`, `upstream`, `idp` | token verification and identity headers; sending to the app; Cognito |
 //! | 2 | `telemetry` | metrics and logs |
 //! | 1 | `config` | the configuration tree and its loader |

@@ -1,6 +1,7 @@
 //! The OpenAPI document cannot drift from the code: it is served with the configured paths,
 //! its `LoginOut` is the struct the endpoints serialize, and every error code the code can
-//! answer with is in its `ErrorCode` enum and in the README's error table. (The schemathesis
+//! answer with (`error::ErrorCode::ALL`) is in its `ErrorCode` enum and in the README's error
+//! table, with its status. (The schemathesis
 //! run in deploy/test.sh checks live answers against it.)
 
 mod common;
@@ -18,60 +19,40 @@ fn src(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect("source")
 }
 
-/// The `.rs` files under `dir`, recursively, sorted.
-fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+/// The README's Errors table: each code with the status in its row's first column (rows
+/// whose first column is `—` list codes already in another row).
+fn readme_error_rows() -> Vec<(u16, String)> {
+    let readme = src("README.md");
+    let start = readme.find("### Errors").expect("README has ### Errors");
+    let end = start
+        + readme[start..]
+            .find("\n## ")
+            .expect("a section after Errors");
+    let code = regex::Regex::new(r"`([a-z]+(?:_[a-z]+)+)`").expect("regex");
+    let mut rows = Vec::new();
+    for line in readme[start..end].lines() {
+        let cols: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        let (Some(status), Some(codes)) = (cols.first(), cols.get(2)) else {
+            continue;
+        };
+        let Ok(status) = status.parse::<u16>() else {
+            continue;
+        };
+        for c in code.captures_iter(codes) {
+            rows.push((status, c[1].to_string()));
         }
     }
-    out.sort();
-    out
-}
-
-/// Every code literal passed to an `ApiError` constructor or returned by `VerifyError::code`.
-fn codes_in_source() -> BTreeSet<String> {
-    let ctor = regex::Regex::new(
-        r#"(?s)(?:StatusCode::[A-Z_]+,|bad_request\(|invalid_token\(|too_many_requests\()\s*"([a-z]+(?:_[a-z]+)+)""#,
-    )
-    .expect("regex");
-    let mut codes = BTreeSet::new();
-    // Every source file: a code can be raised anywhere (no list of files to keep up to date).
-    for file in rust_files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")) {
-        let text = std::fs::read_to_string(&file).expect("source");
-        for c in ctor.captures_iter(&text) {
-            codes.insert(c[1].to_string());
-        }
-    }
-    let verify = src("src/gate/verify/mod.rs");
-    let start = verify.find("pub fn code(self)").expect("VerifyError::code");
-    let arm = regex::Regex::new(r#"=> "([a-z_]+)""#).expect("regex");
-    for c in arm.captures_iter(&verify[start..start + 1500]) {
-        codes.insert(c[1].to_string());
-    }
-    // Constructors with a fixed code.
-    for fixed in [
-        "missing_field",
-        "token_missing",
-        "insufficient_scope",
-        "method_not_allowed",
-        "internal_error",
-    ] {
-        assert!(
-            src("src/error.rs").contains(&format!("\"{fixed}\"")),
-            "{fixed}"
-        );
-        codes.insert(fixed.to_string());
-    }
-    codes
+    rows
 }
 
 #[test]
 fn every_error_code_is_in_the_spec_and_the_readme() {
+    use cognito_sidecar::error::ErrorCode;
     let spec = spec();
     let documented: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["enum"]
         .as_array()
@@ -79,25 +60,42 @@ fn every_error_code_is_in_the_spec_and_the_readme() {
         .iter()
         .map(|v| v.as_str().expect("string").to_string())
         .collect();
-    let found = codes_in_source();
-    assert!(found.len() > 30, "the scan found too little: {found:?}");
-    let missing: Vec<&String> = found.difference(&documented).collect();
+    let answered: BTreeSet<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    assert_eq!(answered.len(), ErrorCode::ALL.len(), "each code once");
+    let missing: Vec<&String> = answered.difference(&documented).collect();
     assert!(
         missing.is_empty(),
         "codes missing from src/openapi.json: {missing:?}"
     );
-    let stale: Vec<&String> = documented.difference(&found).collect();
+    let stale: Vec<&String> = documented.difference(&answered).collect();
     assert!(
         stale.is_empty(),
         "codes in src/openapi.json the code never answers: {stale:?}"
     );
-    let readme = src("README.md");
-    for code in &found {
-        assert!(
-            readme.contains(&format!("`{code}`")),
-            "{code} missing from README.md"
+    // The README's Errors table: every code, in a row of its status; no code it does not answer.
+    let rows = readme_error_rows();
+    for c in ErrorCode::ALL {
+        let statuses: Vec<u16> = rows
+            .iter()
+            .filter(|(_, code)| code == c.as_str())
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![c.status().as_u16()],
+            "{}: the README's Errors table has it once, with its status",
+            c.as_str()
         );
     }
+    let in_readme: BTreeSet<String> = rows.into_iter().map(|(_, c)| c).collect();
+    let stale: Vec<&String> = in_readme.difference(&answered).collect();
+    assert!(
+        stale.is_empty(),
+        "codes in README.md's Errors table the code never answers: {stale:?}"
+    );
 }
 
 #[test]

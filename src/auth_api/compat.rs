@@ -14,7 +14,7 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::auth_api::Endpoint;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A field of a seed request schema: its name and whether it is required (`str`; else
 /// `Optional[str] = None`).
@@ -77,7 +77,10 @@ pub fn seed_status(e: ApiError) -> ApiError {
 pub fn check_body(fields: &[Field], bytes: &[u8], parsed: Option<&Value>) -> Result<(), ApiError> {
     if bytes.is_empty() {
         return Err(unprocessable(
-            ApiError::bad_request("invalid_json", "the body is empty; send a JSON object"),
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                "the body is empty; send a JSON object",
+            ),
             vec![missing(&[])],
         ));
     }
@@ -93,24 +96,16 @@ pub fn check_body(fields: &[Field], bytes: &[u8], parsed: Option<&Value>) -> Res
             None if required => (missing(&[name]), ApiError::missing_field(name)),
             None | Some(Value::String(_)) => continue,
             Some(Value::Null) if !required => continue,
-            Some(_) => (string_type(name), not_a_string(name)),
+            Some(_) => (string_type(name), ApiError::not_a_string(name)),
         };
         detail.push(item);
         first.get_or_insert(error);
     }
     match first {
         None => Ok(()),
-        Some(_) if object.is_none() => Err(unprocessable(
-            ApiError::bad_request("invalid_json", "the body must be a JSON object"),
-            detail,
-        )),
+        Some(_) if object.is_none() => Err(unprocessable(ErrorCode::InvalidJson.into(), detail)),
         Some(e) => Err(unprocessable(e, detail)),
     }
-}
-
-/// 400 `invalid_field` for a field that is not a string (as `auth.rs` answers it).
-fn not_a_string(name: &str) -> ApiError {
-    ApiError::bad_request("invalid_field", format!("field `{name}` must be a string"))
 }
 
 fn unprocessable(e: ApiError, detail: Vec<Value>) -> ApiError {
@@ -378,8 +373,10 @@ mod tests {
 
     #[test]
     fn seed_statuses() {
+        use crate::error::Budget;
         use crate::gate::verify::VerifyError;
         use crate::idp::IdpError;
+        use std::time::Duration;
         let cases = [
             (ApiError::invalid_credentials(), 400),
             (ApiError::token_missing(), 400),
@@ -387,24 +384,17 @@ mod tests {
             (ApiError::from(IdpError::PasswordResetRequired), 400),
             (ApiError::from(IdpError::UserNotConfirmed), 400),
             (ApiError::missing_field("email"), 400),
-            (
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "x"),
-                400,
-            ),
-            (
-                ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "x",
-                ),
-                400,
-            ),
+            (ApiError::new(ErrorCode::PayloadTooLarge, "x"), 400),
+            (ErrorCode::UnsupportedMediaType.into(), 400),
             (ApiError::method_not_allowed("POST"), 405),
             (
                 ApiError::missing_field("email").with_status(StatusCode::UNPROCESSABLE_ENTITY),
                 422,
             ),
-            (ApiError::too_many_requests("rate_limited", "x", 3), 429),
+            (
+                ApiError::rate_limited(Budget::Address, Duration::from_secs(3)),
+                429,
+            ),
             (ApiError::from(IdpError::Throttled), 429),
             (ApiError::from(IdpError::BadResponse), 502),
             (ApiError::from(IdpError::Unavailable), 503),
@@ -422,7 +412,11 @@ mod tests {
             );
         }
         // The headers stay: Retry-After on the 429, Allow on the 405.
-        let r = seed_status(ApiError::too_many_requests("rate_limited", "x", 3)).into_response();
+        let r = seed_status(ApiError::rate_limited(
+            Budget::Address,
+            Duration::from_secs(3),
+        ))
+        .into_response();
         assert_eq!(r.headers()[http::header::RETRY_AFTER], "3");
         let r = seed_status(ApiError::method_not_allowed("POST")).into_response();
         assert_eq!(r.headers()[http::header::ALLOW], "POST");

@@ -9,6 +9,7 @@
 //! Unknown users and wrong passwords get the same answer, and so do unknown and known users
 //! asking for a password reset.
 
+mod body;
 pub mod compat;
 
 use std::net::IpAddr;
@@ -17,16 +18,15 @@ use std::sync::Arc;
 use aws_sdk_cognitoidentityprovider::types::ChallengeNameType;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::RateLimitConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::verify::{self, now_secs};
 use crate::gate::Gate;
@@ -34,6 +34,7 @@ use crate::http::body::{full, Body};
 use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, IdpError, Step, Tokens};
 use crate::limit::Limiter;
 use crate::telemetry::metrics::SharedMetrics;
+use body::{code_field, field, optional_field};
 
 /// One of the auth API's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,25 +199,21 @@ impl AuthApi {
         username: &str,
         client: IpAddr,
     ) -> Result<(), ApiError> {
-        let refused = |kind: &'static str, message: &'static str, wait: std::time::Duration| {
+        let refused = |kind: &'static str, budget: Budget, wait: std::time::Duration| {
             self.metrics.rate_limited(kind);
-            ApiError::too_many_requests("rate_limited", message, wait.as_secs_f64().ceil() as u64)
+            ApiError::rate_limited(budget, wait)
         };
-        self.recovery.by_address.check(&client).await.map_err(|w| {
-            refused(
-                "address",
-                "too many recovery requests from this address; retry later",
-                w,
-            )
-        })?;
+        self.recovery
+            .by_address
+            .check(&client)
+            .await
+            .map_err(|w| refused("address", Budget::RecoveryAddress, w))?;
         let key = format!("{endpoint}:{}", username.trim().to_lowercase());
-        self.recovery.by_username.check(&key).await.map_err(|w| {
-            refused(
-                "username",
-                "too many recovery requests for this user; retry later",
-                w,
-            )
-        })
+        self.recovery
+            .by_username
+            .check(&key)
+            .await
+            .map_err(|w| refused("username", Budget::RecoveryUsername, w))
     }
 
     /// Password attempts per username are limited, whoever sends them (credential stuffing
@@ -227,11 +224,7 @@ impl AuthApi {
             .await
             .map_err(|wait| {
                 self.metrics.rate_limited("username");
-                ApiError::too_many_requests(
-                    "rate_limited",
-                    "too many attempts for this user; retry later",
-                    wait.as_secs_f64().ceil() as u64,
-                )
+                ApiError::rate_limited(Budget::Username, wait)
             })
     }
 
@@ -340,8 +333,8 @@ impl AuthApi {
             let token = match verify::bearer(headers, self.max_token_bytes) {
                 Ok(t) => t,
                 Err(verify::VerifyError::Missing) => {
-                    return Err(ApiError::bad_request(
-                        "missing_field",
+                    return Err(ApiError::new(
+                        ErrorCode::MissingField,
                         "field `username` is required when the app client has a secret \
                          (or send the access token as `Authorization: Bearer`)",
                     ))
@@ -354,7 +347,7 @@ impl AuthApi {
                 .verify_ignoring_expiry(token, now_secs())
                 .await?;
             username = Some(claims.username.ok_or_else(|| {
-                ApiError::invalid_token("claim_missing", "the access token has no username")
+                ApiError::new(ErrorCode::ClaimMissing, "the access token has no username")
             })?);
         }
         match self.idp.refresh(refresh_token, username.as_deref()).await {
@@ -407,16 +400,16 @@ impl AuthApi {
             "SELECT_MFA_TYPE" => {
                 let answer = field(body, "answer")?;
                 if !matches!(answer, "SOFTWARE_TOKEN_MFA" | "SMS_MFA" | "EMAIL_OTP") {
-                    return Err(ApiError::bad_request(
-                        "invalid_field",
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidField,
                         "field `answer` must be SOFTWARE_TOKEN_MFA, SMS_MFA or EMAIL_OTP",
                     ));
                 }
                 (ChallengeNameType::SelectMfaType, "ANSWER", answer)
             }
             _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_field",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
                     "field `challenge` must be SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP or SELECT_MFA_TYPE",
                 ))
             }
@@ -462,8 +455,8 @@ impl AuthApi {
         let username = optional_field(body, "username")?.unwrap_or(email);
         let device = optional_field(body, "device_name")?;
         if device.is_some_and(|d| d.chars().count() > 64) {
-            return Err(ApiError::bad_request(
-                "invalid_field",
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
                 "field `device_name` must be at most 64 characters",
             ));
         }
@@ -544,68 +537,13 @@ impl AuthApi {
         ))
     }
 
-    /// Reads a JSON object body: content type checked, size limited, parsed; in seed mode
-    /// checked against the seed's schema of `ep` (`compat::check_body`).
+    /// The request's JSON object body (`body::json_object`).
     async fn json_body(
         &self,
         req: Request<Incoming>,
         ep: Endpoint,
     ) -> Result<Map<String, Value>, ApiError> {
-        let ct = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !(mime.eq_ignore_ascii_case("application/json")
-            || (mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json")))
-        {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as Content-Type: application/json",
-            ));
-        }
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is larger than {} bytes", self.max_body),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|l| l > self.max_body as u64) {
-            return Err(too_large());
-        }
-        let bytes: Bytes = match Limited::new(req.into_body(), self.max_body).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(_) => {
-                return Err(ApiError::bad_request(
-                    "body_incomplete",
-                    "the request body could not be read",
-                ))
-            }
-        };
-        let parsed = serde_json::from_slice::<Value>(&bytes);
-        if let Some(fields) = compat::schema(ep).filter(|_| self.seed) {
-            compat::check_body(fields, &bytes, parsed.as_ref().ok())?;
-        }
-        match parsed {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(ApiError::bad_request(
-                "invalid_json",
-                "the body must be a JSON object",
-            )),
-            Err(_) => Err(ApiError::bad_request(
-                "invalid_json",
-                "the body is not valid JSON",
-            )),
-        }
+        body::json_object(req, ep, self.max_body, self.seed).await
     }
 }
 
@@ -622,18 +560,6 @@ fn hides_user(e: &IdpError) -> bool {
     )
 }
 
-/// A code field (MFA, TOTP, confirmation): required, at most 64 visible ASCII characters.
-fn code_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
-    let code = field(body, name)?;
-    if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("field `{name}` must be a code of at most 64 visible ASCII characters"),
-        ));
-    }
-    Ok(code)
-}
-
 /// The `otpauth://` URI of a TOTP secret (Key Uri Format): label `issuer:account`, SHA1, six
 /// digits, thirty seconds, as Cognito's TOTP MFA works.
 pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
@@ -646,27 +572,6 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
         enc(secret),
         enc(issuer)
     )
-}
-
-/// A required, non-empty string field.
-fn field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
-    optional_field(body, name)?.ok_or_else(|| ApiError::missing_field(name))
-}
-
-/// An optional string field: absent, null or empty is `None`; another type is an error.
-fn optional_field<'a>(
-    body: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_field",
-            format!("field `{name}` must be a string"),
-        )),
-    }
 }
 
 fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
@@ -728,8 +633,8 @@ fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
                     .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .take(64)
                     .collect();
-                Err(ApiError::bad_request(
-                    "unsupported_challenge",
+                Err(ApiError::new(
+                    ErrorCode::UnsupportedChallenge,
                     format!(
                         "the sign-in requires the {name} challenge, which this API does not support"
                     ),
@@ -764,6 +669,7 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
     use serde_json::json;
 
     #[test]
@@ -774,12 +680,12 @@ mod tests {
         assert_eq!(field(&body, "a").ok(), Some("x"));
         for missing in ["b", "c", "zz"] {
             let e = field(&body, missing).expect_err(missing);
-            assert_eq!((e.status.as_u16(), e.code), (400, "missing_field"));
+            assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "missing_field"));
             assert!(e.message.contains(missing));
         }
         for wrong in ["d", "e"] {
             let e = field(&body, wrong).expect_err(wrong);
-            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_field"));
+            assert_eq!((e.status.as_u16(), e.code.as_str()), (400, "invalid_field"));
         }
     }
 
@@ -908,7 +814,11 @@ mod tests {
         assert!(code_field(&body, "moto").is_ok());
         for bad in ["space", "long", "nl", "num"] {
             let e = code_field(&body, bad).expect_err(bad);
-            assert_eq!((e.status.as_u16(), e.code), (400, "invalid_field"), "{bad}");
+            assert_eq!(
+                (e.status.as_u16(), e.code.as_str()),
+                (400, "invalid_field"),
+                "{bad}"
+            );
         }
         assert_eq!(
             code_field(&body, "absent").expect_err("absent").code,

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::browser::session::{self, Sessions};
-use crate::error::ApiError;
+use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::verify::now_secs;
 use crate::gate::Gate;
@@ -173,7 +173,7 @@ impl Pages {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
             Err(e) => {
                 let e = ApiError::from_idp(Step::Login, e);
-                self.inner.metrics.session_sign_in(e.code);
+                self.inner.metrics.session_sign_in(e.code.as_str());
                 Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
             }
         }
@@ -220,7 +220,7 @@ impl Pages {
                 // The JSON API's classification: a weak password is answered on this page,
                 // anything else (an expired challenge session above all) on the sign-in page.
                 let e = ApiError::from_idp(Step::NewPassword, e);
-                if e.code == "weak_password" {
+                if e.code == ErrorCode::WeakPassword {
                     Ok(self.new_password_page(
                         &parts.headers,
                         e.status,
@@ -296,7 +296,9 @@ impl Pages {
                 ))
             }
             AuthOutcome::Challenge { name, .. } => {
-                inner.metrics.session_sign_in("unsupported_challenge");
+                inner
+                    .metrics
+                    .session_sign_in(ErrorCode::UnsupportedChallenge.as_str());
                 let name: String = name
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -375,8 +377,11 @@ impl Pages {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
             Err(e) => {
                 let e = ApiError::from_idp(Step::MfaAnswer, e);
-                self.inner.metrics.session_sign_in(e.code);
-                if matches!(e.code, "invalid_code" | "expired_code" | "rate_limited") {
+                self.inner.metrics.session_sign_in(e.code.as_str());
+                if matches!(
+                    e.code,
+                    ErrorCode::InvalidCode | ErrorCode::ExpiredCode | ErrorCode::RateLimited
+                ) {
                     Ok(again(e.status, &e.message))
                 } else {
                     Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
@@ -429,11 +434,7 @@ impl Pages {
             .await
             .map_err(|wait| {
                 self.inner.metrics.rate_limited("username");
-                ApiError::too_many_requests(
-                    "rate_limited",
-                    "too many attempts for this user; retry later",
-                    wait.as_secs_f64().ceil() as u64,
-                )
+                ApiError::rate_limited(Budget::Username, wait)
             })
     }
 
@@ -447,8 +448,7 @@ impl Pages {
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         }) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the form as application/x-www-form-urlencoded",
             ));
         }
@@ -459,13 +459,12 @@ impl Pages {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
                 {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the form is too large",
-                    )
+                    ApiError::new(ErrorCode::PayloadTooLarge, "the form is too large")
                 } else {
-                    ApiError::bad_request("body_incomplete", "the form was not received completely")
+                    ApiError::new(
+                        ErrorCode::BodyIncomplete,
+                        "the form was not received completely",
+                    )
                 }
             })?
             .to_bytes();

@@ -39,8 +39,7 @@ pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<
                     r
                 } else {
                     crate::error::ApiError::new(
-                        http::StatusCode::NOT_FOUND,
-                        "not_found",
+                        crate::error::ErrorCode::NotFound,
                         "only /metrics here",
                     )
                     .into_response()

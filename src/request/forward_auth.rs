@@ -23,7 +23,7 @@ use http::header::{HeaderName, HeaderValue, HOST, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::config::Convention;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -74,8 +74,8 @@ pub fn original(
         }
     };
     // The proxy path's reader: origin form, hyper's bytes, no fragment, a canonical path.
-    crate::http::path::read_target(&target).map_err(|_| invalid_path())?;
-    let target = String::from_utf8(target).map_err(|_| invalid_path())?;
+    crate::http::path::read_target(&target).map_err(|_| ApiError::from(ErrorCode::InvalidPath))?;
+    let target = String::from_utf8(target).map_err(|_| ApiError::from(ErrorCode::InvalidPath))?;
     Ok(Original {
         method,
         target,
@@ -97,7 +97,7 @@ impl Original {
 pub fn for_auth_request(e: ApiError) -> ApiError {
     match e.status {
         StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::new(StatusCode::FORBIDDEN, e.code, e.message)
+            ApiError::new(e.code, e.message).with_status(StatusCode::FORBIDDEN)
         }
         StatusCode::FOUND => e.with_status(StatusCode::UNAUTHORIZED),
         _ => e,
@@ -143,26 +143,11 @@ fn required_bytes(h: &HeaderMap, name: &HeaderName) -> Result<Vec<u8>, ApiError>
 }
 
 fn parse_method(v: &str) -> Result<Method, ApiError> {
-    Method::from_bytes(v.as_bytes()).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_method",
-            "the request method must be an upper-case token",
-        )
-    })
+    Method::from_bytes(v.as_bytes()).map_err(|_| ApiError::from(ErrorCode::InvalidMethod))
 }
 
 fn invalid_original() -> ApiError {
-    ApiError::bad_request(
-        "original_request_invalid",
-        "the front proxy did not pass the original method and URI, once each (see the README's Forward-auth section)",
-    )
-}
-
-fn invalid_path() -> ApiError {
-    ApiError::bad_request(
-        "invalid_path",
-        "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
-    )
+    ErrorCode::OriginalRequestInvalid.into()
 }
 
 #[cfg(test)]
@@ -338,7 +323,7 @@ mod tests {
                         o.host.as_ref().and_then(|v| v.to_str().ok()),
                     )
                 })
-                .map_err(|e| e.code);
+                .map_err(|e| e.code.as_str());
             assert_eq!(got, *want, "{conv:?} {method} {target} {headers:?}");
         }
     }
@@ -392,7 +377,7 @@ mod tests {
                 let uri: Uri = "/_auth/check".parse().expect("uri");
                 let got = original(conv, "/_auth/check", &Method::GET, &uri, &headers)
                     .map(|o| o.target)
-                    .map_err(|e| e.code);
+                    .map_err(|e| e.code.as_str());
                 assert_eq!(got, want_header.clone(), "{conv:?} {target}");
             }
             // Envoy: the target is in the check's request line, parsed by hyper's URI rules.
@@ -402,7 +387,7 @@ mod tests {
             };
             let got = original(Envoy, "/_auth/check", &Method::GET, &uri, &HeaderMap::new())
                 .map(|o| o.target)
-                .map_err(|e| e.code);
+                .map_err(|e| e.code.as_str());
             let before_fragment = target.split('#').next().unwrap_or_default();
             let want_envoy = match want {
                 Err(_) if target.contains('#') => Ok(before_fragment.to_owned()),
@@ -414,16 +399,16 @@ mod tests {
 
     #[test]
     fn nginx_gets_only_401_and_403_for_refusals() {
-        let refused = for_auth_request(invalid_path());
+        let refused = for_auth_request(ErrorCode::InvalidPath.into());
         assert_eq!(
-            (refused.status, refused.code),
+            (refused.status, refused.code.as_str()),
             (StatusCode::FORBIDDEN, "invalid_path")
         );
         let sign_in = for_auth_request(ApiError::sign_in_required(HeaderValue::from_static(
             "/_auth/sign-in?return=%2F",
         )));
         assert_eq!(
-            (sign_in.status, sign_in.code),
+            (sign_in.status, sign_in.code.as_str()),
             (StatusCode::UNAUTHORIZED, "sign_in_required")
         );
         let mut resp = sign_in.into_response();
@@ -442,11 +427,7 @@ mod tests {
         assert_eq!(scope.status, StatusCode::FORBIDDEN);
         let missing = for_auth_request(ApiError::token_missing());
         assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
-        let down = for_auth_request(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "keys_unavailable",
-            "x",
-        ));
+        let down = for_auth_request(ErrorCode::KeysUnavailable.into());
         assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

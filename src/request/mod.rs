@@ -13,7 +13,7 @@ use crate::auth_api::{json, AuthApi};
 use crate::browser::pages::Pages;
 use crate::browser::session::{self, SessionAuth, Sessions};
 use crate::config::Convention;
-use crate::error::ApiError;
+use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::{verify, Gate, Identity};
 use crate::http::body::Body;
@@ -99,33 +99,23 @@ impl Service {
             inner.router.route(&method, path)
         };
         let result = match route {
-            Err(Refused::Path) => Err(ApiError::bad_request(
-                "invalid_path",
-                "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
-            )),
-            Err(Refused::Method) => Err(ApiError::bad_request(
-                "invalid_method",
-                "the request method must be an upper-case token",
-            )),
-            Err(Refused::FramingAlias) => Err(ApiError::bad_request(
-                "invalid_header",
-                "a header name is another spelling of Content-Length, Transfer-Encoding, Host, Connection, Upgrade, Expect or TE",
-            )),
+            Err(Refused::Path) => Err(ErrorCode::InvalidPath.into()),
+            Err(Refused::Method) => Err(ErrorCode::InvalidMethod.into()),
+            Err(Refused::FramingAlias) => Err(ErrorCode::InvalidHeader.into()),
             Ok(Route::NotHere) => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "this listener serves only the forward-auth check",
             )),
             Ok(Route::Check) => {
-                let result = self
-                    .check(&req, peer, &mut sub, &mut set_cookie)
-                    .await;
-                inner
-                    .metrics
-                    .check(result.as_ref().map_or_else(|e| e.code, |_| "allowed"));
+                let result = self.check(&req, peer, &mut sub, &mut set_cookie).await;
+                inner.metrics.check(
+                    result
+                        .as_ref()
+                        .map_or_else(|e| e.code.as_str(), |_| "allowed"),
+                );
                 let code = match &result {
                     Ok(_) => "ok",
-                    Err(e) => e.code,
+                    Err(e) => e.code.as_str(),
                 };
                 let mut resp = match result {
                     Ok(r) => r,
@@ -148,30 +138,23 @@ impl Service {
                 StatusCode::OK,
                 &serde_json::json!({ "status": "ready" }),
             )),
-            Ok(Route::Ready) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the signing keys of the user pool are not loaded yet",
-            )),
+            Ok(Route::Ready) => Err(ErrorCode::NotReady.into()),
             Ok(Route::Auth(ep)) => {
                 let client = inner.policy.client_ip(peer.ip(), req.headers());
                 let result = match inner.by_address.check(&client).await {
                     Err(wait) => {
                         inner.metrics.rate_limited("address");
-                        Err(ApiError::too_many_requests(
-                            "rate_limited",
-                            "too many requests from this address; retry later",
-                            wait.as_secs_f64().ceil() as u64,
-                        ))
+                        Err(ApiError::rate_limited(Budget::Address, wait))
                     }
                     Ok(()) => inner.auth.handle(ep, req, client).await.map(|(resp, s)| {
                         sub = s;
                         resp
                     }),
                 };
-                inner
-                    .metrics
-                    .auth(ep.name(), result.as_ref().err().map_or("ok", |e| e.code));
+                inner.metrics.auth(
+                    ep.name(),
+                    result.as_ref().err().map_or("ok", |e| e.code.as_str()),
+                );
                 result
             }
             Ok(Route::Page(page)) => match &inner.pages {
@@ -181,11 +164,7 @@ impl Service {
                         match inner.by_address.check(&client).await {
                             Err(wait) => {
                                 inner.metrics.rate_limited("address");
-                                Err(ApiError::too_many_requests(
-                                    "rate_limited",
-                                    "too many requests from this address; retry later",
-                                    wait.as_secs_f64().ceil() as u64,
-                                ))
+                                Err(ApiError::rate_limited(Budget::Address, wait))
                             }
                             Ok(()) => pages.serve(page, req, client).await,
                         }
@@ -202,7 +181,7 @@ impl Service {
                     .await;
                 match &result {
                     Ok(_) => inner.metrics.forwarded(public),
-                    Err(e) => inner.metrics.refused(e.code),
+                    Err(e) => inner.metrics.refused(e.code.as_str()),
                 }
                 result
             }
@@ -211,9 +190,9 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 if e.is_client_fault() {
-                    tracing::debug!(code = e.code, "refused");
+                    tracing::debug!(code = e.code.as_str(), "refused");
                 } else {
-                    tracing::warn!(code = e.code, "failed");
+                    tracing::warn!(code = e.code.as_str(), "failed");
                 }
                 e.into_response()
             }
@@ -421,10 +400,7 @@ impl Service {
         let inner = self;
         let fa = &inner.forward_auth;
         if !inner.policy.is_trusted(peer.ip()) {
-            return Err(ApiError::bad_request(
-                "untrusted_proxy",
-                "the forward-auth check answers only the front proxies in server.trusted_proxies",
-            ));
+            return Err(ErrorCode::UntrustedProxy.into());
         }
         let original = forward_auth::original(
             fa.convention,
@@ -436,7 +412,7 @@ impl Service {
         let decided = match original {
             Ok(o) => self.check_original(o, req.headers(), sub, set_cookie).await,
             // A misconfigured front proxy: 400 whatever the convention (nginx makes it a 500).
-            Err(e) if e.code == "original_request_invalid" => return Err(e),
+            Err(e) if e.code == ErrorCode::OriginalRequestInvalid => return Err(e),
             // A path or method the gate refuses.
             Err(e) => Err(e),
         };
@@ -474,7 +450,7 @@ impl Service {
     ) -> Result<Option<Arc<Identity>>, ApiError> {
         let inner = self;
         if !crate::http::path::is_canonical_method(&original.method) {
-            return Err(outbound::invalid_method());
+            return Err(ErrorCode::InvalidMethod.into());
         }
         // As on the proxy path: no route of the app allows CONNECT.
         if original.method == Method::CONNECT {
@@ -483,13 +459,13 @@ impl Service {
         let rule = inner
             .router
             .rule_for(&original.method, original.path())
-            .map_err(|_| outbound::invalid_path())?;
+            .map_err(|_| ApiError::from(ErrorCode::InvalidPath))?;
         // The original request's headers: the ones the front proxy passed on, with its Host.
         let mut headers = check_headers.clone();
         headers.remove(HOST);
         if let Some(host) = original.host {
             if !outbound::valid_host(&host) {
-                return Err(outbound::invalid_host());
+                return Err(ErrorCode::InvalidHost.into());
             }
             headers.insert(HOST, host);
         }

@@ -43,7 +43,7 @@ use http::{HeaderMap, Method, Uri, Version};
 use ipnet::IpNet;
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::gate::identity::IdentityHeaders;
 use crate::http::headers::{
     self, fold_name, FORWARDED_FAMILY, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
@@ -161,11 +161,11 @@ impl Policy {
 pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Outbound, ApiError> {
     // 1. Method.
     if !crate::http::path::is_canonical_method(&parts.method) {
-        return Err(invalid_method());
+        return Err(ErrorCode::InvalidMethod.into());
     }
     // 2. Path.
     let path = parts.uri.path();
-    crate::http::path::canonical_path(path).map_err(|_| invalid_path())?;
+    crate::http::path::canonical_path(path).map_err(|_| ApiError::from(ErrorCode::InvalidPath))?;
     let pq = match (
         p.prefix.is_empty(),
         parts.uri.path_and_query(),
@@ -179,7 +179,7 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
         (false, _, None) => format!("{}{path}", p.prefix).parse(),
         (false, _, Some(q)) => format!("{}{path}?{q}", p.prefix).parse(),
     }
-    .map_err(|_| invalid_path())?;
+    .map_err(|_| ApiError::from(ErrorCode::InvalidPath))?;
     // Origin-form, as it goes on the wire: the upstream is the pool's one address.
     let uri = Uri::from(pq);
 
@@ -188,18 +188,21 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     let mut hosts = h.get_all(HOST).iter();
     let (first, more) = (hosts.next(), hosts.next().is_some());
     if more {
-        return Err(ApiError::bad_request(
-            "invalid_host",
+        return Err(ApiError::new(
+            ErrorCode::InvalidHost,
             "the request has more than one Host header",
         ));
     }
     let client_host = match parts.uri.authority() {
-        Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| invalid_host())?),
+        Some(a) => Some(
+            HeaderValue::from_str(a.as_str())
+                .map_err(|_| ApiError::from(ErrorCode::InvalidHost))?,
+        ),
         None => first.cloned(),
     };
     if let Some(v) = &client_host {
         if !valid_host(v) {
-            return Err(invalid_host());
+            return Err(ErrorCode::InvalidHost.into());
         }
     }
 
@@ -423,30 +426,6 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// The gate's refusal (also the forward-auth check's).
-pub fn invalid_path() -> ApiError {
-    ApiError::bad_request(
-        "invalid_path",
-        "the request path is not in canonical form (dot segments, //, \\, ; or an encoded / \\ . ; % or letter)",
-    )
-}
-
-/// The gate's refusal (also the forward-auth check's).
-pub fn invalid_method() -> ApiError {
-    ApiError::bad_request(
-        "invalid_method",
-        "the request method must be an upper-case token",
-    )
-}
-
-/// The gate's refusal (also the forward-auth check's).
-pub fn invalid_host() -> ApiError {
-    ApiError::bad_request(
-        "invalid_host",
-        "the request's Host is not a valid authority",
-    )
-}
-
 /// Whether the request is a protocol upgrade the app may see: HTTP/1.1, `GET`, no body,
 /// `Connection: upgrade`, and exactly one `Upgrade` protocol, in `allowed`.
 fn is_allowed_upgrade(m: &Method, v: Version, h: &HeaderMap, allowed: &[String]) -> bool {
@@ -597,7 +576,7 @@ mod tests {
             request_id: &rid,
             authorization: None,
         };
-        let out = to_upstream(parts, &d, p).map_err(|e| e.code)?;
+        let out = to_upstream(parts, &d, p).map_err(|e| e.code.as_str())?;
         let mut head: Head = out
             .parts
             .headers

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 
 pub use jwks::{JwksCache, JwksSettings};
 
-/// Why a token was refused. `code()` is the stable code clients see.
+/// Why a token was refused. Each has its own code for clients (`error::ErrorCode`, which
+/// this module does not import); the description is the message they see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("no bearer token")]
@@ -59,33 +60,6 @@ pub enum VerifyError {
     Revoked,
     #[error("the signing keys are not loaded yet")]
     NotReady,
-}
-
-impl VerifyError {
-    /// The stable snake_case code of this failure.
-    pub fn code(self) -> &'static str {
-        use VerifyError::*;
-        match self {
-            Missing => "token_missing",
-            Scheme => "invalid_scheme",
-            Multiple => "multiple_authorization",
-            TooLarge => "token_too_large",
-            Malformed => "token_malformed",
-            Algorithm => "alg_not_allowed",
-            KidMissing => "kid_missing",
-            KidUnknown => "kid_unknown",
-            Signature => "bad_signature",
-            Issuer => "wrong_issuer",
-            TokenUse => "wrong_token_use",
-            Client => "wrong_client",
-            Expired => "token_expired",
-            NotYetValid => "token_not_yet_valid",
-            IssuedInFuture => "token_issued_in_future",
-            ClaimMissing => "claim_missing",
-            Revoked => "token_revoked",
-            NotReady => "keys_unavailable",
-        }
-    }
 }
 
 /// The single `Authorization: Bearer <token>` of a request, checked before any crypto:
