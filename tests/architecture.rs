@@ -2,7 +2,7 @@
 //! and a module imports only from floors below its own (or from inside its own folder), so
 //! there can be no import circle. `http` imports nothing of the crate; `gate`, `upstream` and
 //! `idp` own their error enums and never import `error`. Each folder's `mod.rs` says what it
-//! owns and what it must never import.
+//! owns and what it must never import, and no file holds more than 700 lines of code.
 //!
 //! Imports are read as written: every `crate::<module>` path in a file's code (its test module
 //! left out), and `super::` in a top-level file (which is the crate root).
@@ -221,6 +221,29 @@ fn every_folder_says_what_it_owns() {
             m.display()
         );
     }
+}
+
+#[test]
+fn no_file_has_more_than_700_lines_of_code() {
+    // Tests excluded: the tables may outweigh the code they check.
+    let long: Vec<String> = rust_files(&src())
+        .into_iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(&f).expect("source");
+            let code = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or(&text)
+                .lines()
+                .count();
+            (code > 700).then(|| format!("{}: {code} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these by what each part owns:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
