@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cognito_sidecar::app::settings::Derived;
 use cognito_sidecar::config::{Config, Convention};
 use cognito_sidecar::telemetry::logging;
 use cognito_sidecar::{net as server, App};
@@ -81,8 +82,8 @@ fn main() -> ExitCode {
         Some(p) => p.clone(),
         None => PathBuf::from("proxy.toml"),
     };
-    let config = match Config::load(&path).and_then(|c| c.validate().map(|_| c)) {
-        Ok(c) => c,
+    let (config, derived) = match Config::load(&path).and_then(|c| c.validate().map(|d| (c, d))) {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("cognito-sidecar: invalid configuration: {e}");
             return ExitCode::from(EX_USAGE);
@@ -109,11 +110,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run => run(config),
+        Command::Run => run(config, derived),
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, derived: Derived) -> ExitCode {
     let _flush_logs_on_exit = logging::init(&config.log);
     // On one CPU (ECS tasks often get one vCPU; `taskset` in benchmarks) a current-thread
     // runtime does the same work without the work-stealing scheduler's synchronization.
@@ -135,15 +136,12 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let region = config
-            .validate()
-            .map(|d| d.region)
-            .unwrap_or_else(|_| "us-east-1".into());
+        // The region validation derived (configured, or the pool id's prefix): no fallback.
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
+            .region(aws_config::Region::new(derived.region.clone()))
             .load()
             .await;
-        let app = match App::build(&config, &sdk) {
+        let app = match App::build_validated(&config, &derived, &sdk) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("cognito-sidecar: invalid configuration: {e}");

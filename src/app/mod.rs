@@ -31,6 +31,7 @@ use crate::request::Service;
 use crate::telemetry::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::upstream::tunnel::Tunnels;
 use crate::upstream::Upstream;
+use settings::Derived;
 
 /// The whole sidecar behind the listener; cheap to clone.
 #[derive(Clone)]
@@ -54,6 +55,16 @@ impl App {
     /// (the default chain in `main`, static test credentials in tests).
     pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
         let d = config.validate()?;
+        Self::build_validated(config, &d, sdk)
+    }
+
+    /// `build` for a configuration `Config::validate` already accepted, with what it
+    /// derived (the binary validates once, before it picks the SDK's region).
+    pub fn build_validated(
+        config: &Config,
+        d: &Derived,
+        sdk: &SdkConfig,
+    ) -> Result<App, BuildError> {
         let metrics: SharedMetrics = Arc::new(Metrics::new());
         let c = &config.cognito;
         let idp = Arc::new(Cognito::new(
