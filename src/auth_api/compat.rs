@@ -424,20 +424,7 @@ mod tests {
 
     #[test]
     fn only_the_four_seed_endpoints() {
-        use Endpoint::*;
-        let all = [
-            Login,
-            NewPassword,
-            Refresh,
-            Logout,
-            Mfa,
-            MfaSetup,
-            MfaVerify,
-            ForgotPassword,
-            ConfirmForgotPassword,
-            ChangePassword,
-        ];
-        let seed: Vec<&str> = all
+        let seed: Vec<&str> = Endpoint::ALL
             .into_iter()
             .filter(|e| is_seed_endpoint(*e))
             .map(Endpoint::name)

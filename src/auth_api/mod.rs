@@ -52,6 +52,22 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint, in the order of the API.
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Login,
+        Endpoint::NewPassword,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+        Endpoint::Mfa,
+        Endpoint::MfaSetup,
+        Endpoint::MfaVerify,
+        Endpoint::ForgotPassword,
+        Endpoint::ConfirmForgotPassword,
+        Endpoint::ChangePassword,
+    ];
+}
+
+impl Endpoint {
     /// The endpoint's path segment, for metrics and logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -171,10 +171,11 @@ pub fn encode_with(value: &str, set: &'static AsciiSet) -> HeaderValue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map from `(name, value)` pairs, in order (shared by the header tables).
+    pub(crate) fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
