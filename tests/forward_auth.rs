@@ -263,6 +263,18 @@ impl Nginx {
     /// nginx running exactly what `cognito-sidecar forward-auth-config nginx` prints for the
     /// test's sidecar (its listeners), with `app` as the app.
     async fn start_for(e: &Env, app: SocketAddr) -> Nginx {
+        // A free port can be taken by another test between `free_port` and nginx's bind: then
+        // nginx exits, or something else answers there; try another port (bounded).
+        for _ in 0..5 {
+            if let Some(nginx) = Nginx::try_start_for(e, app).await {
+                return nginx;
+            }
+        }
+        panic!("nginx did not come up on a port of its own in 5 tries");
+    }
+
+    /// One try of `start_for`: `None` if nginx exited or another server holds its port.
+    async fn try_start_for(e: &Env, app: SocketAddr) -> Option<Nginx> {
         let bin = "/usr/sbin/nginx";
         assert!(
             std::path::Path::new(bin).exists(),
@@ -309,14 +321,26 @@ impl Nginx {
             .expect("nginx starts");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         // Stopped on drop from here on, whatever fails next.
-        let nginx = Nginx {
+        let mut nginx = Nginx {
             addr,
             child,
             _dir: dir,
         };
         for _ in 0..200 {
+            if matches!(nginx.child.try_wait(), Ok(Some(_))) {
+                return None;
+            }
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return nginx;
+                // The internal check location answers 404, from nginx itself.
+                let probe = send(
+                    addr,
+                    "GET /_auth/check HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+                let is_nginx = probe
+                    .header("server")
+                    .is_some_and(|v| v.starts_with("nginx"));
+                return is_nginx.then_some(nginx);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
