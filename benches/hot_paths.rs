@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cognito_sidecar::clock::Clock;
 use cognito_sidecar::config::{Config, HeaderClaim, IdentityConfig};
 use cognito_sidecar::gate::identity::IdentityHeaders;
 use cognito_sidecar::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
@@ -60,7 +61,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A Cognito access token's claims (same shape and size as the load harness's tokens).
 fn claims(i: usize) -> Value {
-    let now = verify::now_secs();
+    let now = Clock::system().now_secs();
     json!({
         "sub": format!("b{i:07}-0000-4000-8000-{i:012}"),
         "iss": ISSUER,
@@ -186,6 +187,7 @@ fn gate(verifier: &Verifier, cache_entries: u64) -> Gate {
         cache_entries,
         Duration::from_secs(24 * 3600),
         metrics,
+        Clock::system(),
     )
 }
 
@@ -234,7 +236,7 @@ fn bench_verify(c: &mut Criterion) {
     let verifier = loaded_verifier(&rt);
     let tokens = mint_tokens(N_TOKENS);
     let token = tokens[0].as_str();
-    let now = verify::now_secs();
+    let now = Clock::system().now_secs();
     // Fail loudly here rather than benchmark an error path.
     rt.block_on(verifier.verify(token, now))
         .expect("the fixture token verifies");
@@ -297,7 +299,7 @@ fn bench_headers(c: &mut Criterion) {
     let verifier = loaded_verifier(&rt);
     let token = mint_tokens(1).remove(0);
     let verified = rt
-        .block_on(verifier.verify(&token, verify::now_secs()))
+        .block_on(verifier.verify(&token, Clock::system().now_secs()))
         .expect("verifies");
     let map = verified.map;
     let bench_ids = bench_identity();

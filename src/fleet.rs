@@ -35,8 +35,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::config::SharedConfig;
-use crate::gate::revocation::{now_millis, Revocation, RevocationList};
-use crate::gate::verify::now_secs;
+use crate::gate::revocation::{Revocation, RevocationList};
 use crate::telemetry::metrics::SharedMetrics;
 
 /// Where the fleet state is, as `/readyz` and the metrics see it.
@@ -405,7 +404,7 @@ impl Shared {
 
         // Catch-up: everything live, after the subscription so nothing falls in between.
         let started = Instant::now();
-        let now = now_secs();
+        let now = inner.list.clock().now_secs();
         let _: () = timeout(
             limit,
             conn.zrembyscore(&inner.revocations_key, "-inf", format!("({now}")),
@@ -467,11 +466,11 @@ impl Shared {
     /// Applies one record from Redis; returns whether it was applied.
     fn apply(&self, raw: &[u8], live: bool) -> bool {
         let inner = &self.inner;
-        match Revocation::decode(raw, now_secs()) {
+        match Revocation::decode(raw, inner.list.clock().now_secs()) {
             Ok(r) => {
                 if live {
                     inner.metrics.shared_received();
-                    let lag = now_millis().saturating_sub(r.ts);
+                    let lag = inner.list.clock().now_millis().saturating_sub(r.ts);
                     inner.metrics.shared_lag(Duration::from_millis(lag));
                 }
                 inner.list.apply(&r)
@@ -540,7 +539,7 @@ impl Shared {
         pipe.atomic()
             .zadd(key, &member, r.expires(inner.list.ttl()))
             .ignore()
-            .zrembyscore(key, "-inf", format!("({}", now_secs()))
+            .zrembyscore(key, "-inf", format!("({}", inner.list.clock().now_secs()))
             .ignore()
             .publish(key, &member)
             .ignore();

@@ -13,11 +13,12 @@
 //! | 3 | `gate`, `upstream`, `idp` | token verification and identity headers; sending to the app; Cognito |
 //! | 2 | `telemetry` | metrics and logs |
 //! | 1 | `config` | the configuration tree and its loader |
-//! | 0 | `http` | bodies, header rules, the one reader of request targets, the upgraded socket |
+//! | 0 | `http`, `clock` | bodies, header rules, the one reader of request targets, the upgraded socket; the wall clock of every expiry |
 
 pub mod app;
 pub mod auth_api;
 pub mod browser;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fleet;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cognito_sidecar::app::settings::Derived;
+use cognito_sidecar::clock::Clock;
 use cognito_sidecar::config::{Config, Convention};
 use cognito_sidecar::telemetry::logging;
 use cognito_sidecar::{net as server, App};
@@ -141,7 +142,7 @@ fn run(config: Config, derived: Derived) -> ExitCode {
             .region(aws_config::Region::new(derived.region.clone()))
             .load()
             .await;
-        let app = match App::build_validated(&config, &derived, &sdk) {
+        let app = match App::build_validated(&config, &derived, &sdk, Clock::system()) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("cognito-sidecar: invalid configuration: {e}");

@@ -713,8 +713,8 @@ async fn cached_tokens_still_expire_and_the_cache_can_be_off() {
     );
     assert_eq!(get(&e.sc, "/x", Some(&long)).await.0, 200);
     assert_eq!(get(&e.sc, "/x", Some(&short)).await.0, 200);
-    // ... but never past its exp.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // ... but never past its exp (the sidecar's clock moves; nothing sleeps).
+    e.sc.clock.advance(Duration::from_secs(3));
     let (s, v, _) = get(&e.sc, "/x", Some(&short)).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("token_expired")));
     e.jwks.set_keys(vec![jwk("key2", "k2")]);
@@ -733,6 +733,14 @@ async fn cached_tokens_still_expire_and_the_cache_can_be_off() {
     e.sc.app.jwks().refresh().await.expect("refresh");
     let (s, v, _) = get(&e.sc, "/x", Some(&token)).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("kid_unknown")));
+
+    // Uncached, a token is judged on the sidecar's clock too: an hour later it has expired.
+    let e = env_with(|c| c.verify.cache_max_entries = 0).await;
+    let token = valid_token("u-16b");
+    assert_eq!(get(&e.sc, "/x", Some(&token)).await.0, 200);
+    e.sc.clock.advance(Duration::from_secs(2 * 3600));
+    let (s, v, _) = get(&e.sc, "/x", Some(&token)).await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("token_expired")));
 }
 
 #[tokio::test]

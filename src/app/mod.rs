@@ -17,6 +17,7 @@ use crate::auth_api::AuthApi;
 use crate::browser::pages::Pages;
 use crate::browser::session::Sessions;
 use crate::browser::templates::Templates;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SharedBackend};
 use crate::fleet::{Shared, SharedError};
 use crate::gate::identity::IdentityHeaders;
@@ -55,15 +56,17 @@ impl App {
     /// (the default chain in `main`, static test credentials in tests).
     pub fn build(config: &Config, sdk: &SdkConfig) -> Result<App, BuildError> {
         let d = config.validate()?;
-        Self::build_validated(config, &d, sdk)
+        Self::build_validated(config, &d, sdk, Clock::system())
     }
 
     /// `build` for a configuration `Config::validate` already accepted, with what it
-    /// derived (the binary validates once, before it picks the SDK's region).
+    /// derived (the binary validates once, before it picks the SDK's region), reading every
+    /// expiry on `clock` (tests move an adjustable one instead of sleeping).
     pub fn build_validated(
         config: &Config,
         d: &Derived,
         sdk: &SdkConfig,
+        clock: Clock,
     ) -> Result<App, BuildError> {
         let metrics: SharedMetrics = Arc::new(Metrics::new());
         let c = &config.cognito;
@@ -122,6 +125,7 @@ impl App {
             v.cache_max_entries,
             v.revocation_ttl,
             Arc::clone(&metrics),
+            clock,
         );
         let shared = match config.shared.backend {
             SharedBackend::Memory => None,

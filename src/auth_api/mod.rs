@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::config::RateLimitConfig;
 use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
-use crate::gate::verify::{self, now_secs};
+use crate::gate::verify;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
 use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, IdpError, Step, Tokens};
@@ -357,11 +357,7 @@ impl AuthApi {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let claims = self
-                .gate
-                .verifier()
-                .verify_ignoring_expiry(token, now_secs())
-                .await?;
+            let claims = self.gate.verify_ignoring_expiry(token).await?;
             username = Some(claims.username.ok_or_else(|| {
                 ApiError::new(ErrorCode::ClaimMissing, "the access token has no username")
             })?);

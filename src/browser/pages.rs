@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use crate::browser::session::{self, Sessions};
 use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
-use crate::gate::verify::now_secs;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
 use crate::idp::{AuthOutcome, Cognito, Step};
@@ -405,12 +404,7 @@ impl Pages {
             let token = Sessions::access_token(&data);
             // Refuse the session's tokens at every gate, as /api/user/logout does; its
             // signature and issuer are checked first (it may have expired meanwhile).
-            if let Ok(claims) = inner
-                .gate
-                .verifier()
-                .verify_ignoring_expiry(token, now_secs())
-                .await
-            {
+            if let Ok(claims) = inner.gate.verify_ignoring_expiry(token).await {
                 let revocation = inner.gate.revoke(&claims);
                 if let Some(shared) = &inner.shared {
                     shared.publish(revocation);

@@ -28,7 +28,7 @@ use subtle_eq::ct_eq;
 
 use crate::config::SessionConfig;
 use crate::fleet::Shared;
-use crate::gate::verify::{now_secs, VerifyError};
+use crate::gate::verify::VerifyError;
 use crate::gate::{Gate, Identity};
 use crate::idp::{Cognito, Tokens};
 use crate::telemetry::metrics::SharedMetrics;
@@ -160,7 +160,7 @@ impl Sessions {
         };
         let inner = &self.inner;
         let mut data = slot.data.lock().await;
-        let now = now_secs();
+        let now = inner.gate.clock().now_secs();
         if now
             >= data
                 .created
@@ -234,7 +234,7 @@ impl Sessions {
             id_token: tokens.id_token,
             refresh: tokens.refresh_token,
             username,
-            created: now_secs(),
+            created: self.inner.gate.clock().now_secs(),
         };
         let id = random_id();
         let key = key_of(&id);
@@ -290,7 +290,7 @@ impl Sessions {
             let left = data
                 .created
                 .saturating_add(inner.cfg.absolute_timeout.as_secs())
-                .saturating_sub(now_secs());
+                .saturating_sub(inner.gate.clock().now_secs());
             let ttl = inner.cfg.idle_timeout.min(Duration::from_secs(left.max(1)));
             if let Ok(json) = serde_json::to_string(data) {
                 if shared.session_put(&hex(key), &json, ttl).await.is_err() {

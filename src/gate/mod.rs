@@ -16,9 +16,10 @@ use http::header::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::gate::identity::IdentityHeaders;
 use crate::gate::revocation::{Revocation, RevocationList};
-use crate::gate::verify::{now_secs, Claims, Verifier, VerifyError};
+use crate::gate::verify::{Claims, Verifier, VerifyError};
 use crate::telemetry::metrics::SharedMetrics;
 
 /// What the gate knows about a verified token.
@@ -37,9 +38,10 @@ pub struct Gate {
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
     revocations: RevocationList,
     metrics: SharedMetrics,
+    clock: Clock,
 }
 
-struct UntilExp;
+struct UntilExp(Clock);
 
 impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
     fn expire_after_create(
@@ -50,33 +52,41 @@ impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
     ) -> Option<Duration> {
         // A backstop only: `check` compares `exp` itself, since moka's clock is not ours.
         Some(Duration::from_secs(
-            value.claims.exp.saturating_sub(now_secs()),
+            value.claims.exp.saturating_sub(self.0.now_secs()),
         ))
     }
 }
 
 impl Gate {
-    /// `cache_entries == 0` turns the verified-token cache off.
+    /// `cache_entries == 0` turns the verified-token cache off. Every expiry is read on
+    /// `clock`.
     pub fn new(
         verifier: Verifier,
         identity: IdentityHeaders,
         cache_entries: u64,
         revocation_ttl: Duration,
         metrics: SharedMetrics,
+        clock: Clock,
     ) -> Self {
         let cache = (cache_entries > 0).then(|| {
             Cache::builder()
                 .max_capacity(cache_entries)
-                .expire_after(UntilExp)
+                .expire_after(UntilExp(clock.clone()))
                 .build()
         });
         Gate {
             verifier,
             identity: Arc::new(identity),
             cache,
-            revocations: RevocationList::new(revocation_ttl),
+            revocations: RevocationList::new(revocation_ttl, clock.clone()),
             metrics,
+            clock,
         }
+    }
+
+    /// The clock of every expiry decision (sessions read their lifetimes on it too).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The verifier (for the refresh endpoint's expired-token path).
@@ -101,7 +111,7 @@ impl Gate {
 
     /// Verifies `token` (from the cache when it verified before) and checks revocations.
     pub async fn check(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let leeway = self.verifier.leeway_secs();
         let key: Option<[u8; 32]> = self
             .cache
@@ -133,15 +143,27 @@ impl Gate {
     /// (GlobalSignOut needs one), and checks revocations. Not cached: logouts are rare, and
     /// the cache holds tokens verified under the gate's own token uses.
     pub async fn check_access(&self, token: &str) -> Result<Claims, VerifyError> {
-        let claims = self.verifier.verify_access(token, now_secs()).await?;
+        let claims = self
+            .verifier
+            .verify_access(token, self.clock.now_secs())
+            .await?;
         self.revocations.check(&claims)?;
         Ok(claims)
+    }
+
+    /// Signature, issuer and client, expiry ignored (`Verifier::verify_ignoring_expiry`):
+    /// only to learn whose token it is for a refresh or a sign-out, never to let a request
+    /// through.
+    pub async fn verify_ignoring_expiry(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verifier
+            .verify_ignoring_expiry(token, self.clock.now_secs())
+            .await
     }
 
     /// Records a logout: the user's tokens issued before now are refused from here on.
     /// Returns the record, for the other sidecars of a fleet.
     pub fn revoke(&self, claims: &Claims) -> Revocation {
-        let r = Revocation::logout(claims, now_secs());
+        let r = Revocation::logout(claims, &self.clock);
         self.revocations.apply(&r);
         r
     }

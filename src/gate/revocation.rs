@@ -17,7 +17,8 @@ use std::time::Duration;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
-use crate::gate::verify::{now_secs, Claims, VerifyError};
+use crate::clock::Clock;
+use crate::gate::verify::{Claims, VerifyError};
 
 /// Longest `sub` or `origin_jti` accepted in a record (Cognito's are UUIDs).
 const MAX_ID: usize = 256;
@@ -60,15 +61,16 @@ pub enum BadRecord {
 }
 
 impl Revocation {
-    /// The record of a logout by the holder of `claims` at `now` (seconds): every token of
-    /// the user issued before now, and the token's session.
-    pub fn logout(claims: &Claims, now: u64) -> Self {
+    /// The record of a logout by the holder of `claims`, now: every token of the user
+    /// issued before now, and the token's session.
+    pub fn logout(claims: &Claims, clock: &Clock) -> Self {
+        let ts = clock.now_millis();
         Revocation {
             v: 1,
             sub: claims.sub.clone(),
-            at: Some(now),
+            at: Some(ts / 1000),
             jti: claims.origin_jti.clone(),
-            ts: now_millis(),
+            ts,
         }
     }
 
@@ -109,14 +111,6 @@ impl Revocation {
     }
 }
 
-/// Epoch milliseconds.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// What is revoked for one user: the latest GlobalSignOut second and the logged-out sessions.
 #[derive(Debug, Default)]
 struct Revoked {
@@ -132,10 +126,11 @@ pub struct RevocationList {
     by_sub: Cache<String, Arc<Revoked>>,
     any: Arc<AtomicBool>,
     ttl: Duration,
+    clock: Clock,
 }
 
 /// Each entry lives until its newest logout is `ttl` old.
-struct UntilExpiry;
+struct UntilExpiry(Clock);
 
 impl moka::Expiry<String, Arc<Revoked>> for UntilExpiry {
     fn expire_after_create(
@@ -145,7 +140,7 @@ impl moka::Expiry<String, Arc<Revoked>> for UntilExpiry {
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
-            value.expires.saturating_sub(now_secs()),
+            value.expires.saturating_sub(self.0.now_secs()),
         ))
     }
 
@@ -164,16 +159,22 @@ impl moka::Expiry<String, Arc<Revoked>> for UntilExpiry {
 const MAX_USERS: u64 = 1_000_000;
 
 impl RevocationList {
-    /// An empty list whose entries are kept `ttl` after their logout.
-    pub fn new(ttl: Duration) -> Self {
+    /// An empty list whose entries are kept `ttl` after their logout, by `clock`.
+    pub fn new(ttl: Duration, clock: Clock) -> Self {
         RevocationList {
             by_sub: Cache::builder()
                 .max_capacity(MAX_USERS)
-                .expire_after(UntilExpiry)
+                .expire_after(UntilExpiry(clock.clone()))
                 .build(),
             any: Arc::new(AtomicBool::new(false)),
             ttl,
+            clock,
         }
+    }
+
+    /// The clock its entries expire by (the fleet dates and ages records with it).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// How long entries are kept.
@@ -185,7 +186,7 @@ impl RevocationList {
     /// Returns false if the record had already expired.
     pub fn apply(&self, r: &Revocation) -> bool {
         let expires = r.expires(self.ttl);
-        if expires <= now_secs() {
+        if expires <= self.clock.now_secs() {
             return false;
         }
         // `and_compute_with` runs atomically per key, so concurrent logouts of one user
@@ -325,10 +326,14 @@ mod tests {
 
     #[test]
     fn the_list_refuses_older_tokens_and_logged_out_sessions() {
-        let list = RevocationList::new(Duration::from_secs(3600));
-        let now = now_secs();
+        let clock = Clock::system();
+        let list = RevocationList::new(Duration::from_secs(3600), clock.clone());
+        let now = clock.now_secs();
         assert!(list.check(&claims("u", now - 10, Some("s1"))).is_ok());
-        assert!(list.apply(&Revocation::logout(&claims("u", now - 10, Some("s1")), now)));
+        let r = Revocation::logout(&claims("u", now - 10, Some("s1")), &clock);
+        assert!(r.at.is_some_and(|at| at.abs_diff(now) <= 1));
+        let now = r.at.unwrap_or(now);
+        assert!(list.apply(&r));
         // Older token of the user, and the logged-out session even if newer.
         assert!(list.check(&claims("u", now - 1, Some("s2"))).is_err());
         assert!(list.check(&claims("u", now + 5, Some("s1"))).is_err());

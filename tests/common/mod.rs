@@ -17,6 +17,7 @@ use aws_sdk_cognitoidentityprovider::types::{
     AttributeType, ExplicitAuthFlowsType, MessageActionType, UsernameAttributeType,
 };
 use bytes::Bytes;
+use cognito_sidecar::clock::{Clock, ClockHand};
 use cognito_sidecar::config::{Config, HeaderClaim};
 use cognito_sidecar::{net as server, App};
 use http::{Request, Response, StatusCode};
@@ -339,6 +340,8 @@ pub fn sdk_config() -> SdkConfig {
 pub struct Sidecar {
     pub addr: SocketAddr,
     pub app: App,
+    /// Moves the sidecar's clock forward: token and session expiry without sleeping.
+    pub clock: ClockHand,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -346,7 +349,11 @@ pub struct Sidecar {
 impl Sidecar {
     /// Builds and serves; waits (bounded) for the keys unless `wait_ready` is false.
     pub async fn start_with(config: Config, wait_ready: bool) -> Self {
-        let app = App::build(&config, &sdk_config()).expect("app builds");
+        // As the binary does: validate once, then build on what validation derived.
+        let derived = config.validate().expect("config validates");
+        let (clock, hand) = Clock::adjustable();
+        let app =
+            App::build_validated(&config, &derived, &sdk_config(), clock).expect("app builds");
         app.start_background();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -370,6 +377,7 @@ impl Sidecar {
         Sidecar {
             addr,
             app,
+            clock: hand,
             stop: Some(stop),
             task: Some(task),
         }
