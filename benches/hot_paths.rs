@@ -340,8 +340,14 @@ fn bench_headers(c: &mut Criterion) {
     let ids = bench_ids.values(&map);
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let upstream: http::Uri = "http://127.0.0.1:3000".parse().expect("uri");
-    let policy =
-        Policy::new(&Config::default(), &upstream, Arc::new(bench_ids.clone())).expect("policy");
+    let defaults = Config::default();
+    let policy = Policy::new(
+        &defaults.upstream,
+        &defaults.server,
+        false,
+        (&upstream, HeaderValue::from_static("127.0.0.1:3000")),
+        Arc::new(bench_ids.clone()),
+    );
     let rid = HeaderValue::from_static("0f8e2b8c-5d3a-4c1e-9a7b-2c6d1e0f9a8b");
     let target: http::Uri = "/api/v1/customers/4711/orders?page=2".parse().expect("uri");
     g.bench_function("forward::to_upstream", |b| {

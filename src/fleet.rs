@@ -108,45 +108,51 @@ struct Inner {
     gcra: redis::Script,
 }
 
+/// The Redis client of `shared` (no I/O but reading `tls_ca_file`): start-up validation
+/// builds it once, so a bad URL or CA file is a configuration error.
+pub fn client(cfg: &SharedConfig) -> Result<Client, SharedError> {
+    // rustls needs one process-wide crypto provider when several are compiled in; this is
+    // the one the rest of the binary uses (an error means one is installed already).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut info: redis::ConnectionInfo = cfg
+        .url
+        .as_str()
+        .parse()
+        .map_err(|_| SharedError::Url("not a valid redis:// or rediss:// URL".into()))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &cfg.password {
+        settings = settings.set_password(p);
+    }
+    info = info.set_redis_settings(settings);
+    match &cfg.tls_ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| SharedError::Ca(e.kind().to_string()))?;
+            Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        None => Client::open(info),
+    }
+    .map_err(|e| SharedError::Url(format!("{:?}", e.kind())))
+}
+
 impl Shared {
-    /// Builds the client (no I/O yet); `start` runs the background tasks.
+    /// The backend over `client` (from `client`); `start` runs the background tasks.
     pub fn new(
         cfg: &SharedConfig,
+        client: Client,
         list: RevocationList,
         metrics: SharedMetrics,
-    ) -> Result<Self, SharedError> {
-        // rustls needs one process-wide crypto provider when several are compiled in; this
-        // is the one the rest of the binary uses (an error means one is installed already).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut info: redis::ConnectionInfo = cfg
-            .url
-            .as_str()
-            .parse()
-            .map_err(|_| SharedError::Url("not a valid redis:// or rediss:// URL".into()))?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &cfg.password {
-            settings = settings.set_password(p);
-        }
-        info = info.set_redis_settings(settings);
-        let client = match &cfg.tls_ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| SharedError::Ca(e.kind().to_string()))?;
-                Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-            None => Client::open(info),
-        }
-        .map_err(|e| SharedError::Url(format!("{:?}", e.kind())))?;
+    ) -> Self {
         let prefix = &cfg.key_prefix;
-        Ok(Shared {
+        Shared {
             inner: Arc::new(Inner {
                 client,
                 revocations_key: format!("{{{prefix}}}:revocations"),
@@ -164,7 +170,7 @@ impl Shared {
                 metrics,
                 gcra: redis::Script::new(GCRA),
             }),
-        })
+        }
     }
 
     /// Starts the connection, subscriber (catch-up, then messages) and writer tasks.

@@ -2,7 +2,8 @@
 //! and a module imports only from floors below its own (or from inside its own folder), so
 //! there can be no import circle. `http` imports nothing of the crate; `gate`, `upstream` and
 //! `idp` own their error enums and never import `error`. Each folder's `mod.rs` says what it
-//! owns and what it must never import, and no file holds more than 700 lines of code.
+//! owns and what it must never import, no file holds more than 700 lines of code, and only
+//! `app` reads the whole `Config`.
 //!
 //! Imports are read as written: every `crate::<module>` path in a file's code (its test module
 //! left out), and `super::` in a top-level file (which is the crate root).
@@ -213,6 +214,37 @@ fn there_is_no_import_circle() {
             panic!("import circle: {}", circle.join(" → "));
         }
     }
+}
+
+#[test]
+fn only_app_reads_the_whole_configuration() {
+    // Every other module is handed its own section (or what `app::settings` derived).
+    let mut wrong = Vec::new();
+    for file in rust_files(&src()) {
+        let Some(module) = module_of(&file) else {
+            continue;
+        };
+        if module == "app" || module == "config" {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&file).expect("source"));
+        if names_type(&code, "Config") {
+            wrong.push(file.display().to_string());
+        }
+    }
+    assert!(wrong.is_empty(), "these read the whole Config: {wrong:?}");
+    assert!(names_type("use crate::config::{Access, Config};", "Config"));
+    assert!(!names_type(
+        "let s: SdkConfig; LogConfig; ConfigError",
+        "Config"
+    ));
+}
+
+/// Whether `code` names the identifier `name` (not as part of a longer one).
+fn names_type(code: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(name)
+        .any(|(i, _)| !code[..i].ends_with(ident) && !code[i + name.len()..].starts_with(ident))
 }
 
 #[test]

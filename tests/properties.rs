@@ -22,8 +22,8 @@ use cognito_sidecar::gate::verify::{
 };
 use cognito_sidecar::http::headers::{encode_value, fold_name, strip_hop_by_hop};
 use cognito_sidecar::http::path::canonical_path;
-use cognito_sidecar::request::outbound::{to_upstream, Decision, Policy};
-use cognito_sidecar::request::router::{Route, Router};
+use cognito_sidecar::request::outbound::{to_upstream, Decision};
+use cognito_sidecar::request::router::Route;
 use common::*;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Method};
@@ -804,6 +804,8 @@ fn policy_config() -> Config {
         ..Config::default()
     };
     c.upstream.url = "http://127.0.0.1:3000/base".into();
+    c.cognito.user_pool_id = Some("us-east-1_props".into());
+    c.cognito.client_id = Some("props-client".into());
     c
 }
 
@@ -918,10 +920,10 @@ proptest! {
         verified in any::<bool>(),
     ) {
         let cfg = policy_config();
-        let router = Router::new(&cfg);
-        let ids = Arc::new(IdentityHeaders::new(&cfg.identity).expect("identity"));
-        let upstream: http::Uri = cfg.upstream.url.parse().expect("uri");
-        let policy = Policy::new(&cfg, &upstream, Arc::clone(&ids)).expect("policy");
+        let router = cfg.router();
+        let derived = cfg.validate().expect("valid");
+        let ids = Arc::new(derived.identity.clone());
+        let policy = cfg.policy(&derived, Arc::clone(&ids));
         let target = match &query {
             Some(q) => format!("{raw}?{q}"),
             None => raw.clone(),

@@ -1,7 +1,8 @@
-//! The composition root: builds the long-lived clients once (Cognito SDK, reqwest for the
-//! JWKS, the pooled upstream client) and holds `handle`, the one branch every request takes:
-//! route → health | auth API | gate → `forward::to_upstream` → proxy. Every failure becomes
-//! HTTP through `ApiError::into_response`, and each request is logged once here.
+//! The composition root: turns a validated configuration (`settings`) into the long-lived
+//! parts (the Cognito SDK client, the JWKS cache and verifier, the gate, the fleet backend,
+//! the limiters, sessions and pages, the pooled upstream client) once, and hands them to
+//! `request::Service`, which every request goes through. Also renders the front proxies'
+//! configurations (`front_config`). The only module that reads the whole `Config`.
 
 pub mod front_config;
 pub mod settings;
@@ -16,19 +17,15 @@ use hyper::body::Incoming;
 use crate::auth_api::AuthApi;
 use crate::browser::pages::Pages;
 use crate::browser::session::Sessions;
-use crate::browser::templates::Templates;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, SharedBackend};
-use crate::fleet::{Shared, SharedError};
-use crate::gate::identity::IdentityHeaders;
+use crate::config::{Config, ConfigError};
+use crate::fleet::Shared;
 use crate::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
 use crate::gate::Gate;
 use crate::http::body::Body;
 use crate::idp::{Cognito, CognitoSettings};
 use crate::limit::{Limiter, Quota};
-use crate::request::outbound::Policy;
-use crate::request::router::Router;
-use crate::request::Service;
+use crate::request::{Listener, Service};
 use crate::telemetry::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::upstream::tunnel::Tunnels;
 use crate::upstream::Upstream;
@@ -38,8 +35,8 @@ use settings::Derived;
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Service>,
-    /// This handle serves `forward_auth.listen`: the check, and nothing else.
-    check_listener: bool,
+    /// The listener this handle serves (`check_listener` makes the forward-auth one).
+    listener: Listener,
 }
 
 /// Why the app could not be built.
@@ -93,7 +90,7 @@ impl App {
             .user_agent(concat!("cognito-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| BuildError::Client(e.to_string()))?;
-        let algorithm = verify::parse_alg(&v.algorithm);
+        let algorithm = d.algorithm;
         let jwks = JwksCache::new(
             JwksSettings {
                 url: d.jwks_url.clone(),
@@ -108,45 +105,29 @@ impl App {
             VerifierSettings {
                 issuer: d.issuer.clone(),
                 algorithm,
-                accept_access: v.token_use.iter().any(|u| u == "access"),
-                accept_id: v.token_use.iter().any(|u| u == "id"),
+                accept_access: d.accept_access,
+                accept_id: d.accept_id,
                 client_ids: d.client_ids.clone(),
                 leeway_secs: v.leeway.as_secs(),
             },
             jwks,
         );
-        let identity = IdentityHeaders::new(&config.identity).map_err(|_| ConfigError {
-            key: "identity.headers".into(),
-            problem: "invalid header name".into(),
-        })?;
         let gate = Gate::new(
             verifier,
-            identity,
+            d.identity.clone(),
             v.cache_max_entries,
             v.revocation_ttl,
             Arc::clone(&metrics),
             clock,
         );
-        let shared = match config.shared.backend {
-            SharedBackend::Memory => None,
-            SharedBackend::Redis => Some(
-                Shared::new(
-                    &config.shared,
-                    gate.revocations().clone(),
-                    Arc::clone(&metrics),
-                )
-                .map_err(|e| match e {
-                    SharedError::Url(p) => ConfigError {
-                        key: "shared.url".into(),
-                        problem: p,
-                    },
-                    SharedError::Ca(p) => ConfigError {
-                        key: "shared.tls_ca_file".into(),
-                        problem: p,
-                    },
-                })?,
-            ),
-        };
+        let shared = d.redis.clone().map(|client| {
+            Shared::new(
+                &config.shared,
+                client,
+                gate.revocations().clone(),
+                Arc::clone(&metrics),
+            )
+        });
         let rl = &config.rate_limit;
         let mut by_username = Limiter::new(
             Quota {
@@ -167,14 +148,7 @@ impl App {
             by_address = by_address.with_shared(s.clone(), "address");
         }
         let by_username = Arc::new(by_username);
-        let (sessions, pages) = if config.session.enabled {
-            let templates =
-                Templates::load(config.session.templates_dir.as_deref()).map_err(|problem| {
-                    ConfigError {
-                        key: "session.templates_dir".into(),
-                        problem,
-                    }
-                })?;
+        let (sessions, pages) = if let Some(templates) = d.templates.clone() {
             let sessions = Sessions::new(
                 &config.session,
                 Arc::clone(&idp),
@@ -197,18 +171,12 @@ impl App {
             (None, None)
         };
         let upstream = Upstream::new(&config.upstream);
-        let policy =
-            Policy::new(config, &d.upstream, gate.identity_headers_arc()).map_err(|problem| {
-                ConfigError {
-                    key: "upstream.url".into(),
-                    problem: problem.into(),
-                }
-            })?;
+        let policy = config.policy(d, gate.identity_headers_arc());
         let tunnels = Tunnels::new(&config.server, Arc::clone(&metrics));
         let upstream = upstream.with_tunnels(tunnels.clone());
         Ok(App {
             inner: Arc::new(Service {
-                router: Router::new(config),
+                router: config.router(),
                 auth: AuthApi::new(
                     idp,
                     gate.clone(),
@@ -234,7 +202,7 @@ impl App {
                 forward_auth: config.forward_auth.clone(),
                 answer_warned: std::sync::Mutex::new(None),
             }),
-            check_listener: false,
+            listener: Listener::Main,
         })
     }
 
@@ -252,7 +220,7 @@ impl App {
     /// True once the pool's signing keys are loaded and, with the fleet backend, the logout
     /// list is caught up (or Redis is unreachable and `shared.require_for_ready` is off).
     pub fn is_ready(&self) -> bool {
-        self.inner.gate.is_ready() && self.inner.shared.as_ref().is_none_or(Shared::is_ready)
+        self.inner.is_ready()
     }
 
     /// The fleet backend, when `shared.backend = "redis"`.
@@ -289,7 +257,7 @@ impl App {
     pub fn check_listener(&self) -> App {
         App {
             inner: Arc::clone(&self.inner),
-            check_listener: true,
+            listener: Listener::Check,
         }
     }
 
@@ -304,9 +272,8 @@ impl App {
     }
 
     /// Serves one request from `peer`. Never fails: errors become JSON answers.
-    /// Serves one request from `peer`. Never fails: errors become JSON answers.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        self.inner.handle(req, peer, self.check_listener).await
+        self.inner.handle(req, peer, self.listener).await
     }
 }
 

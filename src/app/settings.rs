@@ -6,11 +6,20 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use http::Uri;
+use std::sync::Arc;
 
+use http::{HeaderValue, Uri};
+use jsonwebtoken::Algorithm;
+
+use crate::browser::templates::Templates;
 use crate::config::*;
+use crate::fleet::{self, SharedError};
+use crate::gate::identity::IdentityHeaders;
+use crate::request::outbound::{self, Policy};
+use crate::request::router::{Places, Router};
 
-/// Values derived from the configuration once, at start-up.
+/// Values derived from the configuration once, at start-up: every string the parts are
+/// built from is parsed here, so building them cannot fail on configuration.
 #[derive(Debug, Clone)]
 pub struct Derived {
     pub region: String,
@@ -19,12 +28,57 @@ pub struct Derived {
     pub issuer: String,
     pub jwks_url: String,
     pub client_ids: Vec<String>,
+    pub algorithm: Algorithm,
+    /// `verify.token_use` lists `access`.
+    pub accept_access: bool,
+    /// `verify.token_use` lists `id`.
+    pub accept_id: bool,
+    pub identity: IdentityHeaders,
     pub upstream: Uri,
+    /// The authority of `upstream.url`, the `Host` the app is sent.
+    pub upstream_host: HeaderValue,
+    /// The Redis client, with `shared.backend = "redis"`.
+    pub redis: Option<redis::Client>,
+    /// The page templates, with browser sessions on.
+    pub templates: Option<Templates>,
 }
 
 impl Config {
-    /// Checks everything that can be checked without I/O and derives the values the rest of
-    /// the crate needs. The first problem found is returned.
+    /// The routing table of this configuration (validated).
+    pub fn router(&self) -> Router {
+        let fa = &self.forward_auth;
+        Router::new(
+            &self.routes,
+            self.upstream.case_sensitive_paths,
+            Places {
+                live: self.health.live_path.clone(),
+                ready: self.health.ready_path.clone(),
+                auth_prefix: self.api.prefix.clone(),
+                pages_prefix: self.session.enabled.then(|| self.session.prefix.clone()),
+                check: fa
+                    .enabled
+                    .then(|| (fa.path.clone(), fa.convention == Convention::Envoy)),
+                check_on_main: fa.listen.is_none(),
+            },
+        )
+    }
+
+    /// What the app receives from this configuration (validated, with what it derived).
+    pub fn policy(&self, d: &Derived, identity: Arc<IdentityHeaders>) -> Policy {
+        Policy::new(
+            &self.upstream,
+            &self.server,
+            self.session.enabled,
+            (&d.upstream, d.upstream_host.clone()),
+            identity,
+        )
+    }
+}
+
+impl Config {
+    /// Checks everything that can be checked at start-up (the only reads: the page templates
+    /// and the Redis CA file) and derives the values the rest of the crate needs. The first
+    /// problem found is returned.
     pub fn validate(&self) -> Result<Derived, ConfigError> {
         let c = &self.cognito;
         let user_pool_id = non_empty(&c.user_pool_id, "cognito.user_pool_id")?;
@@ -114,7 +168,17 @@ impl Config {
             ));
         }
 
+        let algorithm = match v.algorithm.as_str() {
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            _ => Algorithm::RS256,
+        };
+        let accept_access = v.token_use.iter().any(|u| u == "access");
+        let accept_id = v.token_use.iter().any(|u| u == "id");
+
         let upstream = http_url(&self.upstream.url, "upstream.url")?;
+        let upstream_host =
+            outbound::upstream_host(&upstream).map_err(|p| ConfigError::new("upstream.url", p))?;
         if upstream.scheme_str() != Some("http") {
             return Err(ConfigError::new(
                 "upstream.url",
@@ -175,6 +239,8 @@ impl Config {
                 )
             })?;
         }
+        let identity = IdentityHeaders::new(&self.identity)
+            .map_err(|_| ConfigError::new("identity.headers", "invalid header name"))?;
         for (i, r) in self.routes.iter().enumerate() {
             check_rule_path(&r.path)
                 .map_err(|p| ConfigError::new(format!("routes[{i}].path"), p))?;
@@ -232,6 +298,13 @@ impl Config {
                 return Err(ConfigError::new("shared.queue_max", "must be at least 1"));
             }
         }
+        let redis = match sh.backend {
+            SharedBackend::Memory => None,
+            SharedBackend::Redis => Some(fleet::client(sh).map_err(|e| match e {
+                SharedError::Url(p) => ConfigError::new("shared.url", p),
+                SharedError::Ca(p) => ConfigError::new("shared.tls_ca_file", p),
+            })?),
+        };
         let se = &self.session;
         if se.enabled {
             check_rule_path(&se.prefix)
@@ -293,6 +366,14 @@ impl Config {
                 ));
             }
         }
+        let templates = if se.enabled {
+            Some(
+                Templates::load(se.templates_dir.as_deref())
+                    .map_err(|p| ConfigError::new("session.templates_dir", p))?,
+            )
+        } else {
+            None
+        };
         let fa = &self.forward_auth;
         if fa.enabled {
             check_rule_path(&fa.path)
@@ -380,7 +461,14 @@ impl Config {
             issuer,
             jwks_url,
             client_ids,
+            algorithm,
+            accept_access,
+            accept_id,
+            identity,
             upstream,
+            upstream_host,
+            redis,
+            templates,
         })
     }
 }

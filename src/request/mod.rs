@@ -30,6 +30,26 @@ pub mod router;
 use outbound::{Decision, Policy};
 use router::{Refused, Route, Router, Rule};
 
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.listen`: the auth API, the pages, health and the gate in front of the app.
+    Main,
+    /// `forward_auth.listen`: the forward-auth check and nothing else (`404 not_found`).
+    Check,
+}
+
+/// One request's state across the phases: who sent it, its id, and what the answer and the
+/// access line need from the phases (the caller's `sub`, a cookie change).
+struct RequestCtx {
+    peer: SocketAddr,
+    request_id: HeaderValue,
+    /// The verified caller, for the access line.
+    sub: Option<String>,
+    /// A cookie change for the answer (an ended session's cookie is cleared).
+    set_cookie: Option<HeaderValue>,
+}
+
 /// What the gate decided about a request it lets through.
 struct Admitted {
     /// The verified token's or session's identity; `None` on a public route without one.
@@ -69,11 +89,13 @@ impl Service {
         self.gate.is_ready() && self.shared.as_ref().is_none_or(Shared::is_ready)
     }
 
+    /// Serves one request that came in on `listener` from `peer`. Never fails: errors
+    /// become JSON answers, and the request is logged once here.
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-        check_listener: bool,
+        listener: Listener,
     ) -> Response<Body> {
         let inner = self;
         let start = tokio::time::Instant::now();
@@ -84,19 +106,18 @@ impl Service {
         // The URI's parts are shared bytes: a clone for the access line copies no path.
         let uri = req.uri().clone();
         let path = uri.path();
-        let mut sub: Option<String> = None;
-        let mut set_cookie: Option<HeaderValue> = None;
+        let mut ctx = RequestCtx {
+            peer,
+            request_id,
+            sub: None,
+            set_cookie: None,
+        };
         let alias = crate::http::headers::framing_alias(req.headers()).is_some();
-        let route = if alias {
-            Err(Refused::FramingAlias)
-        } else if check_listener {
-            if inner.router.is_check(path) {
-                Ok(Route::Check)
-            } else {
-                Ok(Route::NotHere)
-            }
-        } else {
-            inner.router.route(&method, path)
+        let route = match listener {
+            _ if alias => Err(Refused::FramingAlias),
+            Listener::Check if inner.router.is_check(path) => Ok(Route::Check),
+            Listener::Check => Ok(Route::NotHere),
+            Listener::Main => inner.router.route(&method, path),
         };
         let result = match route {
             Err(Refused::Path) => Err(ErrorCode::InvalidPath.into()),
@@ -107,7 +128,7 @@ impl Service {
                 "this listener serves only the forward-auth check",
             )),
             Ok(Route::Check) => {
-                let result = self.check(&req, peer, &mut sub, &mut set_cookie).await;
+                let result = self.check(&req, &mut ctx).await;
                 inner.metrics.check(
                     result
                         .as_ref()
@@ -141,13 +162,10 @@ impl Service {
             Ok(Route::Ready) => Err(ErrorCode::NotReady.into()),
             Ok(Route::Auth(ep)) => {
                 let client = inner.policy.client_ip(peer.ip(), req.headers());
-                let result = match inner.by_address.check(&client).await {
-                    Err(wait) => {
-                        inner.metrics.rate_limited("address");
-                        Err(ApiError::rate_limited(Budget::Address, wait))
-                    }
+                let result = match self.address_budget(client).await {
+                    Err(e) => Err(e),
                     Ok(()) => inner.auth.handle(ep, req, client).await.map(|(resp, s)| {
-                        sub = s;
+                        ctx.sub = s;
                         resp
                     }),
                 };
@@ -160,12 +178,10 @@ impl Service {
             Ok(Route::Page(page)) => match &inner.pages {
                 Some(pages) => {
                     let client = inner.policy.client_ip(peer.ip(), req.headers());
+                    // A form post may sign in: the same address budget as the auth API.
                     if req.method() == http::Method::POST {
-                        match inner.by_address.check(&client).await {
-                            Err(wait) => {
-                                inner.metrics.rate_limited("address");
-                                Err(ApiError::rate_limited(Budget::Address, wait))
-                            }
+                        match self.address_budget(client).await {
+                            Err(e) => Err(e),
                             Ok(()) => pages.serve(page, req, client).await,
                         }
                     } else {
@@ -176,9 +192,7 @@ impl Service {
             },
             Ok(Route::Gate(rule)) => {
                 let public = rule == Rule::Public;
-                let result = self
-                    .pass(rule, req, peer, &request_id, &mut sub, &mut set_cookie)
-                    .await;
+                let result = self.pass(rule, req, &mut ctx).await;
                 match &result {
                     Ok(_) => inner.metrics.forwarded(public),
                     Err(e) => inner.metrics.refused(e.code.as_str()),
@@ -199,32 +213,37 @@ impl Service {
         };
         if inner.access_log {
             crate::telemetry::logging::access(&crate::telemetry::logging::Access {
-                request_id: request_id.to_str().unwrap_or("-"),
+                request_id: ctx.request_id.to_str().unwrap_or("-"),
                 method: method.as_str(),
                 path,
                 status: resp.status().as_u16(),
                 latency: start.elapsed(),
-                sub: sub.as_deref().unwrap_or("-"),
+                sub: ctx.sub.as_deref().unwrap_or("-"),
             });
         }
-        if let Some(c) = set_cookie {
+        if let Some(c) = ctx.set_cookie {
             resp.headers_mut().append(http::header::SET_COOKIE, c);
         }
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+        resp.headers_mut()
+            .insert(X_REQUEST_ID.clone(), ctx.request_id);
         resp
     }
 
+    /// The address budget of a request that may sign in (the auth API, a form post).
+    async fn address_budget(&self, client: std::net::IpAddr) -> Result<(), ApiError> {
+        self.by_address.check(&client).await.map_err(|wait| {
+            self.metrics.rate_limited("address");
+            ApiError::rate_limited(Budget::Address, wait)
+        })
+    }
+
     /// The gate: decide (`decide`), then build what the app receives
-    /// (`outbound::to_upstream`) and forward. `set_cookie` carries a cookie change for the
-    /// answer (an ended session's cookie is cleared).
+    /// (`outbound::to_upstream`) and forward.
     async fn pass(
         &self,
         rule: Rule,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        request_id: &HeaderValue,
-        sub: &mut Option<String>,
-        set_cookie: &mut Option<HeaderValue>,
+        ctx: &mut RequestCtx,
     ) -> Result<Response<Body>, ApiError> {
         let inner = self;
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -232,13 +251,13 @@ impl Service {
             identity,
             session_token,
         } = self
-            .decide(&rule, req.method(), req.headers(), target, sub, set_cookie)
+            .decide(&rule, req.method(), req.headers(), target, ctx)
             .await?;
         let (parts, body) = req.into_parts();
         let decision = Decision {
             identity: identity.as_deref().map(|id| id.headers.as_slice()),
-            peer: peer.ip(),
-            request_id,
+            peer: ctx.peer.ip(),
+            request_id: &ctx.request_id,
             authorization: session_token.as_ref(),
         };
         let out = outbound::to_upstream(parts, &decision, &inner.policy)?;
@@ -300,15 +319,15 @@ impl Service {
     /// (`check`) take: authenticate (optional on public routes) by bearer token or, with
     /// browser sessions on and no `Authorization`, by the session cookie (CSRF and WebSocket
     /// origin rules included); then authorize by `rule`. `target` is the request's path and
-    /// query (the return path of a sign-in redirect).
+    /// query (the return path of a sign-in redirect). Sets `ctx.sub` for the access line and
+    /// `ctx.set_cookie` when a session ended.
     async fn decide(
         &self,
         rule: &Rule,
         method: &Method,
         headers: &HeaderMap,
         target: &str,
-        sub: &mut Option<String>,
-        set_cookie: &mut Option<HeaderValue>,
+        ctx: &mut RequestCtx,
     ) -> Result<Admitted, ApiError> {
         let inner = self;
         let bearer_sent = headers.contains_key(AUTHORIZATION);
@@ -347,7 +366,7 @@ impl Service {
                     }
                 }
                 SessionAuth::Ended => {
-                    *set_cookie = Some(session::session_cookie("", 0));
+                    ctx.set_cookie = Some(session::session_cookie("", 0));
                     None
                 }
                 SessionAuth::None => None,
@@ -367,7 +386,7 @@ impl Service {
             (None, false) => None,
         };
         if let Some(id) = &identity {
-            *sub = Some(id.claims.sub.clone());
+            ctx.sub = Some(id.claims.sub.clone());
         }
         match (rule, &identity) {
             (Rule::Public, _) => {}
@@ -393,13 +412,11 @@ impl Service {
     async fn check(
         &self,
         req: &Request<Incoming>,
-        peer: SocketAddr,
-        sub: &mut Option<String>,
-        set_cookie: &mut Option<HeaderValue>,
+        ctx: &mut RequestCtx,
     ) -> Result<Response<Body>, ApiError> {
         let inner = self;
         let fa = &inner.forward_auth;
-        if !inner.policy.is_trusted(peer.ip()) {
+        if !inner.policy.is_trusted(ctx.peer.ip()) {
             return Err(ErrorCode::UntrustedProxy.into());
         }
         let original = forward_auth::original(
@@ -410,7 +427,7 @@ impl Service {
             req.headers(),
         );
         let decided = match original {
-            Ok(o) => self.check_original(o, req.headers(), sub, set_cookie).await,
+            Ok(o) => self.check_original(o, req.headers(), ctx).await,
             // A misconfigured front proxy: 400 whatever the convention (nginx makes it a 500).
             Err(e) if e.code == ErrorCode::OriginalRequestInvalid => return Err(e),
             // A path or method the gate refuses.
@@ -445,8 +462,7 @@ impl Service {
         &self,
         original: forward_auth::Original,
         check_headers: &HeaderMap,
-        sub: &mut Option<String>,
-        set_cookie: &mut Option<HeaderValue>,
+        ctx: &mut RequestCtx,
     ) -> Result<Option<Arc<Identity>>, ApiError> {
         let inner = self;
         if !crate::http::path::is_canonical_method(&original.method) {
@@ -475,8 +491,7 @@ impl Service {
                 &original.method,
                 &headers,
                 original.target.as_str(),
-                sub,
-                set_cookie,
+                ctx,
             )
             .await?;
         Ok(admitted.identity)

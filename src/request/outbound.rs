@@ -42,7 +42,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Uri, Version};
 use ipnet::IpNet;
 
-use crate::config::Config;
+use crate::config::{ServerConfig, UpstreamConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::gate::identity::IdentityHeaders;
 use crate::http::headers::{
@@ -92,26 +92,33 @@ pub struct Outbound {
     pub upgrade: bool,
 }
 
+/// The `Host` the app is sent (unless `preserve_host`): the authority of `upstream.url`.
+pub fn upstream_host(upstream: &Uri) -> Result<HeaderValue, &'static str> {
+    let authority = upstream
+        .authority()
+        .ok_or("the upstream URL has no authority")?;
+    HeaderValue::from_str(authority.as_str())
+        .map_err(|_| "the upstream authority is not a header value")
+}
+
 impl Policy {
-    /// Compiles the policy; `upstream` is the validated `upstream.url`.
+    /// Compiles the policy. `upstream` is the validated `upstream.url` and `host` its
+    /// authority (`upstream_host`); `sessions`: browser sessions are on, so their cookies are
+    /// never forwarded.
     pub fn new(
-        cfg: &Config,
-        upstream: &Uri,
+        u: &UpstreamConfig,
+        server: &ServerConfig,
+        sessions: bool,
+        (upstream, host): (&Uri, HeaderValue),
         identity: Arc<IdentityHeaders>,
-    ) -> Result<Self, &'static str> {
-        let authority = upstream
-            .authority()
-            .ok_or("the upstream URL has no authority")?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|_| "the upstream authority is not a header value")?;
+    ) -> Self {
         let trusted = |name: &str| {
-            cfg.server
+            server
                 .trusted_forwarded_headers
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(name))
         };
-        let u = &cfg.upstream;
-        Ok(Policy {
+        Policy {
             prefix: upstream.path().trim_end_matches('/').to_string(),
             host,
             preserve_host: u.preserve_host,
@@ -123,10 +130,10 @@ impl Policy {
                 .iter()
                 .map(|h| fold_name(h).into_bytes())
                 .collect(),
-            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            trusted_proxies: server.trusted_proxies.clone(),
             trust: FORWARDED_FAMILY.map(trusted),
             identity,
-            strip_cookies: if cfg.session.enabled {
+            strip_cookies: if sessions {
                 vec![
                     crate::browser::session::SESSION_COOKIE,
                     crate::browser::session::CSRF_COOKIE,
@@ -134,7 +141,7 @@ impl Policy {
             } else {
                 Vec::new()
             },
-        })
+        }
     }
 
     /// Whether `peer` is a trusted proxy.
@@ -526,8 +533,15 @@ mod tests {
         let mut c = Config::default();
         tweak(&mut c);
         let up: Uri = c.upstream.url.parse().expect("uri");
+        let host = upstream_host(&up).expect("host");
         let ids = IdentityHeaders::new(&c.identity).expect("identity");
-        Policy::new(&c, &up, Arc::new(ids)).expect("policy")
+        Policy::new(
+            &c.upstream,
+            &c.server,
+            c.session.enabled,
+            (&up, host),
+            Arc::new(ids),
+        )
     }
 
     struct In<'a> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::auth_api::Endpoint;
-use crate::config::{Access, Config};
+use crate::config::{Access, RouteRule};
 use crate::http::path::{canonical_path, is_canonical_method, APP_METHODS};
 
 /// Who may pass the gate for a route.
@@ -71,28 +71,33 @@ struct CompiledRule {
     rule: Rule,
 }
 
+/// Where the sidecar's own endpoints are, as the validated configuration places them.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    pub live: String,
+    pub ready: String,
+    /// `api.prefix`.
+    pub auth_prefix: String,
+    /// `session.prefix` when browser sessions are on.
+    pub pages_prefix: Option<String>,
+    /// `forward_auth.path` and whether it is a prefix (`envoy`), when forward-auth is on.
+    pub check: Option<(String, bool)>,
+    /// Whether the main listener serves the check (no `forward_auth.listen`).
+    pub check_on_main: bool,
+}
+
 /// The compiled routing table.
 pub struct Router {
-    live: String,
-    ready: String,
-    auth_prefix: String,
-    /// `session.prefix` when browser sessions are on.
-    pages_prefix: Option<String>,
     case_sensitive: bool,
     rules: Vec<CompiledRule>,
-    /// `forward_auth.path` and whether it is a prefix (`envoy`), when forward-auth is on.
-    check: Option<(String, bool)>,
-    /// Whether the main listener serves the check (no `forward_auth.listen`).
-    check_on_main: bool,
+    places: Places,
 }
 
 impl Router {
-    /// Compiles the table from a validated configuration (`Config::validate` checked that rule
-    /// paths are canonical ASCII and methods are tokens).
-    pub fn new(cfg: &Config) -> Self {
-        let case_sensitive = cfg.upstream.case_sensitive_paths;
-        let rules = cfg
-            .routes
+    /// Compiles the table: the app's `routes` (`app::settings` checked that rule paths are
+    /// canonical ASCII and methods are tokens) and the places of the sidecar's own endpoints.
+    pub fn new(routes: &[RouteRule], case_sensitive: bool, places: Places) -> Self {
+        let rules = routes
             .iter()
             .map(|r| {
                 let (pattern, prefix) = match r.path.strip_suffix("/*") {
@@ -125,26 +130,16 @@ impl Router {
             })
             .collect();
         Router {
-            live: cfg.health.live_path.clone(),
-            ready: cfg.health.ready_path.clone(),
-            auth_prefix: cfg.api.prefix.clone(),
-            pages_prefix: cfg.session.enabled.then(|| cfg.session.prefix.clone()),
             case_sensitive,
             rules,
-            check: cfg.forward_auth.enabled.then(|| {
-                (
-                    cfg.forward_auth.path.clone(),
-                    cfg.forward_auth.convention == crate::config::Convention::Envoy,
-                )
-            }),
-            check_on_main: cfg.forward_auth.listen.is_none(),
+            places,
         }
     }
 
     /// Whether `path` is the forward-auth check: exactly its path, or, with the `envoy`
     /// convention, the path followed by the original one (`/_auth/check/admin`).
     pub fn is_check(&self, path: &str) -> bool {
-        match &self.check {
+        match &self.places.check {
             Some((p, prefix)) => path
                 .strip_prefix(p.as_str())
                 .is_some_and(|rest| rest.is_empty() || (*prefix && rest.starts_with('/'))),
@@ -156,7 +151,7 @@ impl Router {
     pub fn route(&self, method: &Method, path: &str) -> Result<Route, Refused> {
         // Before the method check: the check's own method is the original request's with
         // some front proxies, and the check answers for it (see `forward_auth`).
-        if self.check_on_main && self.is_check(path) {
+        if self.places.check_on_main && self.is_check(path) {
             return Ok(Route::Check);
         }
         if !is_canonical_method(method) {
@@ -170,13 +165,13 @@ impl Router {
                 Route::WrongMethod("GET, HEAD")
             })
         };
-        if path == self.live {
+        if path == self.places.live {
             return own(Route::Live);
         }
-        if path == self.ready {
+        if path == self.places.ready {
             return own(Route::Ready);
         }
-        if let Some(rest) = path.strip_prefix(self.auth_prefix.as_str()) {
+        if let Some(rest) = path.strip_prefix(self.places.auth_prefix.as_str()) {
             if rest == "/openapi.json" {
                 return own(Route::OpenApi);
             }
@@ -197,7 +192,7 @@ impl Router {
                 return Ok(Route::Auth(ep));
             }
         }
-        if let Some(prefix) = &self.pages_prefix {
+        if let Some(prefix) = &self.places.pages_prefix {
             if let Some(page) = path
                 .strip_prefix(prefix.as_str())
                 .and_then(crate::browser::pages::Page::from_path)
@@ -286,6 +281,7 @@ fn strip_prefix<'a>(path: &'a str, pattern: &str, ci: bool) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::config::RouteRule;
 
     fn rule(path: &str, methods: &[&str], access: Access, groups: &[&str]) -> RouteRule {
@@ -312,7 +308,7 @@ mod tests {
             rule("/reports", &[], Access::Authenticated, &["staff"]),
             rule("/docs/", &[], Access::Public, &[]),
         ];
-        Router::new(&c)
+        c.router()
     }
 
     #[test]

@@ -336,15 +336,6 @@ pub fn alg_name(a: Algorithm) -> &'static str {
     }
 }
 
-/// Parses a configured algorithm name (validated by `Config::validate`).
-pub fn parse_alg(name: &str) -> Algorithm {
-    match name {
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        _ => Algorithm::RS256,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
