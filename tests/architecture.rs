@@ -51,6 +51,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
         let path = entry.expect("entry").path();
         if path.is_dir() {
             out.extend(rust_files(&path));
+        } else if path.file_name().is_some_and(|n| n == "tests.rs") {
+            // A module's test tables split out of it (`#[cfg(test)] mod tests;`): test code,
+            // left out as the `#[cfg(test)]` modules of other files are.
+            continue;
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
         }
@@ -254,7 +258,14 @@ fn every_folder_says_what_it_owns() {
         if !path.is_dir() {
             continue;
         }
-        let m = path.join("mod.rs");
+        // A folder is a module through its mod.rs, or holds the split-out tests of the
+        // sibling file of its name (`error.rs` and `error/tests.rs`).
+        let sibling = path.with_extension("rs");
+        let m = if sibling.exists() {
+            sibling
+        } else {
+            path.join("mod.rs")
+        };
         let text = std::fs::read_to_string(&m).unwrap_or_default();
         assert!(
             text.starts_with("//!"),

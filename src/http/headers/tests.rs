@@ -1,0 +1,99 @@
+use super::*;
+
+/// A header map from `(name, value)` pairs, in order (shared by the header tables).
+pub(crate) fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    h
+}
+
+#[test]
+fn hop_by_hop_and_connection_named_headers_go() {
+    let mut h = map(&[
+        ("connection", "close, X-Auth-Sub, x-custom"),
+        ("keep-alive", "timeout=5"),
+        ("x-custom", "1"),
+        ("x-auth-sub", "forged"),
+        ("te", "trailers, deflate"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "websocket"),
+        ("proxy-authorization", "Basic x"),
+        ("x-keep", "yes"),
+    ]);
+    strip_hop_by_hop(&mut h, false);
+    let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, vec!["x-keep", "te"]);
+    assert_eq!(h["te"], "trailers");
+}
+
+#[test]
+fn close_and_keep_alive_named_in_connection_go_too() {
+    for connection in [
+        "close",
+        "Close, keep-alive",
+        " KEEP-ALIVE ,close",
+        "keep-alive",
+    ] {
+        let mut h = map(&[
+            ("connection", connection),
+            ("close", "1"),
+            ("keep-alive", "timeout=5"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        let expected = if connection.to_ascii_lowercase().contains("close") {
+            vec!["x-keep"]
+        } else {
+            // `Close` is no hop-by-hop header unless `Connection` names it.
+            vec!["close", "x-keep"]
+        };
+        assert_eq!(names, expected, "Connection: {connection}");
+    }
+}
+
+#[test]
+fn framing_aliases_are_found_in_every_spelling() {
+    // `Host`, `Connection`, `Upgrade`, `Expect` and `TE` have no `-` to spell otherwise,
+    // and hyper lower-cases every name: they have no alias today, and are listed for the
+    // day one of the readers folds more.
+    let aliases = [
+        "transfer_encoding",
+        "Transfer.Encoding",
+        "TRANSFER_ENCODING",
+        "content_length",
+        "Content.Length",
+        "CONTENT_LENGTH",
+    ];
+    for name in aliases {
+        let h = map(&[("x-ok", "1"), (name, "chunked")]);
+        let found = framing_alias(&h).map(HeaderName::as_str);
+        assert_eq!(found, Some(name.to_ascii_lowercase().as_str()), "{name}");
+    }
+    // Only folded aliases: the real names, and names that merely contain them, pass.
+    let fine = map(&[
+        ("transfer-encoding", "chunked"),
+        ("content-length", "1"),
+        ("host", "a"),
+        ("te", "trailers"),
+        ("x_content_length", "1"),
+        ("content_length_x", "1"),
+        ("x.host", "a"),
+        ("t_", "a"),
+    ]);
+    assert_eq!(framing_alias(&fine), None);
+}
+
+#[test]
+fn upgrade_kept_only_when_asked() {
+    let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+    strip_hop_by_hop(&mut h, true);
+    assert_eq!(h["upgrade"], "websocket");
+    assert_eq!(h["connection"], "upgrade");
+}
