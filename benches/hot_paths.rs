@@ -31,7 +31,9 @@ use std::time::Duration;
 use cognito_sidecar::clock::Clock;
 use cognito_sidecar::config::{Config, HeaderClaim, IdentityConfig};
 use cognito_sidecar::gate::identity::IdentityHeaders;
-use cognito_sidecar::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSettings};
+use cognito_sidecar::gate::verify::{
+    self, JwksCache, JwksSettings, Principal, Verifier, VerifierSettings,
+};
 use cognito_sidecar::gate::Gate;
 use cognito_sidecar::http::headers;
 use cognito_sidecar::http::path::canonical_path;
@@ -163,13 +165,16 @@ fn bench_identity() -> IdentityHeaders {
             HeaderClaim {
                 name: "X-User-Sub".into(),
                 claims: vec!["sub".into()],
+                principals: vec![cognito_sidecar::config::PrincipalKind::User],
             },
             HeaderClaim {
                 name: "X-User-Name".into(),
                 claims: vec!["username".into()],
+                principals: vec![cognito_sidecar::config::PrincipalKind::User],
             },
         ],
         claims_header: None,
+        principal_header: "X-Auth-Principal".into(),
     })
     .expect("valid identity config")
 }
@@ -307,10 +312,10 @@ fn bench_headers(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("headers");
     g.bench_function("IdentityHeaders::values bench_map(2)", |b| {
-        b.iter(|| black_box(bench_ids.values(black_box(&map))));
+        b.iter(|| black_box(bench_ids.values(black_box(&map), Principal::User)));
     });
     g.bench_function("IdentityHeaders::values default_map(7)", |b| {
-        b.iter(|| black_box(default_ids.values(black_box(&map))));
+        b.iter(|| black_box(default_ids.values(black_box(&map), Principal::User)));
     });
 
     let head = request_head(&token);
@@ -337,7 +342,7 @@ fn bench_headers(c: &mut Criterion) {
     });
 
     // Everything the app receives, built by `forward::to_upstream` as `App::pass` calls it.
-    let ids = bench_ids.values(&map);
+    let ids = bench_ids.values(&map, Principal::User);
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let upstream: http::Uri = "http://127.0.0.1:3000".parse().expect("uri");
     let defaults = Config::default();

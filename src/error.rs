@@ -157,6 +157,7 @@ error_codes! {
     SignInRequired = "sign_in_required", FOUND, Client, "sign in first (Location has the sign-in page)";
     CsrfRejected = "csrf_rejected", FORBIDDEN, Client, "a cross-site request cannot use the session cookie";
     InsufficientScope = "insufficient_scope", FORBIDDEN, Client, "the user is not in a group this route requires";
+    ClaimNotAllowed = "claim_not_allowed", FORBIDDEN, Client, "a claim of the token has none of the values this route accepts";
 
     // The app.
     UpstreamUnavailable = "upstream_unavailable", BAD_GATEWAY, Ours, "the application could not be reached";
@@ -175,7 +176,9 @@ impl ErrorCode {
         use ErrorCode as C;
         match self {
             C::TokenMissing => Some("Bearer"),
-            C::InsufficientScope => Some("Bearer error=\"insufficient_scope\""),
+            C::InsufficientScope | C::ClaimNotAllowed => {
+                Some("Bearer error=\"insufficient_scope\"")
+            }
             C::InvalidScheme
             | C::MultipleAuthorization
             | C::TokenTooLarge
@@ -244,6 +247,8 @@ pub struct ApiError {
     allow: Option<&'static str>,
     retry_after: Option<u64>,
     location: Option<Box<HeaderValue>>,
+    /// A `WWW-Authenticate` naming the scopes a route needs (instead of `challenge`).
+    scope_challenge: Option<Box<HeaderValue>>,
     /// django-ninja's validation errors, beside `message` and `code` (`api.compatibility`).
     detail: Option<Box<serde_json::Value>>,
 }
@@ -266,6 +271,7 @@ impl ApiError {
             allow: None,
             retry_after: None,
             location: None,
+            scope_challenge: None,
             detail: None,
         }
     }
@@ -346,6 +352,28 @@ impl ApiError {
         self
     }
 
+    /// 403: a verified caller a route's requirements refuse. A missing scope names the
+    /// route's scopes in `WWW-Authenticate` (RFC 6750 §3).
+    pub fn unmet(unmet: crate::gate::authorize::Unmet) -> Self {
+        use crate::gate::authorize::Unmet;
+        match unmet {
+            Unmet::Group => ErrorCode::InsufficientScope.into(),
+            Unmet::Scope(scopes) => {
+                let mut e = ApiError::new(
+                    ErrorCode::InsufficientScope,
+                    "the token lacks a scope this route requires",
+                );
+                e.scope_challenge = HeaderValue::from_str(&format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{scopes}\""
+                ))
+                .ok()
+                .map(Box::new);
+                e
+            }
+            Unmet::Claim(_) => ErrorCode::ClaimNotAllowed.into(),
+        }
+    }
+
     /// 403: a cookie-authenticated request the CSRF rules refuse.
     pub fn csrf_rejected() -> Self {
         ErrorCode::CsrfRejected.into()
@@ -362,7 +390,9 @@ impl ApiError {
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(c) = self.challenge {
+        if let Some(c) = self.scope_challenge {
+            h.insert(WWW_AUTHENTICATE, *c);
+        } else if let Some(c) = self.challenge {
             h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         if let Some(a) = self.allow {

@@ -175,6 +175,9 @@ async fn sidecar(upstream: &str, jwks: &JwksServer) -> Sidecar {
         methods: vec![],
         access: cognito_sidecar::config::Access::Public,
         groups: vec![],
+        scopes: vec![],
+        scopes_match: None,
+        claims: Default::default(),
     }];
     Sidecar::start(cfg).await
 }

@@ -29,12 +29,18 @@ async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
             methods: vec![],
             access: Access::Public,
             groups: vec![],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
         RouteRule {
             path: "/admin/*".into(),
             methods: vec!["GET".into(), "DELETE".into()],
             access: Access::Authenticated,
             groups: vec!["admins".into()],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
     ];
     tweak(&mut cfg);

@@ -30,12 +30,18 @@ fn rules() -> Vec<RouteRule> {
             methods: vec![],
             access: Access::Public,
             groups: vec![],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
         RouteRule {
             path: "/admin/*".into(),
             methods: vec!["GET".into(), "DELETE".into()],
             access: Access::Authenticated,
             groups: vec!["admins".into()],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
     ]
 }
@@ -1064,12 +1070,11 @@ fn shipped_envoy_config_judges_what_envoy_routes() {
     assert_eq!(authz["failure_mode_allow"], json!(false));
     let svc = &authz["http_service"];
     assert_eq!(svc["path_prefix"], json!("/_auth/check"));
-    // Exactly the identity map, as the check answers it.
-    let want: Vec<Value> = Config::default()
-        .identity
-        .headers
-        .iter()
-        .map(|h| json!({ "exact": h.name.to_ascii_lowercase() }))
+    // Exactly the identity map, as the check answers it (the principal header first).
+    let identity = Config::default().identity;
+    let want: Vec<Value> = std::iter::once(&identity.principal_header)
+        .chain(identity.headers.iter().map(|h| &h.name))
+        .map(|n| json!({ "exact": n.to_ascii_lowercase() }))
         .collect();
     assert_eq!(
         svc["authorization_response"]["allowed_upstream_headers"]["patterns"],
@@ -1314,6 +1319,7 @@ async fn nginx_clears_every_header_the_sidecar_never_forwards() {
             ),
         ];
         want.extend([
+            ("x-auth-principal".into(), "user".into()),
             ("x-auth-sub".into(), "u-staff".into()),
             ("x-auth-username".into(), "user-u-staff".into()),
             ("x-auth-groups".into(), "staff".into()),

@@ -554,6 +554,9 @@ async fn spoofed_identity_headers_never_reach_the_app() {
             methods: vec![],
             access: cognito_sidecar::config::Access::Public,
             groups: vec![],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         })
     })
     .await;
@@ -585,12 +588,14 @@ async fn spoofed_identity_headers_never_reach_the_app() {
                 names,
                 vec![
                     "x-auth-client-id",
+                    "x-auth-principal",
                     "x-auth-scope",
                     "x-auth-sub",
                     "x-auth-token-use",
                     "x-auth-username"
                 ]
             );
+            assert_eq!(seen.header("x-auth-principal"), Some("user"));
             assert_eq!(seen.header("x-auth-sub"), Some("u-11"));
             assert_eq!(seen.header("x-auth-username"), Some("user-u-11"));
         } else {
@@ -609,12 +614,18 @@ async fn groups_routes_and_path_tricks() {
                 methods: vec![],
                 access: Access::Public,
                 groups: vec![],
+                scopes: vec![],
+                scopes_match: None,
+                claims: Default::default(),
             },
             RouteRule {
                 path: "/admin/*".into(),
                 methods: vec![],
                 access: Access::Authenticated,
                 groups: vec!["admin".into()],
+                scopes: vec![],
+                scopes_match: None,
+                claims: Default::default(),
             },
         ]
     })

@@ -64,6 +64,9 @@ async fn mixed_load_is_gated_exactly() {
         methods: vec![],
         access: Access::Public,
         groups: vec![],
+        scopes: vec![],
+        scopes_match: None,
+        claims: Default::default(),
     });
     let sc = Sidecar::start(c).await;
 

@@ -788,12 +788,18 @@ fn routes() -> Vec<RouteRule> {
             methods: vec![],
             access: Access::Public,
             groups: vec![],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
         RouteRule {
             path: "/admin/*".into(),
             methods: vec!["GET".into(), "DELETE".into()],
             access: Access::Authenticated,
             groups: vec!["admins".into()],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         },
     ]
 }
@@ -1045,6 +1051,7 @@ fn claims_identity() -> (IdentityConfig, IdentityHeaders) {
     cfg.headers.push(HeaderClaim {
         name: "X-Auth-Name".into(),
         claims: vec!["custom:display_name".into(), "name".into()],
+        principals: vec![cognito_sidecar::config::PrincipalKind::User],
     });
     let ids = IdentityHeaders::new(&cfg).expect("valid identity config");
     (cfg, ids)
@@ -1067,7 +1074,7 @@ proptest! {
     #[test]
     fn identity_values_follow_the_claims(claims in json_object()) {
         let (cfg, ids) = claims_identity();
-        let got = ids.values(&claims);
+        let got = ids.values(&claims, cognito_sidecar::gate::verify::Principal::User);
         for (_, v) in &got {
             prop_assert!(visible(v), "{v:?}");
         }
@@ -1077,7 +1084,7 @@ proptest! {
                 .map(|(_, v)| v.to_str().expect("ascii").to_string())
         };
         for h in &cfg.headers {
-            // The first claim present decides (a null or object there gives no header);
+            // The first claim present decides (a null there gives no header);
             // `email` and `phone_number` count only when Cognito verified them.
             let verified = |k: &str| match k {
                 "email" | "phone_number" => matches!(
@@ -1092,6 +1099,20 @@ proptest! {
                 Some(Value::String(s)) => prop_assert_eq!(value.map(|v| decode(&v)), Some(s.clone())),
                 Some(Value::Number(n)) => prop_assert_eq!(value.map(|v| decode(&v)), Some(n.to_string())),
                 Some(Value::Bool(b)) => prop_assert_eq!(value, Some(b.to_string())),
+                // An object, or an array holding an object, an array or null: compact JSON
+                // with sorted keys, encoded.
+                Some(v @ Value::Object(_)) => {
+                    let back: Value = serde_json::from_str(&decode(&value.expect("objects give a header")))
+                        .expect("JSON");
+                    prop_assert!(json_eq(&back, v), "{back} vs {v}");
+                }
+                Some(v @ Value::Array(items))
+                    if items.iter().any(|i| matches!(i, Value::Object(_) | Value::Array(_) | Value::Null)) =>
+                {
+                    let back: Value = serde_json::from_str(&decode(&value.expect("arrays give a header")))
+                        .expect("JSON");
+                    prop_assert!(json_eq(&back, v), "{back} vs {v}");
+                }
                 Some(Value::Array(items)) => {
                     let want: Vec<String> = items.iter().filter_map(|i| match i {
                         Value::String(s) => Some(s.clone()),
@@ -1108,7 +1129,7 @@ proptest! {
                     };
                     prop_assert_eq!(back, want);
                 }
-                Some(Value::Null | Value::Object(_)) | None => prop_assert_eq!(value, None),
+                Some(Value::Null) | None => prop_assert_eq!(value, None),
             }
         }
         let all = find("x-auth-claims").expect("the claims header is always set");
@@ -1182,6 +1203,7 @@ fn strip_identity() -> IdentityHeaders {
     cfg.headers.push(HeaderClaim {
         name: "X-User-Sub".into(),
         claims: vec!["sub".into()],
+        principals: vec![cognito_sidecar::config::PrincipalKind::User],
     });
     IdentityHeaders::new(&cfg).expect("valid identity config")
 }

@@ -239,6 +239,29 @@ impl Config {
                 )
             })?;
         }
+        for (i, h) in self.identity.headers.iter().enumerate() {
+            if h.principals.is_empty() {
+                return Err(ConfigError::new(
+                    format!("identity.headers[{i}].principals"),
+                    "must list user and/or client",
+                ));
+            }
+        }
+        let ph = &self.identity.principal_header;
+        if !ph.is_empty() {
+            let name = http::HeaderName::try_from(ph.as_str()).map_err(|_| {
+                ConfigError::new(
+                    "identity.principal_header",
+                    format!("{ph:?} is not a header name"),
+                )
+            })?;
+            if !seen.insert(crate::http::headers::fold_name(name.as_str())) {
+                return Err(ConfigError::new(
+                    "identity.principal_header",
+                    "is also in identity.headers",
+                ));
+            }
+        }
         let identity = IdentityHeaders::new(&self.identity)
             .map_err(|_| ConfigError::new("identity.headers", "invalid header name"))?;
         for (i, r) in self.routes.iter().enumerate() {
@@ -257,6 +280,48 @@ impl Config {
                     format!("routes[{i}].groups"),
                     "a public route cannot require groups",
                 ));
+            }
+            if r.access == Access::Public && (!r.scopes.is_empty() || !r.claims.is_empty()) {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].scopes"),
+                    "a public route cannot require scopes or claims",
+                ));
+            }
+            // RFC 6749 §3.3 scope-token: visible ASCII but `"` and `\`.
+            for sc in &r.scopes {
+                if sc.is_empty()
+                    || !sc
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].scopes"),
+                        format!("{sc:?} is not a scope token"),
+                    ));
+                }
+            }
+            match (r.scopes.is_empty(), r.scopes_match) {
+                (false, None) => {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].scopes_match"),
+                        "required with scopes: \"any\" (one of them) or \"all\"",
+                    ))
+                }
+                (true, Some(_)) => {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].scopes_match"),
+                        "set without scopes",
+                    ))
+                }
+                _ => {}
+            }
+            for (claim, values) in &r.claims {
+                if claim.is_empty() || values.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].claims"),
+                        format!("{claim:?} must name a claim and list at least one value"),
+                    ));
+                }
             }
         }
         for (i, h) in self.server.trusted_forwarded_headers.iter().enumerate() {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use super::{
     AdminConfig, ApiConfig, AuthFlow, CognitoConfig, Compatibility, Convention, ForwardAuthConfig,
-    HeaderClaim, HealthConfig, IdentityConfig, LogConfig, LogFormat, RateLimitConfig, ServerConfig,
-    SessionConfig, SharedBackend, SharedConfig, UpstreamConfig, VerifyConfig,
+    HeaderClaim, HealthConfig, IdentityConfig, LogConfig, LogFormat, PrincipalKind,
+    RateLimitConfig, ServerConfig, SessionConfig, SharedBackend, SharedConfig, UpstreamConfig,
+    VerifyConfig,
 };
 
 impl Default for ServerConfig {
@@ -127,22 +128,29 @@ impl Default for UpstreamConfig {
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        let h = |name: &str, claims: &[&str]| HeaderClaim {
+        use PrincipalKind::{Client, User};
+        let h = |name: &str, claims: &[&str], principals: &[PrincipalKind]| HeaderClaim {
             name: name.into(),
             claims: claims.iter().map(|c| (*c).into()).collect(),
+            principals: principals.to_vec(),
         };
         IdentityConfig {
             strip_prefixes: vec!["x-auth-".into()],
             headers: vec![
-                h("X-Auth-Sub", &["sub"]),
-                h("X-Auth-Username", &["username", "cognito:username"]),
-                h("X-Auth-Groups", &["cognito:groups"]),
-                h("X-Auth-Client-Id", &["client_id", "aud"]),
-                h("X-Auth-Scope", &["scope"]),
-                h("X-Auth-Email", &["email"]),
-                h("X-Auth-Token-Use", &["token_use"]),
+                h("X-Auth-Sub", &["sub"], &[User, Client]),
+                h(
+                    "X-Auth-Username",
+                    &["username", "cognito:username"],
+                    &[User],
+                ),
+                h("X-Auth-Groups", &["cognito:groups"], &[User]),
+                h("X-Auth-Client-Id", &["client_id", "aud"], &[User, Client]),
+                h("X-Auth-Scope", &["scope"], &[User, Client]),
+                h("X-Auth-Email", &["email"], &[User]),
+                h("X-Auth-Token-Use", &["token_use"], &[User, Client]),
             ],
             claims_header: None,
+            principal_header: "X-Auth-Principal".into(),
         }
     }
 }

@@ -242,6 +242,32 @@ pub struct UpstreamConfig {
 pub struct HeaderClaim {
     pub name: String,
     pub claims: Vec<String>,
+    /// Whose tokens produce the header: `user`, `client` (machines) or both. A header
+    /// added to the configuration is a user's unless it says so.
+    #[serde(default = "users_only")]
+    pub principals: Vec<PrincipalKind>,
+}
+
+/// A kind of caller, as the identity map and route rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    User,
+    Client,
+}
+
+fn users_only() -> Vec<PrincipalKind> {
+    vec![PrincipalKind::User]
+}
+
+/// How a route's `scopes` are matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeMatch {
+    /// One of the scopes is enough.
+    Any,
+    /// Every scope is needed.
+    All,
 }
 
 /// The identity headers added to proxied requests.
@@ -254,6 +280,9 @@ pub struct IdentityConfig {
     pub headers: Vec<HeaderClaim>,
     /// Optional header carrying all verified claims as base64url JSON.
     pub claims_header: Option<String>,
+    /// The header naming the kind of caller, `user` or `client` (always set on a verified
+    /// request; `""` turns it off).
+    pub principal_header: String,
 }
 
 /// The sidecar's own health endpoints.
@@ -474,6 +503,16 @@ pub struct RouteRule {
     /// With `access = "authenticated"`: the token's `cognito:groups` must hold one of these.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// With `access = "authenticated"`: scopes the token's `scope` must hold, matched as
+    /// `scopes_match` says (required with `scopes`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub scopes_match: Option<ScopeMatch>,
+    /// With `access = "authenticated"`: claim → accepted values; each claim must equal one
+    /// of its values (an array claim: hold one of them).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 fn default_access() -> Access {
@@ -584,6 +623,9 @@ mod tests {
             methods: vec![],
             access: Access::Authenticated,
             groups: vec![],
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         }
     }
 
@@ -668,6 +710,9 @@ mod tests {
                         methods: vec![],
                         access: Access::Public,
                         groups: vec!["admin".into()],
+                        scopes: vec![],
+                        scopes_match: None,
+                        claims: Default::default(),
                     })
                 },
                 "routes[0].groups",
@@ -698,6 +743,7 @@ mod tests {
                     c.identity.headers.push(HeaderClaim {
                         name: "x_auth.SUB".into(),
                         claims: vec!["sub".into()],
+                        principals: vec![crate::config::PrincipalKind::User],
                     })
                 },
                 "identity.headers[7].name",

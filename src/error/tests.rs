@@ -169,6 +169,7 @@ fn every_code_and_its_status() {
         (
             403,
             &[
+                "claim_not_allowed",
                 "csrf_rejected",
                 "insufficient_scope",
                 "password_reset_required",
@@ -234,11 +235,13 @@ fn every_code_and_its_status() {
             (e.code, e.status, e.is_client_fault()),
             (c, c.status(), c.fault() == Fault::Client)
         );
-        // A 401 that refuses a token says so in its challenge; nothing else has one but 403
-        // insufficient_scope.
+        // A 401 that refuses a token says so in its challenge; nothing else has one but the
+        // 403s of a route's requirements (RFC 6750 insufficient_scope).
         if let Some(ch) = c.challenge() {
             assert!(
-                c.status() == StatusCode::UNAUTHORIZED || c == ErrorCode::InsufficientScope,
+                c.status() == StatusCode::UNAUTHORIZED
+                    || c == ErrorCode::InsufficientScope
+                    || c == ErrorCode::ClaimNotAllowed,
                 "{c:?}"
             );
             assert!(ch.starts_with("Bearer"), "{c:?}");

@@ -9,7 +9,8 @@ use http::HeaderMap;
 use percent_encoding::AsciiSet;
 use serde_json::{Map, Value};
 
-use crate::config::IdentityConfig;
+use crate::config::{IdentityConfig, PrincipalKind};
+use crate::gate::verify::Principal;
 use crate::http::headers::{encode_value, fold_name, folded_eq, folded_starts_with, VALUE_ESCAPES};
 
 /// Inside a joined array, `,` is the separator, so elements escape it too.
@@ -18,8 +19,10 @@ const ELEMENT_ESCAPES: &AsciiSet = &VALUE_ESCAPES.add(b',');
 /// The identity header rules, compiled once from `IdentityConfig`.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
-    mappings: Vec<(HeaderName, Vec<String>)>,
+    /// Name, claims, and whether users and machines (in that order) produce it.
+    mappings: Vec<(HeaderName, Vec<String>, (bool, bool))>,
     claims_header: Option<HeaderName>,
+    principal_header: Option<HeaderName>,
     strip_prefixes: Vec<Vec<u8>>,
     strip_names: Vec<Vec<u8>>,
 }
@@ -32,8 +35,20 @@ impl IdentityHeaders {
         for h in &cfg.headers {
             let name = HeaderName::try_from(h.name.as_str())?;
             strip_names.push(fold_name(name.as_str()).into_bytes());
-            mappings.push((name, h.claims.clone()));
+            let whose = (
+                h.principals.contains(&PrincipalKind::User),
+                h.principals.contains(&PrincipalKind::Client),
+            );
+            mappings.push((name, h.claims.clone(), whose));
         }
+        let principal_header = match cfg.principal_header.as_str() {
+            "" => None,
+            n => {
+                let name = HeaderName::try_from(n)?;
+                strip_names.push(fold_name(name.as_str()).into_bytes());
+                Some(name)
+            }
+        };
         let claims_header = match &cfg.claims_header {
             Some(n) => {
                 let name = HeaderName::try_from(n.as_str())?;
@@ -45,6 +60,7 @@ impl IdentityHeaders {
         Ok(IdentityHeaders {
             mappings,
             claims_header,
+            principal_header,
             strip_prefixes: cfg
                 .strip_prefixes
                 .iter()
@@ -55,11 +71,12 @@ impl IdentityHeaders {
         })
     }
 
-    /// Every header name a verified token may produce (the map, then the claims header).
+    /// Every header name a verified token may produce (the principal header, the map, then
+    /// the claims header).
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.mappings
+        self.principal_header
             .iter()
-            .map(|(n, _)| n)
+            .chain(self.mappings.iter().map(|(n, _, _)| n))
             .chain(self.claims_header.as_ref())
     }
 
@@ -83,10 +100,26 @@ impl IdentityHeaders {
         doomed.len()
     }
 
-    /// The headers a verified token's claims produce, in configuration order.
-    pub fn values(&self, claims: &Map<String, Value>) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(self.mappings.len() + 1);
-        for (name, keys) in &self.mappings {
+    /// The headers a verified token's claims produce for `principal`: the principal header,
+    /// then the map in configuration order (only the headers that kind of caller produces),
+    /// then the claims header.
+    pub fn values(
+        &self,
+        claims: &Map<String, Value>,
+        principal: Principal,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.mappings.len() + 2);
+        if let Some(name) = &self.principal_header {
+            out.push((name.clone(), HeaderValue::from_static(principal.as_str())));
+        }
+        for (name, keys, (users, clients)) in &self.mappings {
+            let produces = match principal {
+                Principal::User => *users,
+                Principal::Client => *clients,
+            };
+            if !produces {
+                continue;
+            }
             if let Some(v) = keys
                 .iter()
                 .filter(|k| is_vouched_for(claims, k))
@@ -120,10 +153,15 @@ fn is_vouched_for(claims: &Map<String, Value>, key: &str) -> bool {
         || matches!(claims.get(flag), Some(Value::String(s)) if s == "true")
 }
 
-/// One claim as a header value: strings encoded, arrays joined with `,`, numbers and
-/// booleans as JSON; null and objects give no header.
+/// One claim as a header value: strings encoded, numbers and booleans as JSON, an array of
+/// strings, numbers and booleans joined with `,` (elements escaping `,`); an object, or an
+/// array holding an object, an array or null, as compact JSON with keys sorted; null gives no
+/// header. Every form goes through `encode_value`, so no CR, LF or invisible byte is sent.
 fn claim_value(v: &Value) -> Option<HeaderValue> {
+    let nested = |i: &Value| matches!(i, Value::Object(_) | Value::Array(_) | Value::Null);
     match v {
+        Value::Object(_) => Some(encode_value(&sorted_json(v))),
+        Value::Array(items) if items.iter().any(nested) => Some(encode_value(&sorted_json(v))),
         Value::String(s) => Some(encode_value(s)),
         Value::Number(n) => Some(encode_value(&n.to_string())),
         Value::Bool(b) => Some(HeaderValue::from_static(if *b { "true" } else { "false" })),
@@ -140,8 +178,25 @@ fn claim_value(v: &Value) -> Option<HeaderValue> {
                 .collect();
             HeaderValue::from_str(&parts.join(",")).ok()
         }
-        Value::Null | Value::Object(_) => None,
+        Value::Null => None,
     }
+}
+
+/// Compact JSON with every object's keys sorted (`serde_json::Map` is a `BTreeMap` in this
+/// build; the rebuild keeps the order sorted even if `preserve_order` is ever turned on).
+fn sorted_json(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sort(v)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! token's `exp`) and the logout revocation list, which is checked on every request, cached
 //! tokens included.
 
+pub mod authorize;
 pub mod identity;
 pub mod revocation;
 pub mod verify;
@@ -131,7 +132,7 @@ impl Gate {
         }
         let claims = self.verifier.verify(token, now).await?;
         self.revocations.check(&claims)?;
-        let headers = self.identity.values(&claims.map);
+        let headers = self.identity.values(&claims.map, claims.principal);
         let id = Arc::new(Identity { claims, headers });
         if let (Some(cache), Some(key)) = (&self.cache, key) {
             cache.insert(key, Arc::clone(&id));

@@ -256,6 +256,8 @@ mod tests {
             username: None,
             origin_jti: jti.map(str::to_owned),
             groups: vec![],
+            principal: crate::gate::verify::Principal::User,
+            scopes: vec![],
         }
     }
 

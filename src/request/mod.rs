@@ -391,10 +391,8 @@ impl Service {
         match (rule, &identity) {
             (Rule::Public, _) => {}
             (_, None) => return Err(self.unauthenticated(method, headers, target)),
-            (Rule::Groups(required), Some(id)) => {
-                if !id.claims.groups.iter().any(|g| required.contains(g)) {
-                    return Err(ApiError::insufficient_scope());
-                }
+            (Rule::Require(required), Some(id)) => {
+                required.check(&id.claims).map_err(ApiError::unmet)?;
             }
             (Rule::Authenticated, Some(_)) => {}
         }

@@ -19,6 +19,7 @@ use http::Method;
 
 use crate::auth_api::Endpoint;
 use crate::config::{Access, RouteRule};
+use crate::gate::authorize::Requirements;
 use crate::http::path::{canonical_path, is_canonical_method, APP_METHODS};
 
 /// Who may pass the gate for a route.
@@ -26,8 +27,8 @@ use crate::http::path::{canonical_path, is_canonical_method, APP_METHODS};
 pub enum Rule {
     Public,
     Authenticated,
-    /// Authenticated and in one of these `cognito:groups`.
-    Groups(Arc<[String]>),
+    /// Authenticated, and meeting these (groups, scopes, claim values).
+    Require(Arc<Requirements>),
 }
 
 /// The outcome of routing.
@@ -121,10 +122,16 @@ impl Router {
                     pattern,
                     prefix,
                     methods,
-                    rule: match (r.access, r.groups.is_empty()) {
-                        (Access::Public, _) => Rule::Public,
-                        (Access::Authenticated, true) => Rule::Authenticated,
-                        (Access::Authenticated, false) => Rule::Groups(r.groups.clone().into()),
+                    rule: match r.access {
+                        Access::Public => Rule::Public,
+                        Access::Authenticated => {
+                            let req = Requirements::of(r);
+                            if req.is_empty() {
+                                Rule::Authenticated
+                            } else {
+                                Rule::Require(Arc::new(req))
+                            }
+                        }
                     },
                 }
             })
@@ -290,6 +297,9 @@ mod tests {
             methods: methods.iter().map(|m| (*m).into()).collect(),
             access,
             groups: groups.iter().map(|g| (*g).into()).collect(),
+            scopes: vec![],
+            scopes_match: None,
+            claims: Default::default(),
         }
     }
 
@@ -314,8 +324,14 @@ mod tests {
     #[test]
     fn routing_table() {
         let rt = router(false);
-        let admins = Rule::Groups(vec!["admins".to_string()].into());
-        let staff = Rule::Groups(vec!["staff".to_string()].into());
+        let admins = Rule::Require(Arc::new(Requirements {
+            groups: vec!["admins".to_string()],
+            ..Requirements::default()
+        }));
+        let staff = Rule::Require(Arc::new(Requirements {
+            groups: vec!["staff".to_string()],
+            ..Requirements::default()
+        }));
         let m = |s: &str| Method::from_bytes(s.as_bytes()).expect("method");
         let cases: Vec<(&str, &str, Result<Route, Refused>)> = vec![
             ("GET", "/healthz", Ok(Route::Live)),
@@ -399,7 +415,10 @@ mod tests {
     #[test]
     fn case_sensitive_matching_when_the_app_is() {
         let rt = router(true);
-        let admins = Rule::Groups(vec!["admins".to_string()].into());
+        let admins = Rule::Require(Arc::new(Requirements {
+            groups: vec!["admins".to_string()],
+            ..Requirements::default()
+        }));
         assert_eq!(rt.route(&Method::GET, "/admin/x"), Ok(Route::Gate(admins)));
         assert_eq!(
             rt.route(&Method::GET, "/ADMIN/x"),

@@ -321,6 +321,7 @@ pub fn gate_config(jwks_url: &str, upstream: &str, cognito: &str) -> Config {
     c.identity.headers.push(HeaderClaim {
         name: "X-Auth-Name".into(),
         claims: vec!["custom:display_name".into()],
+        principals: vec![cognito_sidecar::config::PrincipalKind::User],
     });
     c
 }

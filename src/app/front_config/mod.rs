@@ -62,7 +62,7 @@ struct Plan {
     app_port: u16,
     /// Path prefixes (ending in `/`) the sidecar serves itself: its pages, its login API.
     own_prefixes: Vec<String>,
-    /// Identity headers, as configured (the map, then the claims header).
+    /// Identity headers, as configured (the principal header, the map, then the claims header).
     identity: Vec<String>,
     /// `identity.strip_prefixes`, folded.
     strip_prefixes: Vec<String>,
@@ -153,6 +153,10 @@ fn plan(proxy: Convention, cfg: &Config, listen: SocketAddr) -> Result<Plan, Ren
 
     let mut identity = Vec::new();
     let mut keys = Vec::new();
+    if !cfg.identity.principal_header.is_empty() {
+        identity.push(cfg.identity.principal_header.clone());
+        keys.push("identity.principal_header".into());
+    }
     for (i, h) in cfg.identity.headers.iter().enumerate() {
         identity.push(h.name.clone());
         keys.push(format!("identity.headers[{i}].name"));

@@ -146,6 +146,7 @@ fn addresses_identity_and_prefixes_follow_the_configuration() {
     c.identity.headers.push(crate::config::HeaderClaim {
         name: "X-User-Id".into(),
         claims: vec!["sub".into()],
+        principals: vec![crate::config::PrincipalKind::User],
     });
     let nginx =
         render(Convention::Nginx, &c, "127.0.0.1:80".parse().expect("addr")).expect("nginx");
@@ -187,6 +188,7 @@ fn traefik_regex_matches_every_spelling_of_the_identity_and_nothing_else() {
     c.identity.headers.push(crate::config::HeaderClaim {
         name: "X-User-Id".into(),
         claims: vec!["sub".into()],
+        principals: vec![crate::config::PrincipalKind::User],
     });
     let plan = plan(Convention::Traefik, &c, listen()).expect("plan");
     let re = regex::Regex::new(&traefik_identity_regex(&plan)).expect("regex");

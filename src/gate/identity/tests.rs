@@ -42,8 +42,10 @@ fn configured_names_outside_the_prefix_are_stripped_too() {
         headers: vec![crate::config::HeaderClaim {
             name: "X-User-Sub".into(),
             claims: vec!["sub".into()],
+            principals: vec![crate::config::PrincipalKind::User],
         }],
         claims_header: Some("X-Claims".into()),
+        principal_header: "X-Auth-Principal".into(),
     };
     let ids = IdentityHeaders::new(&cfg).expect("valid");
     assert!(ids.is_identity("x_user.sub"));
@@ -72,7 +74,16 @@ fn claim_values_are_encoded_safely() {
         (json!(42), Some("42")),
         (json!(true), Some("true")),
         (json!(null), None),
-        (json!({"a": 1}), None),
+        // Objects, and arrays holding objects or arrays: compact JSON, keys sorted.
+        (
+            json!({"b": [1, "x"], "a": {"d": true, "c": null}}),
+            Some(r#"{"a":{"c":null,"d":true},"b":[1,"x"]}"#),
+        ),
+        (
+            json!([{"t": "acme\r\n"}, ["x"]]),
+            Some(r#"[{"t":"acme\r\n"},["x"]]"#),
+        ),
+        (json!({"k": "日本"}), Some(r#"{"k":"%E6%97%A5%E6%9C%AC"}"#)),
     ];
     for (v, want) in cases {
         let got = claim_value(v);
@@ -91,10 +102,12 @@ fn email_and_phone_only_when_verified() {
             crate::config::HeaderClaim {
                 name: "X-Auth-Email".into(),
                 claims: vec!["email".into()],
+                principals: vec![crate::config::PrincipalKind::User],
             },
             crate::config::HeaderClaim {
                 name: "X-Auth-Phone".into(),
                 claims: vec!["phone_number".into()],
+                principals: vec![crate::config::PrincipalKind::User],
             },
         ],
         ..IdentityConfig::default()
@@ -127,14 +140,18 @@ fn email_and_phone_only_when_verified() {
         }
         let Value::Object(m) = m else { unreachable!() };
         let names: Vec<String> = ids
-            .values(&m)
+            .values(&m, Principal::User)
             .into_iter()
             .map(|(k, _)| k.to_string())
             .collect();
         let want: Vec<String> = if shown {
-            vec!["x-auth-email".into(), "x-auth-phone".into()]
+            vec![
+                "x-auth-principal".into(),
+                "x-auth-email".into(),
+                "x-auth-phone".into(),
+            ]
         } else {
-            vec![]
+            vec!["x-auth-principal".into()]
         };
         assert_eq!(names, want, "{flags}");
     }
@@ -155,7 +172,7 @@ fn values_follow_the_map_and_fallbacks() {
         unreachable!()
     };
     let got: Vec<(String, String)> = ids
-        .values(&m)
+        .values(&m, Principal::User)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_string()))
         .collect();
@@ -163,6 +180,7 @@ fn values_follow_the_map_and_fallbacks() {
     assert_eq!(
         names,
         vec![
+            "x-auth-principal",
             "x-auth-sub",
             "x-auth-username",
             "x-auth-groups",
@@ -171,9 +189,45 @@ fn values_follow_the_map_and_fallbacks() {
             "x-auth-claims"
         ]
     );
-    assert_eq!(got[1].1, "alice");
-    assert_eq!(got[2].1, "a,b");
-    let decoded = URL_SAFE_NO_PAD.decode(&got[5].1).expect("b64");
+    assert_eq!(got[0].1, "user");
+    assert_eq!(got[2].1, "alice");
+    assert_eq!(got[3].1, "a,b");
+    let decoded = URL_SAFE_NO_PAD.decode(&got[6].1).expect("b64");
     let back: Value = serde_json::from_slice(&decoded).expect("json");
     assert_eq!(back["sub"], "s-1");
+}
+
+#[test]
+fn a_machine_gets_only_the_headers_marked_for_clients() {
+    let ids = IdentityHeaders::new(&IdentityConfig::default()).expect("valid");
+    let m = json!({
+        "sub": "c-1", "client_id": "c-1", "token_use": "access", "scope": "orders/read",
+        "username": "minted", "cognito:groups": ["admins"], "email": "m@example.com",
+        "email_verified": true,
+    });
+    let Value::Object(m) = m else { unreachable!() };
+    let got = |p| -> Vec<(String, String)> {
+        ids.values(&m, p)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_string()))
+            .collect()
+    };
+    let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    };
+    assert_eq!(
+        got(Principal::Client),
+        pairs(&[
+            ("x-auth-principal", "client"),
+            ("x-auth-sub", "c-1"),
+            ("x-auth-client-id", "c-1"),
+            ("x-auth-scope", "orders/read"),
+            ("x-auth-token-use", "access"),
+        ])
+    );
+    assert_eq!(
+        got(Principal::User).len(),
+        8,
+        "a user's token fills every header"
+    );
 }

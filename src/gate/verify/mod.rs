@@ -106,6 +106,26 @@ pub enum TokenUse {
     Id,
 }
 
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user (an id token, or an access token issued to a user).
+    User,
+    /// A machine: an access token of the `client_credentials` grant, whose `sub` is the app
+    /// client's own id (a user's `sub` is a UUID, never an app client id).
+    Client,
+}
+
+impl Principal {
+    /// The value of the principal header: `user` or `client`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Principal::User => "user",
+            Principal::Client => "client",
+        }
+    }
+}
+
 /// The verified claims of a token: the full JSON map plus the fields the gate uses.
 #[derive(Debug, Clone)]
 pub struct Claims {
@@ -114,10 +134,14 @@ pub struct Claims {
     pub exp: u64,
     pub iat: u64,
     pub token_use: TokenUse,
-    /// `username` (access tokens) or `cognito:username` (id tokens).
+    /// `username` (access tokens) or `cognito:username` (id tokens); never for a machine.
     pub username: Option<String>,
     pub origin_jti: Option<String>,
+    /// `cognito:groups`; never for a machine.
     pub groups: Vec<String>,
+    pub principal: Principal,
+    /// The space-separated `scope` of an access token, split.
+    pub scopes: Vec<String>,
 }
 
 /// Settings for `Verifier::new`.
@@ -286,18 +310,32 @@ impl Verifier {
                 return Err(VerifyError::IssuedInFuture);
             }
         }
-        let username = match token_use {
-            TokenUse::Access => map.get("username"),
-            TokenUse::Id => map.get("cognito:username"),
+        let principal = match (token_use, client) {
+            (TokenUse::Access, Some(c)) if c == sub => Principal::Client,
+            _ => Principal::User,
+        };
+        // A machine has no user name or groups, whatever a pre-token trigger minted.
+        let username = match (principal, token_use) {
+            (Principal::Client, _) => None,
+            (_, TokenUse::Access) => map.get("username"),
+            (_, TokenUse::Id) => map.get("cognito:username"),
         }
         .and_then(Value::as_str)
         .map(str::to_owned);
+        let scopes = match token_use {
+            TokenUse::Access => map
+                .get("scope")
+                .and_then(Value::as_str)
+                .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            TokenUse::Id => Vec::new(),
+        };
         let origin_jti = map
             .get("origin_jti")
             .and_then(Value::as_str)
             .map(str::to_owned);
         let groups = match map.get("cognito:groups") {
-            Some(Value::Array(a)) => a
+            Some(Value::Array(a)) if principal == Principal::User => a
                 .iter()
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
@@ -313,6 +351,8 @@ impl Verifier {
             username,
             origin_jti,
             groups,
+            principal,
+            scopes,
         })
     }
 }
