@@ -158,6 +158,7 @@ error_codes! {
     CsrfRejected = "csrf_rejected", FORBIDDEN, Client, "a cross-site request cannot use the session cookie";
     InsufficientScope = "insufficient_scope", FORBIDDEN, Client, "the user is not in a group this route requires";
     ClaimNotAllowed = "claim_not_allowed", FORBIDDEN, Client, "a claim of the token has none of the values this route accepts";
+    WrongPool = "wrong_pool", FORBIDDEN, Client, "the token was issued by a user pool this route does not accept";
 
     // The app.
     UpstreamUnavailable = "upstream_unavailable", BAD_GATEWAY, Ours, "the application could not be reached";
@@ -176,7 +177,7 @@ impl ErrorCode {
         use ErrorCode as C;
         match self {
             C::TokenMissing => Some("Bearer"),
-            C::InsufficientScope | C::ClaimNotAllowed => {
+            C::InsufficientScope | C::ClaimNotAllowed | C::WrongPool => {
                 Some("Bearer error=\"insufficient_scope\"")
             }
             C::InvalidScheme
@@ -357,6 +358,7 @@ impl ApiError {
     pub fn unmet(unmet: crate::gate::authorize::Unmet) -> Self {
         use crate::gate::authorize::Unmet;
         match unmet {
+            Unmet::Pool => ErrorCode::WrongPool.into(),
             Unmet::Group => ErrorCode::InsufficientScope.into(),
             Unmet::Scope(scopes) => {
                 let mut e = ApiError::new(

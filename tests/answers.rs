@@ -178,6 +178,7 @@ async fn sidecar(upstream: &str, jwks: &JwksServer) -> Sidecar {
         scopes: vec![],
         scopes_match: None,
         claims: Default::default(),
+        pools: vec![],
     }];
     Sidecar::start(cfg).await
 }

@@ -24,6 +24,7 @@ fn route(path: &str, edit: impl FnOnce(&mut RouteRule)) -> RouteRule {
         scopes: vec![],
         scopes_match: None,
         claims: Default::default(),
+        pools: vec![],
     };
     edit(&mut r);
     r
@@ -275,4 +276,186 @@ async fn the_check_applies_the_same_rules() {
     .await;
     assert_eq!((s, p.as_deref()), (200, Some("user")));
     assert_eq!(e.echo.count(), 0, "the check never proxies");
+}
+
+const STAFF_POOL: &str = "eu-west-1_Staff";
+const STAFF_CLIENT: &str = "staff-client";
+
+fn staff_issuer(region: &str) -> String {
+    format!("https://cognito-idp.{region}.amazonaws.com/{STAFF_POOL}")
+}
+
+/// A token of the staff pool (its own keys: key2 under kid k2), from `region`'s issuer.
+fn staff_token(region: &str, key: &str) -> String {
+    let t = now();
+    mint(
+        key,
+        "k2",
+        &json!({
+            "iss": staff_issuer(region), "sub": "s-1", "client_id": STAFF_CLIENT,
+            "token_use": "access", "iat": t, "exp": t + 3600, "username": "ops-1",
+            "scope": "aws.cognito.signin.user.admin",
+        }),
+    )
+}
+
+struct Pools {
+    customers: JwksServer,
+    staff: JwksServer,
+    echo: Echo,
+    sc: Sidecar,
+}
+
+async fn two_pools() -> Pools {
+    let customers = JwksServer::start().await;
+    let staff = JwksServer::start().await;
+    staff.set_keys(vec![jwk("key2", "k2")]);
+    let echo = Echo::start().await;
+    let mut c: Config = gate_config(&customers.url, &echo.url(), &closed_url().await);
+    c.verify.pool_name = "customers".into();
+    c.verify.pools = vec![cognito_sidecar::config::TrustedPool {
+        name: "staff".into(),
+        user_pool_id: STAFF_POOL.into(),
+        region: None,
+        client_ids: vec![STAFF_CLIENT.into()],
+        issuer: None,
+        jwks_url: Some(staff.url.clone()),
+        replica_regions: vec!["eu-central-1".into()],
+    }];
+    c.routes = vec![route("/staff/*", |r| r.pools = vec!["staff".into()])];
+    c.server.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")];
+    c.forward_auth.enabled = true;
+    let sc = Sidecar::start(c).await;
+    Pools {
+        customers,
+        staff,
+        echo,
+        sc,
+    }
+}
+
+async fn status_code(sc: &Sidecar, path: &str, token: &str) -> (u16, Option<String>) {
+    let resp = client()
+        .get(sc.url(path))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("request");
+    let (s, v) = status_json(resp).await;
+    (s, v["code"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn each_pool_and_replica_is_trusted_with_its_own_keys_and_clients() {
+    let e = two_pools().await;
+    assert!(
+        e.sc.app.is_ready(),
+        "ready once both pools' keys are loaded"
+    );
+    let ok = (200, None);
+    // The staff pool, from its region and from its replica, anywhere and on /staff.
+    for region in ["eu-west-1", "eu-central-1"] {
+        let t = staff_token(region, "key2");
+        assert_eq!(status_code(&e.sc, "/x", &t).await, ok, "{region}");
+        assert_eq!(status_code(&e.sc, "/staff/y", &t).await, ok, "{region}");
+    }
+    assert_eq!(e.echo.last().header("x-auth-username"), Some("ops-1"));
+    // A customer is a valid caller, but not on /staff.
+    let customer = valid_token("c-1");
+    assert_eq!(status_code(&e.sc, "/x", &customer).await, ok);
+    let resp = client()
+        .get(e.sc.url("/staff/y"))
+        .header("authorization", format!("Bearer {customer}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\""
+    );
+    let (s, v) = status_json(resp).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("wrong_pool")));
+    // Each pool's own keys and app clients: the staff issuer with the customers' key (under
+    // the staff kid), a staff token naming the customers' client, the reverse.
+    assert_eq!(
+        status_code(&e.sc, "/x", &staff_token("eu-west-1", "key1")).await,
+        (401, Some("bad_signature".into()))
+    );
+    let t = now();
+    let crossed = |iss: String, client: &str, key: &str, kid: &str| {
+        mint(
+            key,
+            kid,
+            &json!({
+                "iss": iss, "sub": "x", "client_id": client, "token_use": "access",
+                "iat": t, "exp": t + 3600,
+            }),
+        )
+    };
+    assert_eq!(
+        status_code(
+            &e.sc,
+            "/x",
+            &crossed(staff_issuer("eu-west-1"), CLIENT_ID, "key2", "k2")
+        )
+        .await,
+        (401, Some("wrong_client".into()))
+    );
+    assert_eq!(
+        status_code(
+            &e.sc,
+            "/x",
+            &crossed(ISSUER.into(), STAFF_CLIENT, "key1", "k1")
+        )
+        .await,
+        (401, Some("wrong_client".into()))
+    );
+
+    // An issuer no pool has is refused before any key is fetched.
+    let hits = (e.customers.hits(), e.staff.hits());
+    for iss in [
+        staff_issuer("us-west-2"),
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other".to_string(),
+        format!("{ISSUER}/"),
+    ] {
+        let t = crossed(iss.clone(), STAFF_CLIENT, "key2", "k-unknown");
+        assert_eq!(
+            status_code(&e.sc, "/x", &t).await,
+            (401, Some("wrong_issuer".into())),
+            "{iss}"
+        );
+    }
+    assert_eq!((e.customers.hits(), e.staff.hits()), hits, "no JWKS fetch");
+
+    // The forward-auth check trusts the same pools and applies the same pool rule.
+    let check = |token: String, uri: &'static str| {
+        let url = e.sc.url("/_auth/check");
+        async move {
+            client()
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("x-original-uri", uri)
+                .header("x-original-method", "GET")
+                .send()
+                .await
+                .expect("check")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        check(staff_token("eu-central-1", "key2"), "/staff/y").await,
+        200
+    );
+    assert_eq!(check(valid_token("c-2"), "/staff/y").await, 403);
+
+    // Each pool has its own key cache and metrics label.
+    let m = e.sc.app.render_metrics();
+    for line in [
+        "sidecar_pool_jwks_keys{pool=\"customers\"} 1",
+        "sidecar_pool_jwks_keys{pool=\"staff\"} 1",
+        "sidecar_pool_jwks_fetch_failures_total{pool=\"staff\"} 0",
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
 }

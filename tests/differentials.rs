@@ -32,6 +32,7 @@ async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
         RouteRule {
             path: "/admin/*".into(),
@@ -41,6 +42,7 @@ async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
     ];
     tweak(&mut cfg);

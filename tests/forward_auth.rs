@@ -33,6 +33,7 @@ fn rules() -> Vec<RouteRule> {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
         RouteRule {
             path: "/admin/*".into(),
@@ -42,6 +43,7 @@ fn rules() -> Vec<RouteRule> {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
     ]
 }

@@ -557,6 +557,7 @@ async fn spoofed_identity_headers_never_reach_the_app() {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         })
     })
     .await;
@@ -617,6 +618,7 @@ async fn groups_routes_and_path_tricks() {
                 scopes: vec![],
                 scopes_match: None,
                 claims: Default::default(),
+                pools: vec![],
             },
             RouteRule {
                 path: "/admin/*".into(),
@@ -626,6 +628,7 @@ async fn groups_routes_and_path_tricks() {
                 scopes: vec![],
                 scopes_match: None,
                 claims: Default::default(),
+                pools: vec![],
             },
         ]
     })

@@ -67,6 +67,7 @@ async fn mixed_load_is_gated_exactly() {
         scopes: vec![],
         scopes_match: None,
         claims: Default::default(),
+        pools: vec![],
     });
     let sc = Sidecar::start(c).await;
 

@@ -791,6 +791,7 @@ fn routes() -> Vec<RouteRule> {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
         RouteRule {
             path: "/admin/*".into(),
@@ -800,6 +801,7 @@ fn routes() -> Vec<RouteRule> {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         },
     ]
 }

@@ -91,17 +91,20 @@ impl App {
             .build()
             .map_err(|e| BuildError::Client(e.to_string()))?;
         let algorithm = d.algorithm;
-        let jwks = JwksCache::new(
-            JwksSettings {
-                url: d.jwks_url.clone(),
-                algorithm: verify::alg_name(algorithm),
-                max_bytes: v.jwks_max_bytes,
-                cooldown: v.jwks_cooldown,
-                refresh_interval: v.jwks_refresh_interval,
-            },
-            http,
-        );
-        let verifier = Verifier::new(
+        // One key cache per pool, each with its own cooldown and counters.
+        let jwks = |url: &str| {
+            JwksCache::new(
+                JwksSettings {
+                    url: url.to_string(),
+                    algorithm: verify::alg_name(algorithm),
+                    max_bytes: v.jwks_max_bytes,
+                    cooldown: v.jwks_cooldown,
+                    refresh_interval: v.jwks_refresh_interval,
+                },
+                http.clone(),
+            )
+        };
+        let mut verifier = Verifier::new(
             VerifierSettings {
                 issuer: d.issuer.clone(),
                 algorithm,
@@ -110,8 +113,12 @@ impl App {
                 client_ids: d.client_ids.clone(),
                 leeway_secs: v.leeway.as_secs(),
             },
-            jwks,
-        );
+            jwks(&d.jwks_url),
+        )
+        .first_pool(&v.pool_name, &d.replica_issuers);
+        for (pool, url) in &d.pools {
+            verifier = verifier.with_pool(pool.clone(), jwks(url));
+        }
         let gate = Gate::new(
             verifier,
             d.identity.clone(),
@@ -210,7 +217,13 @@ impl App {
     /// Starts the background work: the JWKS loader/refresher (fetches immediately) and, with
     /// the fleet backend, its connection, subscriber and writer.
     pub fn start_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = vec![self.inner.gate.verifier().jwks().spawn_refresher()];
+        let mut tasks: Vec<_> = self
+            .inner
+            .gate
+            .verifier()
+            .pools()
+            .map(|(_, jwks)| jwks.spawn_refresher())
+            .collect();
         if let Some(shared) = &self.inner.shared {
             tasks.extend(shared.start());
         }
@@ -243,13 +256,20 @@ impl App {
         if let Some(s) = &self.inner.sessions {
             self.inner.metrics.sessions_active(s.count());
         }
-        let jwks = self.jwks();
-        self.inner.metrics.render(&JwksStats {
+        let stats = |jwks: &JwksCache| JwksStats {
             fetches: jwks.fetch_count(),
             failures: jwks.failure_count(),
             keys: jwks.key_count(),
             age: jwks.key_age(),
-        })
+        };
+        let pools: Vec<(&str, JwksStats)> = self
+            .inner
+            .gate
+            .verifier()
+            .pools()
+            .map(|(name, jwks)| (name, stats(jwks)))
+            .collect();
+        self.inner.metrics.render(&stats(self.jwks()), &pools)
     }
 
     /// A handle for `forward_auth.listen`: it serves the forward-auth check and answers

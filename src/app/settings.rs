@@ -15,6 +15,7 @@ use crate::browser::templates::Templates;
 use crate::config::*;
 use crate::fleet::{self, SharedError};
 use crate::gate::identity::IdentityHeaders;
+use crate::gate::verify::PoolSettings;
 use crate::request::outbound::{self, Policy};
 use crate::request::router::{Places, Router};
 
@@ -28,6 +29,10 @@ pub struct Derived {
     pub issuer: String,
     pub jwks_url: String,
     pub client_ids: Vec<String>,
+    /// The first pool's replica issuers (`verify.replica_regions`).
+    pub replica_issuers: Vec<String>,
+    /// The other trusted pools (`verify.pools`), each with its JWKS URL.
+    pub pools: Vec<(PoolSettings, String)>,
     pub algorithm: Algorithm,
     /// `verify.token_use` lists `access`.
     pub accept_access: bool,
@@ -168,6 +173,93 @@ impl Config {
             ));
         }
 
+        let cognito_issuer =
+            |region: &str, pool: &str| format!("https://cognito-idp.{region}.amazonaws.com/{pool}");
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&v.pool_name) {
+            return Err(ConfigError::new(
+                "verify.pool_name",
+                "must be 1 to 64 letters, digits, - or _",
+            ));
+        }
+        let mut names = BTreeSet::from([v.pool_name.clone()]);
+        let mut issuers = BTreeSet::from([issuer.clone()]);
+        let mut replica_issuers = Vec::new();
+        for (i, r) in v.replica_regions.iter().enumerate() {
+            let iss = cognito_issuer(r, &user_pool_id);
+            if r.is_empty() || !issuers.insert(iss.clone()) {
+                return Err(ConfigError::new(
+                    format!("verify.replica_regions[{i}]"),
+                    "empty, or an issuer trusted twice",
+                ));
+            }
+            replica_issuers.push(iss);
+        }
+        let mut pools = Vec::new();
+        for (i, p) in v.pools.iter().enumerate() {
+            let key = |k: &str| format!("verify.pools[{i}].{k}");
+            if !name_ok(&p.name) || !names.insert(p.name.clone()) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    "must be 1 to 64 letters, digits, - or _, and differ from every other pool's",
+                ));
+            }
+            let region = match p.region.as_deref().filter(|r| !r.is_empty()) {
+                Some(r) => r.to_string(),
+                None => match p.user_pool_id.split_once('_') {
+                    Some((r, id)) if !r.is_empty() && !id.is_empty() => r.to_string(),
+                    _ => {
+                        return Err(ConfigError::new(
+                            key("user_pool_id"),
+                            "must be <region>_<id> (or set region)",
+                        ))
+                    }
+                },
+            };
+            if p.client_ids.is_empty() || p.client_ids.iter().any(String::is_empty) {
+                return Err(ConfigError::new(
+                    key("client_ids"),
+                    "must list the pool's app clients whose tokens are accepted",
+                ));
+            }
+            let iss = p
+                .issuer
+                .clone()
+                .unwrap_or_else(|| cognito_issuer(&region, &p.user_pool_id));
+            http_url(&iss, &key("issuer"))?;
+            let jwks = p
+                .jwks_url
+                .clone()
+                .unwrap_or_else(|| format!("{iss}/.well-known/jwks.json"));
+            http_url(&jwks, &key("jwks_url"))?;
+            let mut all = vec![iss];
+            all.extend(
+                p.replica_regions
+                    .iter()
+                    .map(|r| cognito_issuer(r, &p.user_pool_id)),
+            );
+            for iss in &all {
+                if !issuers.insert(iss.clone()) {
+                    return Err(ConfigError::new(
+                        key("issuer"),
+                        format!("{iss:?} is already trusted (by another pool or replica)"),
+                    ));
+                }
+            }
+            pools.push((
+                PoolSettings {
+                    name: p.name.clone(),
+                    issuers: all,
+                    client_ids: p.client_ids.clone(),
+                },
+                jwks,
+            ));
+        }
         let algorithm = match v.algorithm.as_str() {
             "RS384" => Algorithm::RS384,
             "RS512" => Algorithm::RS512,
@@ -314,6 +406,20 @@ impl Config {
                     ))
                 }
                 _ => {}
+            }
+            for p in &r.pools {
+                if *p != self.verify.pool_name && !self.verify.pools.iter().any(|t| t.name == *p) {
+                    return Err(ConfigError::new(
+                        format!("routes[{i}].pools"),
+                        format!("{p:?} is not verify.pool_name or a [[verify.pools]] name"),
+                    ));
+                }
+            }
+            if r.access == Access::Public && !r.pools.is_empty() {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].pools"),
+                    "a public route cannot require pools",
+                ));
             }
             for (claim, values) in &r.claims {
                 if claim.is_empty() || values.is_empty() {
@@ -526,6 +632,8 @@ impl Config {
             issuer,
             jwks_url,
             client_ids,
+            replica_issuers,
+            pools,
             algorithm,
             accept_access,
             accept_id,

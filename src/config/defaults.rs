@@ -70,6 +70,9 @@ impl Default for VerifyConfig {
             jwks_max_bytes: 64 * 1024,
             cache_max_entries: 100_000,
             revocation_ttl: Duration::from_secs(24 * 3600),
+            pool_name: "default".into(),
+            replica_regions: Vec::new(),
+            pools: Vec::new(),
         }
     }
 }

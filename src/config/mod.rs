@@ -198,6 +198,38 @@ pub struct VerifyConfig {
     /// How long a logout is remembered: at least the longest token lifetime of the pool.
     #[serde(with = "humantime_serde")]
     pub revocation_ttl: Duration,
+    /// The name of the first pool (`cognito.user_pool_id`, the one the auth API serves), for
+    /// routes' `pools` rules and the metrics.
+    pub pool_name: String,
+    /// Regions of the first pool's multi-region replicas: each issues tokens under its own
+    /// `iss` (`https://cognito-idp.<region>.amazonaws.com/<pool id>`), signed with the pool's keys.
+    pub replica_regions: Vec<String>,
+    /// More user pools whose tokens the gate accepts (`[[verify.pools]]`).
+    pub pools: Vec<TrustedPool>,
+}
+
+/// Another user pool whose tokens the gate accepts (the auth API serves only the first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedPool {
+    /// Its name, for routes' `pools` rules and the metrics.
+    pub name: String,
+    pub user_pool_id: String,
+    /// Defaults to the prefix of the pool id.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Its app clients whose tokens are accepted (`client_id` of access tokens, `aud` of id
+    /// tokens; machines included).
+    pub client_ids: Vec<String>,
+    /// Defaults to `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Defaults to `<issuer>/.well-known/jwks.json`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Regions of its multi-region replicas (one more issuer each, the same keys).
+    #[serde(default)]
+    pub replica_regions: Vec<String>,
 }
 
 /// The protected app.
@@ -513,6 +545,10 @@ pub struct RouteRule {
     /// of its values (an array claim: hold one of them).
     #[serde(default)]
     pub claims: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    /// With `access = "authenticated"`: the token must come from one of these pools (by
+    /// name: `verify.pool_name` or a `[[verify.pools]]` name).
+    #[serde(default)]
+    pub pools: Vec<String>,
 }
 
 fn default_access() -> Access {
@@ -626,6 +662,7 @@ mod tests {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         }
     }
 
@@ -713,6 +750,7 @@ mod tests {
                         scopes: vec![],
                         scopes_match: None,
                         claims: Default::default(),
+                        pools: vec![],
                     })
                 },
                 "routes[0].groups",

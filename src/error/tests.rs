@@ -174,6 +174,7 @@ fn every_code_and_its_status() {
                 "insufficient_scope",
                 "password_reset_required",
                 "user_not_confirmed",
+                "wrong_pool",
             ],
         ),
         (404, &["not_found"]),
@@ -241,7 +242,8 @@ fn every_code_and_its_status() {
             assert!(
                 c.status() == StatusCode::UNAUTHORIZED
                     || c == ErrorCode::InsufficientScope
-                    || c == ErrorCode::ClaimNotAllowed,
+                    || c == ErrorCode::ClaimNotAllowed
+                    || c == ErrorCode::WrongPool,
                 "{c:?}"
             );
             assert!(ch.starts_with("Bearer"), "{c:?}");

@@ -1,4 +1,4 @@
-//! Authorization: what a route requires of a caller whose token verified — groups, scopes
+//! Authorization: what a route requires of a caller whose token verified — its pool, groups, scopes
 //! (`any` or `all`, as the rule says) and claim values. Evaluated on every request, after
 //! the verified-token cache: the cache says "this token verified", never "this token may do
 //! this". The route table (`request::router`) holds one `Requirements` per rule.
@@ -22,11 +22,15 @@ pub struct Requirements {
     pub all_scopes: bool,
     /// Claim → accepted values; every listed claim must match.
     pub claims: Vec<(String, Vec<Value>)>,
+    /// One of these pools issued the token (empty: any trusted pool).
+    pub pools: Vec<String>,
 }
 
 /// The first requirement a caller does not meet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmet {
+    /// The token's pool is not one the route accepts.
+    Pool,
     Group,
     /// The route's scopes, space-separated (for `WWW-Authenticate: ... scope="…"`).
     Scope(String),
@@ -46,16 +50,23 @@ impl Requirements {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            pools: rule.pools.clone(),
         }
     }
 
     /// Whether a verified token is all the route needs.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.scopes.is_empty() && self.claims.is_empty()
+        self.groups.is_empty()
+            && self.scopes.is_empty()
+            && self.claims.is_empty()
+            && self.pools.is_empty()
     }
 
     /// Checks a verified caller against every requirement.
     pub fn check(&self, claims: &Claims) -> Result<(), Unmet> {
+        if !self.pools.is_empty() && !self.pools.iter().any(|p| **p == *claims.pool) {
+            return Err(Unmet::Pool);
+        }
         if !self.groups.is_empty() && !claims.groups.iter().any(|g| self.groups.contains(g)) {
             return Err(Unmet::Group);
         }
@@ -120,7 +131,22 @@ mod tests {
             groups: groups.iter().map(|g| (*g).into()).collect(),
             principal: Principal::User,
             scopes: scopes.iter().map(|s| (*s).into()).collect(),
+            pool: "customers".into(),
         }
+    }
+
+    #[test]
+    fn pools_name_who_may_pass() {
+        let r = |pools: &[&str]| Requirements {
+            pools: pools.iter().map(|p| (*p).into()).collect(),
+            ..Requirements::default()
+        };
+        let c = caller(&[], &[], json!({}));
+        assert_eq!(r(&["customers"]).check(&c), Ok(()));
+        assert_eq!(r(&["staff", "customers"]).check(&c), Ok(()));
+        assert_eq!(r(&["staff"]).check(&c), Err(Unmet::Pool));
+        assert_eq!(r(&["Customers"]).check(&c), Err(Unmet::Pool));
+        assert!(!r(&["staff"]).is_empty());
     }
 
     fn scopes(list: &[&str], all: bool) -> Requirements {

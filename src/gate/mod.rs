@@ -105,9 +105,9 @@ impl Gate {
         Arc::clone(&self.identity)
     }
 
-    /// True once the pool's keys are loaded.
+    /// True once every pool's keys are loaded.
     pub fn is_ready(&self) -> bool {
-        self.verifier.jwks().is_ready()
+        self.verifier.is_ready()
     }
 
     /// Verifies `token` (from the cache when it verified before) and checks revocations.

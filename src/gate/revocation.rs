@@ -258,6 +258,7 @@ mod tests {
             groups: vec![],
             principal: crate::gate::verify::Principal::User,
             scopes: vec![],
+            pool: "default".into(),
         }
     }
 

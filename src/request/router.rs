@@ -300,6 +300,7 @@ mod tests {
             scopes: vec![],
             scopes_match: None,
             claims: Default::default(),
+            pools: vec![],
         }
     }
 

@@ -499,7 +499,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the JWKS state appended.
-    pub fn render(&self, jwks: &JwksStats) -> String {
+    pub fn render(&self, jwks: &JwksStats, pools: &[(&str, JwksStats)]) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
@@ -523,6 +523,34 @@ impl Metrics {
             jwks.keys,
             jwks.age.map(|a| a.as_secs_f64()).unwrap_or(-1.0),
         );
+        // Every trusted pool's keys and fetches, labelled (the unlabelled series above are the
+        // first pool's, as they were before several pools).
+        for (family, help, kind, value) in [
+            (
+                "sidecar_pool_jwks_keys",
+                "Signing keys loaded, per trusted pool.",
+                "gauge",
+                (|s: &JwksStats| s.keys as u64) as fn(&JwksStats) -> u64,
+            ),
+            (
+                "sidecar_pool_jwks_fetches",
+                "JWKS fetch attempts, per trusted pool.",
+                "counter",
+                |s: &JwksStats| s.fetches,
+            ),
+            (
+                "sidecar_pool_jwks_fetch_failures",
+                "JWKS fetches that failed, per trusted pool.",
+                "counter",
+                |s: &JwksStats| s.failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            for (name, s) in pools {
+                let _ = writeln!(out, "{family}{suffix}{{pool=\"{name}\"}} {}", value(s));
+            }
+        }
         out.push_str("# EOF\n");
         out
     }
@@ -553,13 +581,17 @@ mod tests {
         m.connections(3);
         m.connections(-1);
         m.tunnels(1);
-        let text = m.render(&JwksStats {
+        let stats = || JwksStats {
             fetches: 2,
             failures: 1,
             keys: 1,
             age: None,
-        });
+        };
+        let text = m.render(&stats(), &[("default", stats()), ("staff", stats())]);
         for line in [
+            "sidecar_pool_jwks_keys{pool=\"staff\"} 1",
+            "sidecar_pool_jwks_fetches_total{pool=\"default\"} 2",
+            "sidecar_pool_jwks_fetch_failures_total{pool=\"staff\"} 1",
             "sidecar_gate_requests_total{outcome=\"proxied\"} 2",
             "sidecar_gate_requests_total{outcome=\"token_expired\"} 1",
             "sidecar_auth_requests_total{endpoint=\"login\",result=\"ok\"} 1",

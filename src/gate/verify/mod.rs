@@ -8,6 +8,8 @@
 pub mod jwks;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -142,6 +144,8 @@ pub struct Claims {
     pub principal: Principal,
     /// The space-separated `scope` of an access token, split.
     pub scopes: Vec<String>,
+    /// The name of the pool that issued it.
+    pub pool: Arc<str>,
 }
 
 /// Settings for `Verifier::new`.
@@ -155,11 +159,36 @@ pub struct VerifierSettings {
     pub leeway_secs: u64,
 }
 
-/// Verifies tokens against the pool's keys and Cognito's claim rules.
+/// Another trusted pool (`Verifier::with_pool`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub name: String,
+    /// Its `iss` values: the pool's, then one per multi-region replica.
+    pub issuers: Vec<String>,
+    pub client_ids: Vec<String>,
+}
+
+/// One trusted pool: its name, accepted app clients and key cache.
+#[derive(Clone)]
+struct Pool {
+    name: Arc<str>,
+    client_ids: Vec<String>,
+    jwks: JwksCache,
+}
+
+/// The trusted pools, and which one each issuer is (the token's `iss` picks its pool before
+/// any key is fetched; an unknown `iss` costs no network traffic).
+#[derive(Clone)]
+struct Pools {
+    list: Vec<Pool>,
+    by_issuer: HashMap<String, usize>,
+}
+
+/// Verifies tokens against their pool's keys and Cognito's claim rules.
 #[derive(Clone)]
 pub struct Verifier {
     s: VerifierSettings,
-    jwks: JwksCache,
+    pools: Arc<Pools>,
 }
 
 #[derive(Deserialize)]
@@ -171,14 +200,62 @@ struct JwtHeader<'a> {
 }
 
 impl Verifier {
-    /// A verifier over a (shared) JWKS cache.
+    /// A verifier of one pool (`s.issuer`, `s.client_ids`, named `default`) over a (shared)
+    /// JWKS cache.
     pub fn new(s: VerifierSettings, jwks: JwksCache) -> Self {
-        Verifier { s, jwks }
+        let first = Pool {
+            name: Arc::from("default"),
+            client_ids: s.client_ids.clone(),
+            jwks,
+        };
+        let by_issuer = HashMap::from([(s.issuer.clone(), 0)]);
+        Verifier {
+            s,
+            pools: Arc::new(Pools {
+                list: vec![first],
+                by_issuer,
+            }),
+        }
     }
 
-    /// The key cache, for readiness and refresh.
+    /// The first pool named `name`, with `replicas` as more issuers of it.
+    pub fn first_pool(mut self, name: &str, replicas: &[String]) -> Self {
+        let pools = Arc::make_mut(&mut self.pools);
+        pools.list[0].name = Arc::from(name);
+        for r in replicas {
+            pools.by_issuer.insert(r.clone(), 0);
+        }
+        self
+    }
+
+    /// Trusts another pool (validation checked that no issuer is trusted twice).
+    pub fn with_pool(mut self, p: PoolSettings, jwks: JwksCache) -> Self {
+        let pools = Arc::make_mut(&mut self.pools);
+        let i = pools.list.len();
+        pools.list.push(Pool {
+            name: Arc::from(p.name.as_str()),
+            client_ids: p.client_ids,
+            jwks,
+        });
+        for iss in p.issuers {
+            pools.by_issuer.insert(iss, i);
+        }
+        self
+    }
+
+    /// The first pool's key cache (the auth API's pool), for readiness and refresh.
     pub fn jwks(&self) -> &JwksCache {
-        &self.jwks
+        &self.pools.list[0].jwks
+    }
+
+    /// Every pool's name and key cache, the first pool first.
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &JwksCache)> {
+        self.pools.list.iter().map(|p| (&*p.name, &p.jwks))
+    }
+
+    /// True once every pool's keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.pools.list.iter().all(|p| p.jwks.is_ready())
     }
 
     /// The clock leeway in seconds.
@@ -190,34 +267,38 @@ impl Verifier {
     /// of the settings (`verify.token_use`).
     pub async fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
         let uses = (self.s.accept_access, self.s.accept_id);
-        self.verify_inner(token, now, true, uses).await
+        self.verify_inner(token, now, true, uses, false).await
     }
 
     /// Full verification (signature, issuer, client, times) that accepts only access tokens,
     /// whatever `verify.token_use` says: logout needs an access token for GlobalSignOut even
-    /// where the gate lets only id tokens through.
+    /// where the gate lets only id tokens through. Only the first pool's (the auth API's).
     pub async fn verify_access(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        self.verify_inner(token, now, true, (true, false)).await
+        self.verify_inner(token, now, true, (true, false), true)
+            .await
     }
 
     /// Signature, issuer and client, but an expired token is accepted, and an access or an
     /// id token whatever `verify.token_use` says (both name the user): used only to learn the
-    /// username for a refresh, never to let a request through.
+    /// username for a refresh, never to let a request through. Only the first pool's.
     pub async fn verify_ignoring_expiry(
         &self,
         token: &str,
         now: u64,
     ) -> Result<Claims, VerifyError> {
-        self.verify_inner(token, now, false, (true, true)).await
+        self.verify_inner(token, now, false, (true, true), true)
+            .await
     }
 
-    /// `uses`: whether access and id tokens (in that order) are accepted.
+    /// `uses`: whether access and id tokens (in that order) are accepted; `first_only`: only
+    /// the first pool's tokens (the auth API's Cognito calls are to that pool).
     async fn verify_inner(
         &self,
         token: &str,
         now: u64,
         check_time: bool,
         uses: (bool, bool),
+        first_only: bool,
     ) -> Result<Claims, VerifyError> {
         let mut parts = token.split('.');
         let (Some(h64), Some(p64), Some(sig), None) =
@@ -247,7 +328,24 @@ impl Verifier {
             return Err(VerifyError::Malformed);
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::KidMissing)?;
-        let key = self.jwks.key(kid).await?;
+        // The issuer picks the pool, before any key is fetched: an unknown `iss` is refused
+        // without network traffic. The payload is parsed before the signature is checked, as
+        // aws-jwt-verify does; nothing of it is trusted until then.
+        let payload = URL_SAFE_NO_PAD
+            .decode(p64)
+            .map_err(|_| VerifyError::Malformed)?;
+        let map: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
+        let pools = &*self.pools;
+        let index = map
+            .get("iss")
+            .and_then(Value::as_str)
+            .and_then(|iss| pools.by_issuer.get(iss))
+            .copied()
+            .filter(|i| !first_only || *i == 0)
+            .ok_or(VerifyError::Issuer)?;
+        let pool = &pools.list[index];
+        let key = pool.jwks.key(kid).await?;
         let signed = &token[..h64.len() + 1 + p64.len()];
         // Strict base64url: no padding, no stray trailing bits, so one token has one encoding.
         let sig = URL_SAFE_NO_PAD
@@ -255,26 +353,19 @@ impl Verifier {
             .map_err(|_| VerifyError::Signature)?;
         key.verify_sig(signed.as_bytes(), &sig)
             .map_err(|_| VerifyError::Signature)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(p64)
-            .map_err(|_| VerifyError::Malformed)?;
-        let map: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
-        self.check_claims(map, now, check_time, uses)
+        self.check_claims(map, pool, now, check_time, uses)
     }
 
     /// Cognito's claim rules (aws-jwt-verify `validateCognitoJwtFields`), then time.
     fn check_claims(
         &self,
         map: Map<String, Value>,
+        pool: &Pool,
         now: u64,
         check_time: bool,
         (accept_access, accept_id): (bool, bool),
     ) -> Result<Claims, VerifyError> {
         let s = &self.s;
-        if map.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
-            return Err(VerifyError::Issuer);
-        }
         let token_use = match map.get("token_use").and_then(Value::as_str) {
             Some("access") if accept_access => TokenUse::Access,
             Some("id") if accept_id => TokenUse::Id,
@@ -284,7 +375,7 @@ impl Verifier {
             TokenUse::Access => map.get("client_id").and_then(Value::as_str),
             TokenUse::Id => map.get("aud").and_then(Value::as_str),
         };
-        if !client.is_some_and(|c| s.client_ids.iter().any(|a| a == c)) {
+        if !client.is_some_and(|c| pool.client_ids.iter().any(|a| a == c)) {
             return Err(VerifyError::Client);
         }
         let exp = numeric(&map, "exp").ok_or(VerifyError::ClaimMissing)?;
@@ -353,6 +444,7 @@ impl Verifier {
             groups,
             principal,
             scopes,
+            pool: Arc::clone(&pool.name),
         })
     }
 }
