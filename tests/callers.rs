@@ -232,20 +232,25 @@ async fn claim_rules_accept_listed_values_only() {
     assert_eq!(s, 403);
 }
 
+/// Asks the forward-auth check (nginx's convention) about `GET uri` with `token`.
+async fn ask_check(sc: &Sidecar, token: &str, uri: &str) -> reqwest::Response {
+    client()
+        .get(sc.url("/_auth/check"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-original-uri", uri)
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .expect("check")
+}
+
 #[tokio::test]
 async fn the_check_applies_the_same_rules() {
     let e = env().await;
     let check = |token: String, uri: &'static str| {
-        let url = e.sc.url("/_auth/check");
+        let sc = &e.sc;
         async move {
-            let resp = client()
-                .get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .header("x-original-uri", uri)
-                .header("x-original-method", "GET")
-                .send()
-                .await
-                .expect("check");
+            let resp = ask_check(sc, &token, uri).await;
             let status = resp.status().as_u16();
             let principal = resp
                 .headers()
@@ -429,19 +434,8 @@ async fn each_pool_and_replica_is_trusted_with_its_own_keys_and_clients() {
 
     // The forward-auth check trusts the same pools and applies the same pool rule.
     let check = |token: String, uri: &'static str| {
-        let url = e.sc.url("/_auth/check");
-        async move {
-            client()
-                .get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .header("x-original-uri", uri)
-                .header("x-original-method", "GET")
-                .send()
-                .await
-                .expect("check")
-                .status()
-                .as_u16()
-        }
+        let sc = &e.sc;
+        async move { ask_check(sc, &token, uri).await.status().as_u16() }
     };
     assert_eq!(
         check(staff_token("eu-central-1", "key2"), "/staff/y").await,

@@ -732,6 +732,13 @@ fn cloudformation_shared_cache_is_optional_and_reachable_only_from_the_tasks() {
         let name = match intrinsic(entry) {
             Some(("If", Json::Array(a))) => {
                 assert_eq!(a.len(), 3, "{entry}");
+                if a[0] == json!("ExtraTrustedPoolsOn") {
+                    // The other conditional entry: the extra trusted pools, when given.
+                    assert_eq!(a[1]["name"], "SIDECAR_VERIFY__POOLS", "{entry}");
+                    assert_eq!(ref_of(&a[1]["value"]), Some("ExtraTrustedPools"), "{entry}");
+                    assert_eq!(ref_of(&a[2]), Some("AWS::NoValue"), "{entry}");
+                    continue;
+                }
                 assert_eq!(a[0], json!(cond), "{entry}: the cache's condition");
                 assert_eq!(
                     ref_of(&a[2]),
