@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use crate::config::RateLimitConfig;
+use crate::error::{ApiError, Budget};
 use crate::fleet::Shared;
+use crate::telemetry::metrics::SharedMetrics;
 
 /// One limit: `per_minute` requests sustained, `burst` at once. `per_minute == 0` disables it.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +147,62 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> Limiter<K> {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// The recovery endpoints' own limits, for the JSON API and the pages alike (Cognito allows
+/// only a few codes an hour per user: the sidecar answers 429 before Cognito does).
+pub struct RecoveryLimits {
+    by_username: Limiter<String>,
+    by_address: Limiter<IpAddr>,
+    metrics: SharedMetrics,
+}
+
+impl RecoveryLimits {
+    /// From `rate_limit.recovery_*`, counted in the fleet backend when there is one.
+    pub fn new(rl: &RateLimitConfig, shared: Option<&Shared>, metrics: SharedMetrics) -> Self {
+        let mut by_username = Limiter::per_hour(
+            rl.recovery_username_per_hour,
+            rl.recovery_username_burst,
+            rl.max_tracked,
+        );
+        let mut by_address = Limiter::per_hour(
+            rl.recovery_address_per_hour,
+            rl.recovery_address_burst,
+            rl.max_tracked,
+        );
+        if let Some(s) = shared {
+            by_username = by_username.with_shared(s.clone(), "recovery_username");
+            by_address = by_address.with_shared(s.clone(), "recovery_address");
+        }
+        RecoveryLimits {
+            by_username,
+            by_address,
+            metrics,
+        }
+    }
+
+    /// One recovery request (`endpoint`: `forgot` or `confirm`) per client address and per
+    /// username (each endpoint counts on its own per username), whether or not the user exists.
+    pub async fn check(
+        &self,
+        endpoint: &str,
+        username: &str,
+        client: IpAddr,
+    ) -> Result<(), ApiError> {
+        let refused = |kind: &'static str, budget: Budget, wait: Duration| {
+            self.metrics.rate_limited(kind);
+            ApiError::rate_limited(budget, wait)
+        };
+        self.by_address
+            .check(&client)
+            .await
+            .map_err(|w| refused("address", Budget::RecoveryAddress, w))?;
+        let key = format!("{endpoint}:{}", username.trim().to_lowercase());
+        self.by_username
+            .check(&key)
+            .await
+            .map_err(|w| refused("username", Budget::RecoveryUsername, w))
     }
 }
 

@@ -198,12 +198,42 @@ async fn no_session_secret_in_any_log_line() {
             ("email", &newbie),
             ("session", &session),
             ("new_password", chosen),
+            ("confirm_password", chosen),
         ],
     )
     .await;
     assert_eq!(r.status(), 303);
     let id2 = set_cookie(&r, "__Host-sidecar-session").expect("session");
     secrets.push(("second session id".into(), id2));
+
+    // A forgotten password on the pages: the code and the new password are secrets too.
+    let r = post(
+        &sc,
+        "/_auth/forgot-password",
+        &jar,
+        &[("csrf", &csrf), ("email", &newbie)],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (code, reset) = ("reset-code-31337", "Reset-Session-Passw0rd!");
+    secrets.push(("recovery code".into(), code.into()));
+    secrets.push(("reset password".into(), reset.into()));
+    let r = post(
+        &sc,
+        "/_auth/reset-password",
+        &jar,
+        &[
+            ("csrf", &csrf),
+            ("email", &newbie),
+            ("code", code),
+            ("new_password", reset),
+            ("confirm_password", reset),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let id3 = set_cookie(&r, "__Host-sidecar-session").expect("session");
+    secrets.push(("third session id".into(), id3));
 
     // Sign out, then the old cookie.
     let r = post(&sc, "/_auth/sign-out", &cookie, &[("csrf", &csrf)]).await;

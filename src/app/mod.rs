@@ -24,7 +24,7 @@ use crate::gate::verify::{self, JwksCache, JwksSettings, Verifier, VerifierSetti
 use crate::gate::Gate;
 use crate::http::body::Body;
 use crate::idp::{Cognito, CognitoSettings};
-use crate::limit::{Limiter, Quota};
+use crate::limit::{Limiter, Quota, RecoveryLimits};
 use crate::request::{Listener, Service};
 use crate::telemetry::metrics::{JwksStats, Metrics, SharedMetrics};
 use crate::upstream::tunnel::Tunnels;
@@ -155,6 +155,11 @@ impl App {
             by_address = by_address.with_shared(s.clone(), "address");
         }
         let by_username = Arc::new(by_username);
+        let recovery = Arc::new(RecoveryLimits::new(
+            rl,
+            shared.as_ref(),
+            Arc::clone(&metrics),
+        ));
         let (sessions, pages) = if let Some(templates) = d.templates.clone() {
             let sessions = Sessions::new(
                 &config.session,
@@ -169,9 +174,11 @@ impl App {
                 gate.clone(),
                 shared.clone(),
                 Arc::clone(&by_username),
+                Arc::clone(&recovery),
                 Arc::clone(&metrics),
                 templates,
                 config.api.max_body_bytes,
+                &config.api.totp_issuer,
             );
             (Some(sessions), Some(pages))
         } else {
@@ -190,7 +197,7 @@ impl App {
                     &config.api,
                     v.max_token_bytes,
                     by_username,
-                    crate::auth_api::RecoveryLimits::new(rl, shared.as_ref()),
+                    Arc::clone(&recovery),
                     shared.clone(),
                     Arc::clone(&metrics),
                 ),

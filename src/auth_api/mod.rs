@@ -25,14 +25,13 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::RateLimitConfig;
 use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::verify;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
-use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, IdpError, Step, Tokens};
-use crate::limit::Limiter;
+use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, Step, Tokens};
+use crate::limit::{Limiter, RecoveryLimits};
 use crate::telemetry::metrics::SharedMetrics;
 use body::{code_field, field, optional_field};
 
@@ -129,37 +128,6 @@ pub struct ForgotOut {
     pub delivery: Option<Delivery>,
 }
 
-/// The recovery endpoints' own limits (Cognito allows only a few codes an hour per user: the
-/// sidecar answers 429 before Cognito does).
-pub struct RecoveryLimits {
-    by_username: Limiter<String>,
-    by_address: Limiter<IpAddr>,
-}
-
-impl RecoveryLimits {
-    /// From `rate_limit.recovery_*`, counted in the fleet backend when there is one.
-    pub fn new(rl: &RateLimitConfig, shared: Option<&Shared>) -> Self {
-        let mut by_username = Limiter::per_hour(
-            rl.recovery_username_per_hour,
-            rl.recovery_username_burst,
-            rl.max_tracked,
-        );
-        let mut by_address = Limiter::per_hour(
-            rl.recovery_address_per_hour,
-            rl.recovery_address_burst,
-            rl.max_tracked,
-        );
-        if let Some(s) = shared {
-            by_username = by_username.with_shared(s.clone(), "recovery_username");
-            by_address = by_address.with_shared(s.clone(), "recovery_address");
-        }
-        RecoveryLimits {
-            by_username,
-            by_address,
-        }
-    }
-}
-
 /// The auth endpoints and what they need.
 #[derive(Clone)]
 pub struct AuthApi {
@@ -189,7 +157,7 @@ impl AuthApi {
         api: &crate::config::ApiConfig,
         max_token_bytes: usize,
         by_username: Arc<Limiter<String>>,
-        recovery: RecoveryLimits,
+        recovery: Arc<RecoveryLimits>,
         shared: Option<Shared>,
         metrics: SharedMetrics,
     ) -> Self {
@@ -199,7 +167,7 @@ impl AuthApi {
             max_body: api.max_body_bytes,
             max_token_bytes,
             by_username,
-            recovery: Arc::new(recovery),
+            recovery,
             totp_issuer: Arc::from(api.totp_issuer.as_str()),
             shared,
             metrics,
@@ -207,29 +175,13 @@ impl AuthApi {
         }
     }
 
-    /// Recovery requests per client address and per username (each endpoint counts on its
-    /// own per username), whether or not the user exists.
     async fn limit_recovery(
         &self,
         endpoint: &str,
         username: &str,
         client: IpAddr,
     ) -> Result<(), ApiError> {
-        let refused = |kind: &'static str, budget: Budget, wait: std::time::Duration| {
-            self.metrics.rate_limited(kind);
-            ApiError::rate_limited(budget, wait)
-        };
-        self.recovery
-            .by_address
-            .check(&client)
-            .await
-            .map_err(|w| refused("address", Budget::RecoveryAddress, w))?;
-        let key = format!("{endpoint}:{}", username.trim().to_lowercase());
-        self.recovery
-            .by_username
-            .check(&key)
-            .await
-            .map_err(|w| refused("username", Budget::RecoveryUsername, w))
+        self.recovery.check(endpoint, username, client).await
     }
 
     /// Password attempts per username are limited, whoever sends them (credential stuffing
@@ -448,7 +400,7 @@ impl AuthApi {
             .await
             .map_err(|e| ApiError::from_idp(Step::MfaAssociate, e))?;
         let out = MfaSetupOut {
-            otpauth_uri: otpauth_uri(&self.totp_issuer, email, &token.secret_code),
+            otpauth_uri: crate::idp::otpauth_uri(&self.totp_issuer, email, &token.secret_code),
             session: token.session.unwrap_or_else(|| session.to_owned()),
             secret_code: token.secret_code,
         };
@@ -500,7 +452,7 @@ impl AuthApi {
         self.limit_recovery("forgot", email, client).await?;
         let delivery = match self.idp.forgot_password(email).await {
             Ok(d) => d,
-            Err(e) if hides_user(&e) => None,
+            Err(e) if e.hides_user() => None,
             Err(e) => return Err(ApiError::from_idp(Step::ForgotPassword, e)),
         };
         let out = ForgotOut { ok: true, delivery };
@@ -557,33 +509,6 @@ impl AuthApi {
     ) -> Result<Map<String, Value>, ApiError> {
         body::json_object(req, ep, self.max_body, self.seed).await
     }
-}
-
-/// The ForgotPassword refusals that only a known (or only an unknown) user gets: answered
-/// like a success, so the answer does not tell whether the user exists.
-fn hides_user(e: &IdpError) -> bool {
-    matches!(
-        e,
-        IdpError::UserNotFound
-            | IdpError::NotAuthorized
-            | IdpError::UserNotConfirmed
-            | IdpError::InvalidParameter
-            | IdpError::InvalidPassword
-    )
-}
-
-/// The `otpauth://` URI of a TOTP secret (Key Uri Format): label `issuer:account`, SHA1, six
-/// digits, thirty seconds, as Cognito's TOTP MFA works.
-pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
-    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    format!(
-        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30",
-        enc(issuer),
-        enc(account),
-        enc(secret),
-        enc(issuer)
-    )
 }
 
 fn answer(outcome: AuthOutcome) -> Result<Answer, ApiError> {
@@ -681,6 +606,7 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idp::otpauth_uri;
     use http_body_util::BodyExt;
     use serde_json::json;
 
@@ -799,7 +725,7 @@ mod tests {
         let all = crate::error::tests_support::all_idp_errors();
         let hidden: Vec<&str> = all
             .iter()
-            .filter(|e| hides_user(e))
+            .filter(|e| e.hides_user())
             .map(|e| e.class())
             .collect();
         assert_eq!(

@@ -23,7 +23,13 @@ input:focus,button:focus{outline:3px solid #2d6cdf;outline-offset:1px}\
 button{margin-top:1.2rem;width:100%;padding:.65rem;font-size:1rem;border:0;border-radius:4px;\
 background:#2d6cdf;color:#fff;cursor:pointer}\
 .error{background:#fdecea;color:#8a1c12;border:1px solid #f5c2bd;padding:.6rem;border-radius:4px}\
-.hint{color:#4b5468;font-size:.9rem}.logo{max-width:8rem;display:block;margin-bottom:1rem}";
+.hint{color:#4b5468;font-size:.9rem}.logo{max-width:8rem;display:block;margin-bottom:1rem}\
+.links{margin-top:1rem;text-align:center}a{color:#2d6cdf}\
+a.provider{display:block;margin:.6rem 0;padding:.6rem;text-align:center;border:1px solid #8a93a6;\
+border-radius:4px;color:#1d2330;text-decoration:none;font-weight:600}a.provider:focus{outline:3px solid #2d6cdf}\
+.or{text-align:center;color:#4b5468;margin:1rem 0 0}.qr svg{display:block;margin:0 auto;width:12rem;height:12rem}\
+code{word-break:break-all;font-size:1rem}fieldset{border:0;padding:0;margin:.8rem 0}\
+fieldset label{font-weight:400;display:flex;gap:.5rem;align-items:center}fieldset input{width:auto}";
 
 pub(crate) const SIGN_IN: &str = r#"<!doctype html>
 <html lang="en">
@@ -47,6 +53,7 @@ pub(crate) const SIGN_IN: &str = r#"<!doctype html>
 <input id="password" name="password" type="password" autocomplete="current-password" required{{invalid}}>
 <button type="submit">Sign in</button>
 </form>
+{{forgot}}
 </main>
 </body>
 </html>
@@ -71,8 +78,11 @@ pub(crate) const NEW_PASSWORD: &str = r#"<!doctype html>
 <input type="hidden" name="return" value="{{return}}">
 <input type="hidden" name="email" value="{{email}}">
 <input type="hidden" name="session" value="{{session}}">
+{{policy}}
 <label for="new_password">New password</label>
 <input id="new_password" name="new_password" type="password" autocomplete="new-password" required autofocus{{invalid}}>
+<label for="confirm_password">New password again</label>
+<input id="confirm_password" name="confirm_password" type="password" autocomplete="new-password" required{{invalid}}>
 <button type="submit">Set password and sign in</button>
 </form>
 </main>
@@ -132,13 +142,140 @@ pub(crate) const SIGN_OUT: &str = r#"<!doctype html>
 </html>
 "#;
 
-/// The three templates, built in or from `session.templates_dir`.
+pub(crate) const FORGOT_PASSWORD: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Forgot your password? · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Forgot your password?</h1>
+<p class="hint">Enter the email you sign in with. If there is an account for it, we will send it a code to choose a new password.</p>
+{{error}}
+<form method="post" action="{{prefix}}/forgot-password">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" required autofocus value="{{email}}"{{invalid}}>
+<button type="submit">Send a code</button>
+</form>
+<p class="links"><a href="{{prefix}}/sign-in?return={{return_query}}">Back to sign-in</a></p>
+</main>
+</body>
+</html>
+"#;
+
+pub(crate) const RESET_PASSWORD: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Choose a new password · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Choose a new password</h1>
+<p class="hint">If there is an account for {{email}}, a code is on its way to it. Enter the code and the password you will sign in with from now on.</p>
+{{error}}
+<form method="post" action="{{prefix}}/reset-password">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<input type="hidden" name="email" value="{{email}}">
+<label for="code">Code</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
+{{policy}}
+<label for="new_password">New password</label>
+<input id="new_password" name="new_password" type="password" autocomplete="new-password" required{{invalid}}>
+<label for="confirm_password">New password again</label>
+<input id="confirm_password" name="confirm_password" type="password" autocomplete="new-password" required{{invalid}}>
+<button type="submit">Set password and sign in</button>
+</form>
+<p class="links"><a href="{{prefix}}/forgot-password?return={{return_query}}">Send another code</a></p>
+</main>
+</body>
+</html>
+"#;
+
+pub(crate) const MFA_SETUP: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Set up your authenticator app · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Set up your authenticator app</h1>
+<p class="hint">This account needs a second step at sign-in. Scan the code with an authenticator app, or enter the key by hand, then enter the 6-digit code the app shows.</p>
+<div class="qr">{{qr}}</div>
+<p class="hint">Key: <code id="secret">{{secret}}</code></p>
+{{error}}
+<form method="post" action="{{prefix}}/mfa-setup">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<input type="hidden" name="email" value="{{email}}">
+<input type="hidden" name="username" value="{{username}}">
+<input type="hidden" name="session" value="{{session}}">
+<input type="hidden" name="secret" value="{{secret}}">
+<label for="code">Code from the app</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
+<button type="submit">Verify and sign in</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+pub(crate) const SELECT_MFA: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Choose how to verify · {{title}}</title>
+<link rel="stylesheet" href="{{prefix}}/style.css">
+</head>
+<body>
+<main>
+{{logo}}
+<h1>Choose how to verify</h1>
+{{error}}
+<form method="post" action="{{prefix}}/mfa">
+<input type="hidden" name="csrf" value="{{csrf}}">
+<input type="hidden" name="return" value="{{return}}">
+<input type="hidden" name="email" value="{{email}}">
+<input type="hidden" name="username" value="{{username}}">
+<input type="hidden" name="challenge" value="SELECT_MFA_TYPE">
+<input type="hidden" name="session" value="{{session}}">
+<fieldset>
+<legend>Send or show me a code with</legend>
+{{choices}}
+</fieldset>
+<button type="submit" autofocus>Continue</button>
+</form>
+</main>
+</body>
+</html>
+"#;
+
+/// The pages' templates, built in or from `session.templates_dir`.
 #[derive(Debug, Clone)]
 pub struct Templates {
     pub(crate) sign_in: String,
     pub(crate) new_password: String,
     pub(crate) mfa: String,
     pub(crate) sign_out: String,
+    pub(crate) forgot_password: String,
+    pub(crate) reset_password: String,
+    pub(crate) mfa_setup: String,
+    pub(crate) select_mfa: String,
 }
 
 impl Templates {
@@ -160,6 +297,10 @@ impl Templates {
             new_password: read("new-password.html", NEW_PASSWORD)?,
             mfa: read("mfa.html", MFA)?,
             sign_out: read("sign-out.html", SIGN_OUT)?,
+            forgot_password: read("forgot-password.html", FORGOT_PASSWORD)?,
+            reset_password: read("reset-password.html", RESET_PASSWORD)?,
+            mfa_setup: read("mfa-setup.html", MFA_SETUP)?,
+            select_mfa: read("select-mfa.html", SELECT_MFA)?,
         })
     }
 }
@@ -306,6 +447,21 @@ mod tests {
                 ][..],
             ),
             (SIGN_OUT, &["csrf", "error", "prefix"][..]),
+            (FORGOT_PASSWORD, &["csrf", "return", "email", "error"][..]),
+            (
+                RESET_PASSWORD,
+                &["csrf", "return", "email", "error", "policy"][..],
+            ),
+            (
+                MFA_SETUP,
+                &[
+                    "csrf", "return", "email", "username", "session", "secret", "qr",
+                ][..],
+            ),
+            (
+                SELECT_MFA,
+                &["csrf", "return", "email", "username", "session", "choices"][..],
+            ),
         ] {
             for n in needs {
                 assert!(t.contains(&format!("{{{{{n}}}}}")), "{n}");
@@ -313,11 +469,24 @@ mod tests {
             assert!(!t.to_ascii_lowercase().contains("<script"));
             assert!(t.contains(r#"<html lang="en">"#) && t.contains("autofocus"));
         }
-        for t in [SIGN_IN, NEW_PASSWORD, MFA] {
+        for t in [
+            SIGN_IN,
+            NEW_PASSWORD,
+            MFA,
+            FORGOT_PASSWORD,
+            RESET_PASSWORD,
+            MFA_SETUP,
+        ] {
             // Every visible input has its label.
             let inputs = t.matches("<input id=").count();
             assert_eq!(inputs, t.matches("<label for=").count());
         }
         assert!(SIGN_IN.contains(r#"name="email""#) && SIGN_IN.contains(r#"name="password""#));
+        // The forms that set a password ask for it twice.
+        for t in [NEW_PASSWORD, RESET_PASSWORD] {
+            assert!(
+                t.contains(r#"name="new_password""#) && t.contains(r#"name="confirm_password""#)
+            );
+        }
     }
 }

@@ -217,6 +217,8 @@ impl Default for SessionConfig {
             title: "Sign in".into(),
             logo_url: None,
             templates_dir: None,
+            password_policy: None,
+            read_password_policy: true,
         }
     }
 }

@@ -410,9 +410,16 @@ pub struct SessionConfig {
     pub title: String,
     /// An image URL shown above the form (`https:`, or a path on this host).
     pub logo_url: Option<String>,
-    /// A directory whose `sign-in.html`, `new-password.html` and `sign-out.html` replace the
-    /// built-in pages (see the README for their placeholders).
+    /// A directory whose `sign-in.html`, `new-password.html`, `mfa.html`, `sign-out.html`,
+    /// `forgot-password.html`, `reset-password.html`, `mfa-setup.html` and `select-mfa.html`
+    /// replace the built-in pages (see the README for their placeholders).
     pub templates_dir: Option<String>,
+    /// The password rules the password forms show, e.g. "At least 12 characters, with a
+    /// number". When unset, read once from the pool (`read_password_policy`).
+    pub password_policy: Option<String>,
+    /// Read the pool's password policy with DescribeUserPool for the password forms (the task
+    /// role needs `cognito-idp:DescribeUserPool`; refused, the forms show none).
+    pub read_password_policy: bool,
 }
 
 /// Which front proxy asks the forward-auth check, and so where the original request is read.

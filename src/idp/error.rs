@@ -50,6 +50,19 @@ pub enum IdpError {
 }
 
 impl IdpError {
+    /// The ForgotPassword refusals that only a known (or only an unknown) user gets: answered
+    /// like a success, so the answer does not tell whether the user exists.
+    pub fn hides_user(&self) -> bool {
+        matches!(
+            self,
+            IdpError::UserNotFound
+                | IdpError::NotAuthorized
+                | IdpError::UserNotConfirmed
+                | IdpError::InvalidParameter
+                | IdpError::InvalidPassword
+        )
+    }
+
     /// A short label for metrics and logs.
     pub fn class(&self) -> &'static str {
         match self {

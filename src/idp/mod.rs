@@ -31,7 +31,9 @@ mod model;
 use error::classify;
 pub use error::{IdpError, Step};
 use model::enum_token;
-pub use model::{AuthOutcome, ChallengeHints, Delivery, SoftwareToken, Tokens};
+pub use model::{
+    otpauth_uri, AuthOutcome, ChallengeHints, Delivery, PasswordPolicy, SoftwareToken, Tokens,
+};
 
 /// The Cognito operations each auth flow calls, in one place: the IAM policy in `deploy/`
 /// is checked against this list by a test.
@@ -400,6 +402,35 @@ impl Cognito {
             .timed(&self.metrics, "GlobalSignOut")
             .await
             .map(|_| ())
+    }
+
+    /// The pool's password policy (DescribeUserPool; needs `cognito-idp:DescribeUserPool`),
+    /// for the pages' password forms.
+    #[tracing::instrument(skip_all, fields(op = "DescribeUserPool"))]
+    pub async fn password_policy(&self) -> Result<Option<PasswordPolicy>, IdpError> {
+        let out = self
+            .client
+            .describe_user_pool()
+            .user_pool_id(&self.pool_id)
+            .send()
+            .timed(&self.metrics, "DescribeUserPool")
+            .await?;
+        Ok(out
+            .user_pool()
+            .and_then(|p| p.policies())
+            .and_then(|p| p.password_policy())
+            .map(|p| PasswordPolicy {
+                min_length: p.minimum_length().and_then(|n| u32::try_from(n).ok()),
+                uppercase: p.require_uppercase(),
+                lowercase: p.require_lowercase(),
+                numbers: p.require_numbers(),
+                symbols: p.require_symbols(),
+            }))
+    }
+
+    /// The app client's id and secret (the managed-login token endpoint's HTTP Basic auth).
+    pub fn client_credentials(&self) -> (&str, Option<&str>) {
+        (&self.client_id, self.secret.as_deref())
     }
 }
 

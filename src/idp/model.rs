@@ -117,3 +117,93 @@ impl std::fmt::Debug for SoftwareToken {
         f.write_str("SoftwareToken { <redacted> }")
     }
 }
+
+/// A pool's password policy, as DescribeUserPool tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub min_length: Option<u32>,
+    pub uppercase: bool,
+    pub lowercase: bool,
+    pub numbers: bool,
+    pub symbols: bool,
+}
+
+impl PasswordPolicy {
+    /// One sentence for a form: "At least 8 characters, with an uppercase letter, a number
+    /// and a symbol."
+    pub fn describe(&self) -> String {
+        let mut with = Vec::new();
+        if self.uppercase {
+            with.push("an uppercase letter");
+        }
+        if self.lowercase {
+            with.push("a lowercase letter");
+        }
+        if self.numbers {
+            with.push("a number");
+        }
+        if self.symbols {
+            with.push("a symbol");
+        }
+        let with = match with.as_slice() {
+            [] => String::new(),
+            [one] => format!("with {one}"),
+            [rest @ .., last] => format!("with {} and {last}", rest.join(", ")),
+        };
+        match (self.min_length, with.is_empty()) {
+            (Some(n), true) => format!("At least {n} characters."),
+            (Some(n), false) => format!("At least {n} characters, {with}."),
+            (None, true) => String::new(),
+            (None, false) => {
+                let mut w = with;
+                w.replace_range(..1, "W");
+                format!("{w}.")
+            }
+        }
+    }
+}
+
+/// The `otpauth://` URI of a TOTP secret (Key Uri Format): label `issuer:account`, SHA1, six
+/// digits, thirty seconds, as Cognito's TOTP MFA works.
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        enc(secret),
+        enc(issuer)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_policies_read_as_one_sentence() {
+        let p = |min_length, uppercase, lowercase, numbers, symbols| PasswordPolicy {
+            min_length,
+            uppercase,
+            lowercase,
+            numbers,
+            symbols,
+        };
+        for (policy, want) in [
+            (
+                p(Some(8), true, true, true, true),
+                "At least 8 characters, with an uppercase letter, a lowercase letter, a number and a symbol.",
+            ),
+            (p(Some(12), false, false, true, false), "At least 12 characters, with a number."),
+            (p(Some(6), false, false, false, false), "At least 6 characters."),
+            (
+                p(None, true, false, false, true),
+                "With an uppercase letter and a symbol.",
+            ),
+            (p(None, false, false, false, false), ""),
+        ] {
+            assert_eq!(policy.describe(), want, "{policy:?}");
+        }
+    }
+}

@@ -206,7 +206,7 @@ redis_pid=$!
 # A fresh pool per run, with a user per scenario besides the demo users.
 password='Browser-Passw0rd!'
 users=()
-for u in refresh signout csrf return; do users+=(--user "$u@example.com:$password"); done
+for u in refresh signout csrf return forgot; do users+=(--user "$u@example.com:$password"); done
 "$PY" deploy/local/bootstrap.py --endpoint "$MOTO_URL" --pool-name "browser-$$-$RANDOM" \
     "${users[@]}" >"$work/pool.env"
 set -a

@@ -394,7 +394,7 @@ def temporary_password_goes_through_the_new_password_page(b):
     check(b.cookie() is None, "no session cookie before the new password")
     b.screenshot("new-password.png")
 
-    b.submit({"#new_password": "Chosen-Passw0rd!"})
+    b.submit({"#new_password": "Chosen-Passw0rd!", "#confirm_password": "Chosen-Passw0rd!"})
     eq(b.url(), A + target, "back on the original page")
     b.expect_hops([("POST", A + "/_auth/new-password", 303, target), ("GET", A + target, 200)])
     identity_of(b.echo(), NEW[0], groups=None)
@@ -573,6 +573,35 @@ def return_path_to_another_site_lands_on_root(b):
     identity_of(doc, user)
 
 
+def forgotten_password_is_reset_and_signs_in(b):
+    """Sign-in page -> "Forgot your password?" -> the email -> the code and the new password
+    twice (a mismatch is announced) -> signed in on the original page; the old password fails."""
+    b.clear_cookies()
+    target = "/projects?view=mine"
+    b.go(A + target)
+    eq(b.url(), sign_in_url(A, target), "sign-in first")
+    user = "forgot@example.com"
+    b.submit({}, button="a[href^='/_auth/forgot-password']")
+    eq(b.text("h1"), "Forgot your password?", "the recovery page's heading")
+    eq(b.el("input[name=return]").get_attribute("value"), target, "return is carried on")
+    b.screenshot("forgot-password.png")
+    b.submit({"#email": user})
+    b.expect_hops([("POST", A + "/_auth/forgot-password", 200)])
+    eq(b.text("h1"), "Choose a new password", "the reset page's heading")
+    check(b.el("#policy").text.startswith("At least"), "the pool's policy is shown", b.el("#policy").text)
+    b.submit({"#code": "123456", "#new_password": "Reset-Passw0rd-1!", "#confirm_password": "Reset-Passw0rd-2!"})
+    eq(b.text("#error"), "The two passwords do not match.", "a mismatch is announced")
+    b.screenshot("reset-password.png")
+    b.submit({"#code": "123456", "#new_password": "Reset-Passw0rd-1!", "#confirm_password": "Reset-Passw0rd-1!"})
+    eq(b.url(), A + target, "signed in, back on the original page")
+    b.expect_hops([("POST", A + "/_auth/reset-password", 303, target), ("GET", A + target, 200)])
+    identity_of(b.echo(), user)
+    b.clear_cookies()
+    b.go(sign_in_url(A, "/"))
+    b.sign_in(user, PASSWORD)
+    eq(b.text("#error"), "Incorrect email or password", "the old password no longer works")
+
+
 SCENARIOS = [
     sign_in_lands_on_the_original_page,
     temporary_password_goes_through_the_new_password_page,
@@ -580,6 +609,7 @@ SCENARIOS = [
     sign_out_ends_the_session_on_both_sidecars,
     cross_site_form_post_is_refused,
     return_path_to_another_site_lands_on_root,
+    forgotten_password_is_reset_and_signs_in,
 ]
 
 

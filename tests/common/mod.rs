@@ -3,6 +3,8 @@
 //! in moto (started by `deploy/test.sh`, or here if `MOTO_URL` is unset).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,12 +1,13 @@
 //! The sidecar's own pages for browser sessions, under `session.prefix` (default `/_auth`):
-//! sign-in, new password (Cognito's NEW_PASSWORD_REQUIRED) and sign-out, over the same Cognito
-//! calls as the JSON API, with its error messages (no user enumeration).
+//! sign-in, new password (Cognito's NEW_PASSWORD_REQUIRED), the second step (`mfa`: codes,
+//! SELECT_MFA_TYPE, MFA_SETUP), a forgotten password (`recovery`) and sign-out, over the same
+//! Cognito calls as the JSON API, with its error messages (no user enumeration).
 //!
 //! Plain HTML forms that work without JavaScript: labelled fields, the first one focused,
 //! errors announced (`role="alert"`, `aria-describedby`). Every page is sent with a strict
 //! `Content-Security-Policy` (no script at all), `X-Frame-Options: DENY` and
 //! `Cache-Control: no-store`. Each form carries a CSRF token bound to the pre-session cookie
-//! `__Host-sidecar-csrf`. Operators may replace the three templates (`session.templates_dir`);
+//! `__Host-sidecar-csrf`. Operators may replace the templates (`session.templates_dir`);
 //! every placeholder is HTML-escaped except `{{error}}` and `{{logo}}`, which the sidecar builds.
 
 use std::collections::HashMap;
@@ -19,13 +20,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+mod mfa;
+mod recovery;
+
 use crate::browser::session::{self, Sessions};
 use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
-use crate::idp::{AuthOutcome, Cognito, Step};
-use crate::limit::Limiter;
+use crate::idp::{AuthOutcome, Cognito, IdpError, Step};
+use crate::limit::{Limiter, RecoveryLimits};
 use crate::telemetry::metrics::SharedMetrics;
 
 use super::templates::{
@@ -37,8 +41,14 @@ use super::templates::{
 pub enum Page {
     SignIn,
     NewPassword,
-    /// The code of an MFA challenge (authenticator app, SMS or email).
+    /// The code of an MFA challenge (authenticator app, SMS or email), or the choice of one.
     Mfa,
+    /// The first code of an authenticator app being set up (MFA_SETUP).
+    MfaSetup,
+    /// "Forgot your password?": the email to send a code to.
+    ForgotPassword,
+    /// The code and the new password.
+    ResetPassword,
     SignOut,
     Style,
 }
@@ -50,6 +60,9 @@ impl Page {
             "/sign-in" => Some(Page::SignIn),
             "/new-password" => Some(Page::NewPassword),
             "/mfa" => Some(Page::Mfa),
+            "/mfa-setup" => Some(Page::MfaSetup),
+            "/forgot-password" => Some(Page::ForgotPassword),
+            "/reset-password" => Some(Page::ResetPassword),
             "/sign-out" => Some(Page::SignOut),
             "/style.css" => Some(Page::Style),
             _ => None,
@@ -69,9 +82,14 @@ struct Inner {
     gate: Gate,
     shared: Option<Shared>,
     by_username: Arc<Limiter<String>>,
+    recovery: Arc<RecoveryLimits>,
     metrics: SharedMetrics,
     templates: Templates,
     max_body: usize,
+    /// The authenticator apps' issuer label (`api.totp_issuer`).
+    totp_issuer: String,
+    /// The pool's password policy as the forms show it (configured, or read once).
+    policy: tokio::sync::OnceCell<String>,
 }
 
 /// Form fields, first value of each.
@@ -85,9 +103,11 @@ impl Pages {
         gate: Gate,
         shared: Option<Shared>,
         by_username: Arc<Limiter<String>>,
+        recovery: Arc<RecoveryLimits>,
         metrics: SharedMetrics,
         templates: Templates,
         max_body: usize,
+        totp_issuer: &str,
     ) -> Self {
         Pages {
             inner: Arc::new(Inner {
@@ -96,9 +116,12 @@ impl Pages {
                 gate,
                 shared,
                 by_username,
+                recovery,
                 metrics,
                 templates,
                 max_body,
+                totp_issuer: totp_issuer.to_string(),
+                policy: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -109,7 +132,7 @@ impl Pages {
         &self,
         page: Page,
         req: Request<Incoming>,
-        _peer: IpAddr,
+        client: IpAddr,
     ) -> Result<Response<Body>, ApiError> {
         let method = req.method().clone();
         match (page, &method) {
@@ -121,11 +144,19 @@ impl Pages {
             (Page::SignIn, &Method::POST) => self.sign_in(req).await,
             (Page::NewPassword, &Method::POST) => self.new_password(req).await,
             (Page::Mfa, &Method::POST) => self.mfa(req).await,
-            (Page::Mfa, &Method::GET | &Method::HEAD) => {
+            (Page::MfaSetup, &Method::POST) => self.mfa_setup(req).await,
+            (Page::ForgotPassword, &Method::GET | &Method::HEAD) => {
+                let ret = query_param(req.uri().query(), "return").unwrap_or_default();
+                Ok(self.forgot_page(req.headers(), StatusCode::OK, None, "", &ret))
+            }
+            (Page::ForgotPassword, &Method::POST) => self.forgot_password(req, client).await,
+            (Page::ResetPassword, &Method::POST) => self.reset_password(req, client).await,
+            // The steps after the first form are reached by posting it.
+            (Page::Mfa | Page::MfaSetup | Page::NewPassword, &Method::GET | &Method::HEAD) => {
                 Ok(redirect(&format!("{}/sign-in", self.prefix())))
             }
-            (Page::NewPassword, &Method::GET | &Method::HEAD) => {
-                Ok(redirect(&format!("{}/sign-in", self.prefix())))
+            (Page::ResetPassword, &Method::GET | &Method::HEAD) => {
+                Ok(redirect(&format!("{}/forgot-password", self.prefix())))
             }
             (Page::SignOut, &Method::GET | &Method::HEAD) => {
                 Ok(self.sign_out_page(req.headers(), None))
@@ -198,14 +229,25 @@ impl Pages {
             return Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret));
         }
         let new = get("new_password");
-        if new.is_empty() {
+        let policy = self.policy_html().await;
+        let refused = if new.is_empty() {
+            Some("Enter a new password.")
+        } else if new != get("confirm_password") {
+            Some("The two passwords do not match.")
+        } else {
+            None
+        };
+        if let Some(msg) = refused {
             return Ok(self.new_password_page(
                 &parts.headers,
                 StatusCode::BAD_REQUEST,
-                Some("Enter a new password."),
-                email,
-                cognito_session,
-                &ret,
+                Some(msg),
+                &NewPasswordForm {
+                    email,
+                    session: cognito_session,
+                    policy: &policy,
+                    ret: &ret,
+                },
             ));
         }
         match self
@@ -224,9 +266,12 @@ impl Pages {
                         &parts.headers,
                         e.status,
                         Some(&e.message),
-                        email,
-                        cognito_session,
-                        &ret,
+                        &NewPasswordForm {
+                            email,
+                            session: cognito_session,
+                            policy: &policy,
+                            ret: &ret,
+                        },
                     ))
                 } else {
                     Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
@@ -236,7 +281,8 @@ impl Pages {
     }
 
     /// Tokens → a new session (the old one, if any, ends: the id is rotated at sign-in);
-    /// NEW_PASSWORD_REQUIRED → its page; another challenge → an explanation.
+    /// NEW_PASSWORD_REQUIRED, a code, SELECT_MFA_TYPE or MFA_SETUP → its page; another
+    /// challenge → an explanation.
     async fn outcome(
         &self,
         headers: &http::HeaderMap,
@@ -264,14 +310,62 @@ impl Pages {
                 session: Some(s),
                 ..
             } if name == "NEW_PASSWORD_REQUIRED" => {
-                Ok(self.new_password_page(headers, StatusCode::OK, None, email, &s, ret))
+                let policy = self.policy_html().await;
+                Ok(self.new_password_page(
+                    headers,
+                    StatusCode::OK,
+                    None,
+                    &NewPasswordForm {
+                        email,
+                        session: &s,
+                        policy: &policy,
+                        ret,
+                    },
+                ))
+            }
+            AuthOutcome::Challenge {
+                name,
+                session: Some(s),
+                username,
+                ..
+            } if name == "MFA_SETUP" => {
+                let username = username.unwrap_or_else(|| email.to_string());
+                Ok(self
+                    .start_mfa_setup(headers, email, &username, &s, ret)
+                    .await)
             }
             AuthOutcome::Challenge {
                 name,
                 session: Some(s),
                 username,
                 hints,
-            } if code_field(&name).is_some() => {
+            } if name == "SELECT_MFA_TYPE"
+                && hints
+                    .mfas_can_choose
+                    .as_ref()
+                    .is_some_and(|m| m.iter().any(|m| mfa::choice_label(m).is_some())) =>
+            {
+                let username = username.unwrap_or_else(|| email.to_string());
+                let mfas = hints.mfas_can_choose.unwrap_or_default();
+                Ok(self.select_mfa_page(
+                    headers,
+                    &mfa::MfaForm {
+                        email,
+                        username: &username,
+                        challenge: &name,
+                        session: &s,
+                        hint: "",
+                        ret,
+                    },
+                    &mfas,
+                ))
+            }
+            AuthOutcome::Challenge {
+                name,
+                session: Some(s),
+                username,
+                hints,
+            } if mfa::code_field(&name).is_some() => {
                 let hint = match (name.as_str(), hints.code_delivery_destination.as_deref()) {
                     ("SOFTWARE_TOKEN_MFA", _) => {
                         "Enter the 6-digit code from your authenticator app.".to_string()
@@ -284,7 +378,7 @@ impl Pages {
                     headers,
                     StatusCode::OK,
                     None,
-                    &MfaForm {
+                    &mfa::MfaForm {
                         email,
                         username: &username,
                         challenge: &name,
@@ -312,79 +406,6 @@ impl Pages {
                     email,
                     ret,
                 ))
-            }
-        }
-    }
-
-    /// The code of an MFA challenge: RespondToAuthChallenge (admin or not, as configured).
-    async fn mfa(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let (parts, body) = req.into_parts();
-        let form = self.form(&parts.headers, body).await?;
-        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let ret = session::safe_return(get("return"));
-        let (email, username, challenge) = (get("email").trim(), get("username"), get("challenge"));
-        let again = |status, error: &str| {
-            let hint = "Enter the code again.";
-            self.mfa_page(
-                &parts.headers,
-                status,
-                Some(error),
-                &MfaForm {
-                    email,
-                    username,
-                    challenge,
-                    session: get("session"),
-                    hint,
-                    ret: &ret,
-                },
-            )
-        };
-        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
-            self.inner.metrics.csrf_refused("form");
-            return Ok(self.sign_in_page(
-                &parts.headers,
-                StatusCode::FORBIDDEN,
-                Some("This form has expired. Please sign in again."),
-                email,
-                &ret,
-            ));
-        }
-        let Some(field) = code_field(challenge) else {
-            return Ok(self.sign_in_page(
-                &parts.headers,
-                StatusCode::BAD_REQUEST,
-                Some("Please sign in again."),
-                email,
-                &ret,
-            ));
-        };
-        if let Err(e) = self.limit(email).await {
-            return Ok(again(e.status, &e.message));
-        }
-        let code = get("code").trim();
-        if code.is_empty() {
-            return Ok(again(StatusCode::BAD_REQUEST, "Enter the code."));
-        }
-        let who = if username.is_empty() { email } else { username };
-        let name = aws_sdk_cognitoidentityprovider::types::ChallengeNameType::from(challenge);
-        match self
-            .inner
-            .idp
-            .respond(name, who, get("session"), &[(field, code)])
-            .await
-        {
-            Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
-            Err(e) => {
-                let e = ApiError::from_idp(Step::MfaAnswer, e);
-                self.inner.metrics.session_sign_in(e.code.as_str());
-                if matches!(
-                    e.code,
-                    ErrorCode::InvalidCode | ErrorCode::ExpiredCode | ErrorCode::RateLimited
-                ) {
-                    Ok(again(e.status, &e.message))
-                } else {
-                    Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
-                }
             }
         }
     }
@@ -430,6 +451,70 @@ impl Pages {
                 self.inner.metrics.rate_limited("username");
                 ApiError::rate_limited(Budget::Username, wait)
             })
+    }
+
+    /// The sign-in page for a form whose CSRF token did not match.
+    fn expired(&self, headers: &http::HeaderMap, email: &str, ret: &str) -> Response<Body> {
+        self.inner.metrics.csrf_refused("form");
+        self.sign_in_page(
+            headers,
+            StatusCode::FORBIDDEN,
+            Some("This form has expired. Please sign in again."),
+            email,
+            ret,
+        )
+    }
+
+    /// The sign-in page with the JSON API's answer to a refused step.
+    fn refused(
+        &self,
+        headers: &http::HeaderMap,
+        step: Step,
+        e: IdpError,
+        email: &str,
+        ret: &str,
+    ) -> Response<Body> {
+        let e = ApiError::from_idp(step, e);
+        self.inner.metrics.session_sign_in(e.code.as_str());
+        self.sign_in_page(headers, e.status, Some(&e.message), email, ret)
+    }
+
+    /// The pool's password policy as a hint paragraph, or nothing: `session.password_policy`
+    /// when configured, else read once with DescribeUserPool (`session.read_password_policy`;
+    /// the task role needs `cognito-idp:DescribeUserPool`). A refusal is remembered (no
+    /// policy shown, said once in the log); a throttled or unreachable Cognito is asked again.
+    async fn policy_html(&self) -> String {
+        let inner = &self.inner;
+        let cfg = inner.sessions.config();
+        let text = if let Some(t) = &cfg.password_policy {
+            t.clone()
+        } else if !cfg.read_password_policy {
+            String::new()
+        } else {
+            let read = inner
+                .policy
+                .get_or_try_init(|| async {
+                    match inner.idp.password_policy().await {
+                        Ok(p) => Ok(p.map(|p| p.describe()).unwrap_or_default()),
+                        Err(e @ (IdpError::Throttled | IdpError::Unavailable)) => Err(e),
+                        Err(e) => {
+                            tracing::info!(
+                                error_class = e.class(),
+                                "DescribeUserPool refused: the password forms show no policy \
+                                 (allow cognito-idp:DescribeUserPool, or set session.password_policy)"
+                            );
+                            Ok(String::new())
+                        }
+                    }
+                })
+                .await;
+            read.cloned().unwrap_or_default()
+        };
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(r#"<p class="hint" id="policy">{}</p>"#, escape(&text))
+        }
     }
 
     async fn form(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Form, ApiError> {
@@ -498,6 +583,11 @@ impl Pages {
         let (title, logo) = self.common();
         let ret = session::safe_return(ret);
         let (error_html, invalid) = error_parts(error);
+        let forgot = format!(
+            r#"<p class="links"><a href="{}/forgot-password?return={}">Forgot your password?</a></p>"#,
+            escape(self.prefix()),
+            escape(&recovery::query_value(&ret))
+        );
         let html = render(
             &self.inner.templates.sign_in,
             &[
@@ -511,6 +601,7 @@ impl Pages {
                 ("error", &error_html),
                 ("logo", &logo),
                 ("invalid", invalid),
+                ("forgot", &forgot),
             ],
         );
         html_response(status, html, new.then_some(csrf))
@@ -521,9 +612,7 @@ impl Pages {
         headers: &http::HeaderMap,
         status: StatusCode,
         error: Option<&str>,
-        email: &str,
-        cognito_session: &str,
-        ret: &str,
+        f: &NewPasswordForm<'_>,
     ) -> Response<Body> {
         let (csrf, new) = self.csrf(headers);
         let (title, logo) = self.common();
@@ -534,46 +623,15 @@ impl Pages {
                 ("title", &title),
                 ("prefix", self.prefix()),
                 ("csrf", &csrf),
-                ("return", ret),
-                ("email", email),
-                ("session", cognito_session),
-            ],
-            &[
-                ("error", &error_html),
-                ("logo", &logo),
-                ("invalid", invalid),
-            ],
-        );
-        html_response(status, html, new.then_some(csrf))
-    }
-
-    fn mfa_page(
-        &self,
-        headers: &http::HeaderMap,
-        status: StatusCode,
-        error: Option<&str>,
-        f: &MfaForm<'_>,
-    ) -> Response<Body> {
-        let (csrf, new) = self.csrf(headers);
-        let (title, logo) = self.common();
-        let (error_html, invalid) = error_parts(error);
-        let html = render(
-            &self.inner.templates.mfa,
-            &[
-                ("title", &title),
-                ("prefix", self.prefix()),
-                ("csrf", &csrf),
                 ("return", f.ret),
                 ("email", f.email),
-                ("username", f.username),
-                ("challenge", f.challenge),
                 ("session", f.session),
-                ("hint", f.hint),
             ],
             &[
                 ("error", &error_html),
                 ("logo", &logo),
                 ("invalid", invalid),
+                ("policy", f.policy),
             ],
         );
         html_response(status, html, new.then_some(csrf))
@@ -601,25 +659,13 @@ impl Pages {
     }
 }
 
-/// What the MFA page carries from one step to the next.
-struct MfaForm<'a> {
+/// What the new-password page carries.
+struct NewPasswordForm<'a> {
     email: &'a str,
-    /// Cognito's canonical username for the challenge (the email when it gave none).
-    username: &'a str,
-    challenge: &'a str,
     session: &'a str,
-    hint: &'a str,
+    /// The policy hint (HTML built by `policy_html`).
+    policy: &'a str,
     ret: &'a str,
-}
-
-/// The challenge response field of a code challenge the pages answer.
-fn code_field(challenge: &str) -> Option<&'static str> {
-    match challenge {
-        "SOFTWARE_TOKEN_MFA" => Some("SOFTWARE_TOKEN_MFA_CODE"),
-        "SMS_MFA" => Some("SMS_MFA_CODE"),
-        "EMAIL_OTP" => Some("EMAIL_OTP_CODE"),
-        _ => None,
-    }
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -651,13 +697,15 @@ mod tests {
         assert_eq!(Page::from_path("/sign-out"), Some(Page::SignOut));
         assert_eq!(Page::from_path("/new-password"), Some(Page::NewPassword));
         assert_eq!(Page::from_path("/mfa"), Some(Page::Mfa));
+        assert_eq!(Page::from_path("/mfa-setup"), Some(Page::MfaSetup));
         assert_eq!(
-            code_field("SOFTWARE_TOKEN_MFA"),
-            Some("SOFTWARE_TOKEN_MFA_CODE")
+            Page::from_path("/forgot-password"),
+            Some(Page::ForgotPassword)
         );
-        assert_eq!(code_field("SMS_MFA"), Some("SMS_MFA_CODE"));
-        assert_eq!(code_field("EMAIL_OTP"), Some("EMAIL_OTP_CODE"));
-        assert_eq!(code_field("CUSTOM_CHALLENGE"), None);
+        assert_eq!(
+            Page::from_path("/reset-password"),
+            Some(Page::ResetPassword)
+        );
         assert_eq!(Page::from_path("/style.css"), Some(Page::Style));
         assert_eq!(Page::from_path("/other"), None);
         assert_eq!(Page::from_path(""), None);
