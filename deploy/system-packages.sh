@@ -5,6 +5,8 @@
 #   chromium, chromium-driver (and fonts-liberation, so pages render the same everywhere)
 #                 the real-browser tests (tests/browser/run.sh drives /usr/bin/chromium through
 #                 /usr/bin/chromedriver)
+#   nodejs, npm   the OpenID provider that plays the pool's managed-login domain (tests/oidc/,
+#                 its npm packages installed by tests/oidc/start.sh from the lockfile)
 #   nginx         the forward-auth test (tests/forward_auth.rs starts /usr/sbin/nginx with
 #                 deploy/forward-auth/nginx.conf in a scratch prefix, auth_request in front of
 #                 an echo app); its service is not started (policy-rc.d below)
@@ -19,6 +21,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 # Debian's nginx is built with the auth_request module.
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [[ ! -d /usr/share/fonts/truetype/liberation ]]; then
     missing+=(fonts-liberation)
 fi

@@ -11,7 +11,8 @@
 # `--tests`, `--lib`, `--bin`, `--bins`, `--bench`, `--benches`, `--example`, `--examples`,
 # `--doc`, `--all-targets`); cargo would otherwise run every target whatever was selected.
 # Debian's redis-server, openssl, chromium and chromium-driver are installed when missing
-# (deploy/system-packages.sh); tests/fleet.rs starts its own redis-servers on free loopback ports.
+# (deploy/system-packages.sh); tests/fleet.rs starts its own redis-servers on free loopback ports,
+# tests/federated.rs its own OpenID providers (tests/oidc/, npm ci from the lockfile).
 # The tests get MOTO_URL=http://127.0.0.1:PORT, dummy AWS credentials, AWS_REGION=us-east-1
 # and .venv/bin first on PATH. When cargo test passes and no targets were selected,
 # tests/contract/schemathesis.sh fuzzes the auth API against its OpenAPI document,
@@ -28,6 +29,10 @@ cd "$REPO"
 
 bash "$REPO/deploy/venv.sh"
 bash "$REPO/deploy/system-packages.sh"
+# The OpenID provider's npm packages (tests/federated.rs starts providers through start.sh,
+# which installs them when missing; once here, before tests run in parallel).
+(cd "$REPO/tests/oidc" && [[ -f node_modules/.npm-ci.stamp && ! package-lock.json -nt node_modules/.npm-ci.stamp ]] ||
+    { npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.npm-ci.stamp; })
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cognito-sidecar-test.XXXXXX")"
 moto_pid=""

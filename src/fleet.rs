@@ -284,51 +284,59 @@ impl Shared {
 
     /// A session kept in the store (`prefix:session:<hash of the id>`), its idle timer reset.
     pub async fn session_get(&self, key: &str, idle: Duration) -> Result<Option<String>, ()> {
-        let inner = &self.inner;
-        let mut conn = inner
-            .manager
-            .lock()
-            .ok()
-            .and_then(|m| m.clone())
-            .ok_or(())?;
         let cmd = redis::cmd("GETEX")
-            .arg(format!("{}session:{key}", inner.session_prefix))
+            .arg(self.key("session", key))
             .arg("EX")
             .arg(idle.as_secs().max(1))
             .to_owned();
-        match timeout(
-            inner.command_timeout,
-            cmd.query_async::<Option<String>>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(v)) => Ok(v),
-            _ => Err(()),
-        }
+        self.query(cmd).await
     }
 
     /// Stores a session for `ttl`.
     pub async fn session_put(&self, key: &str, json: &str, ttl: Duration) -> Result<(), ()> {
-        let inner = &self.inner;
-        let mut conn = inner
-            .manager
-            .lock()
-            .ok()
-            .and_then(|m| m.clone())
-            .ok_or(())?;
-        let call = conn.set_ex::<_, _, ()>(
-            format!("{}session:{key}", inner.session_prefix),
-            json,
-            ttl.as_secs().max(1),
-        );
-        match timeout(inner.command_timeout, call).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        }
+        self.set_ex(self.key("session", key), json, ttl).await
     }
 
     /// Deletes a session.
     pub async fn session_delete(&self, key: &str) -> Result<(), ()> {
+        self.query(redis::cmd("DEL").arg(self.key("session", key)).to_owned())
+            .await
+    }
+
+    /// Keeps a federated sign-in's record until its callback (`prefix:oauth-flow:<hash of
+    /// the state>`).
+    pub async fn flow_put(&self, key: &str, json: &str, ttl: Duration) -> Result<(), ()> {
+        self.set_ex(self.key("oauth-flow", key), json, ttl).await
+    }
+
+    /// Takes a federated sign-in's record: GETDEL, so of two callbacks with the same state
+    /// (on any tasks of the fleet) at most one gets it.
+    pub async fn flow_take(&self, key: &str) -> Result<Option<String>, ()> {
+        self.query(
+            redis::cmd("GETDEL")
+                .arg(self.key("oauth-flow", key))
+                .to_owned(),
+        )
+        .await
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.inner.session_prefix)
+    }
+
+    async fn set_ex(&self, key: String, value: &str, ttl: Duration) -> Result<(), ()> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        self.query(cmd).await
+    }
+
+    /// One command on the command connection, bounded by `shared.command_timeout`; `Err` when
+    /// there is no connection yet, it failed or it timed out.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, ()> {
         let inner = &self.inner;
         let mut conn = inner
             .manager
@@ -336,9 +344,8 @@ impl Shared {
             .ok()
             .and_then(|m| m.clone())
             .ok_or(())?;
-        let call = conn.del::<_, ()>(format!("{}session:{key}", inner.session_prefix));
-        match timeout(inner.command_timeout, call).await {
-            Ok(Ok(())) => Ok(()),
+        match timeout(inner.command_timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
             _ => Err(()),
         }
     }

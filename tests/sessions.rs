@@ -611,31 +611,6 @@ async fn operators_can_replace_the_templates_title_and_logo() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A redis-server of this test's own on a free loopback port (killed when dropped).
-fn redis_server() -> (Reaped, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (deploy/test.sh installs it)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Reaped(child), format!("redis://127.0.0.1:{port}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_any_task_serves_a_session_and_a_sign_out_ends_it_everywhere() {
     let (_redis, url) = redis_server();

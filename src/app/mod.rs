@@ -5,6 +5,7 @@
 //! configurations (`front_config`). The only module that reads the whole `Config`.
 
 pub mod front_config;
+mod session_settings;
 pub mod settings;
 
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::auth_api::AuthApi;
+use crate::browser::federated::Federation;
+use crate::browser::oauth::Domain;
 use crate::browser::pages::Pages;
 use crate::browser::session::Sessions;
 use crate::clock::Clock;
@@ -161,12 +164,26 @@ impl App {
             Arc::clone(&metrics),
         ));
         let (sessions, pages) = if let Some(templates) = d.templates.clone() {
+            // Federated sign-in: the pool's domain with the auth API's app client.
+            let domain = d.managed_login.clone().map(|s| {
+                let (client_id, secret) = idp.client_credentials();
+                Arc::new(Domain::new(s, client_id, secret, http.clone()))
+            });
+            let federation = domain.as_ref().map(|d| {
+                Federation::new(
+                    Arc::clone(d),
+                    gate.clone(),
+                    shared.clone(),
+                    Arc::clone(&metrics),
+                )
+            });
             let sessions = Sessions::new(
                 &config.session,
                 Arc::clone(&idp),
                 gate.clone(),
                 shared.clone(),
                 Arc::clone(&metrics),
+                domain,
             );
             let pages = Pages::new(
                 sessions.clone(),
@@ -179,6 +196,7 @@ impl App {
                 templates,
                 config.api.max_body_bytes,
                 &config.api.totp_issuer,
+                federation,
             );
             (Some(sessions), Some(pages))
         } else {

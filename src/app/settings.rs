@@ -11,6 +11,8 @@ use std::sync::Arc;
 use http::{HeaderValue, Uri};
 use jsonwebtoken::Algorithm;
 
+use super::session_settings::{managed_login, session};
+use crate::browser::oauth;
 use crate::browser::templates::Templates;
 use crate::config::*;
 use crate::fleet::{self, SharedError};
@@ -46,6 +48,8 @@ pub struct Derived {
     pub redis: Option<redis::Client>,
     /// The page templates, with browser sessions on.
     pub templates: Option<Templates>,
+    /// Federated sign-in, with browser sessions on and `session.managed_login.domain` set.
+    pub managed_login: Option<oauth::Settings>,
 }
 
 impl Config {
@@ -477,66 +481,8 @@ impl Config {
             })?),
         };
         let se = &self.session;
-        if se.enabled {
-            check_rule_path(&se.prefix)
-                .map_err(|p| ConfigError::new("session.prefix", p))
-                .and_then(|()| {
-                    if se.prefix == "/" || se.prefix.ends_with('/') || se.prefix.ends_with("/*") {
-                        Err(ConfigError::new(
-                            "session.prefix",
-                            "must not end with / (for example /_auth)",
-                        ))
-                    } else {
-                        Ok(())
-                    }
-                })?;
-            positive(se.idle_timeout, "session.idle_timeout")?;
-            positive(se.absolute_timeout, "session.absolute_timeout")?;
-            if se.max_sessions == 0 {
-                return Err(ConfigError::new(
-                    "session.max_sessions",
-                    "must be at least 1",
-                ));
-            }
-            if !se.after_sign_out.starts_with('/') || se.after_sign_out.starts_with("//") {
-                return Err(ConfigError::new(
-                    "session.after_sign_out",
-                    "must be a path on this host (starting with one /)",
-                ));
-            }
-            for (i, o) in se.allowed_origins.iter().enumerate() {
-                let uri: Uri = o.parse().map_err(|_| {
-                    ConfigError::new(format!("session.allowed_origins[{i}]"), "not an origin")
-                })?;
-                let bare = uri.path() == "/" && !o.ends_with('/') || uri.path().is_empty();
-                if !matches!(uri.scheme_str(), Some("http" | "https"))
-                    || uri.authority().is_none()
-                    || !bare
-                    || uri.query().is_some()
-                {
-                    return Err(ConfigError::new(
-                        format!("session.allowed_origins[{i}]"),
-                        "must be scheme://host[:port], without a path",
-                    ));
-                }
-            }
-            if let Some(l) = &se.logo_url {
-                if !(l.starts_with("https://") || l.starts_with('/') && !l.starts_with("//")) {
-                    return Err(ConfigError::new(
-                        "session.logo_url",
-                        "must be an https:// URL or a path on this host",
-                    ));
-                }
-            }
-            if se.prefix == self.api.prefix
-                || se.prefix.starts_with(&format!("{}/", self.api.prefix))
-            {
-                return Err(ConfigError::new(
-                    "session.prefix",
-                    "must not overlap api.prefix",
-                ));
-            }
-        }
+        session(se, &self.api.prefix)?;
+        let managed_login = managed_login(se)?;
         let templates = if se.enabled {
             Some(
                 Templates::load(se.templates_dir.as_deref())
@@ -642,6 +588,7 @@ impl Config {
             upstream_host,
             redis,
             templates,
+            managed_login,
         })
     }
 }
@@ -649,7 +596,7 @@ impl Config {
 /// A rule path must be canonical ASCII, so no request path the router accepts can match it
 /// through an encoding: `/`, then letters, digits, `-._~` and `/`, no `.`/`..` segments, no
 /// `//`, and `*` only as a final `/*`.
-fn check_rule_path(path: &str) -> Result<(), &'static str> {
+pub(super) fn check_rule_path(path: &str) -> Result<(), &'static str> {
     let body = path
         .strip_suffix("/*")
         .map_or(path, |p| if p.is_empty() { "/" } else { p });
@@ -675,7 +622,7 @@ fn non_empty(v: &Option<String>, key: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn positive(d: Duration, key: &str) -> Result<(), ConfigError> {
+pub(super) fn positive(d: Duration, key: &str) -> Result<(), ConfigError> {
     if d.is_zero() {
         Err(ConfigError::new(key, "must be greater than zero"))
     } else {

@@ -24,8 +24,9 @@ use http::{HeaderMap, Method};
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle_eq::ct_eq;
+pub use subtle_eq::ct_eq;
 
+use crate::browser::oauth::Domain;
 use crate::config::SessionConfig;
 use crate::fleet::Shared;
 use crate::gate::verify::VerifyError;
@@ -37,6 +38,10 @@ use crate::telemetry::metrics::SharedMetrics;
 pub const SESSION_COOKIE: &str = "__Host-sidecar-session";
 /// The pre-session cookie the sign-in and sign-out forms' CSRF token is bound to.
 pub const CSRF_COOKIE: &str = "__Host-sidecar-csrf";
+/// Binds a federated sign-in's callback to the browser that started it (`federated.rs`).
+pub const FLOW_COOKIE: &str = "__Host-sidecar-oauth";
+/// Every cookie of the sidecar's: never sent to the app, never set by it.
+pub const COOKIES: [&str; 3] = [SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE];
 
 /// What the server keeps for one session. Never logged (`Debug` is redacted).
 #[derive(Clone, Serialize, Deserialize)]
@@ -51,6 +56,10 @@ pub struct SessionData {
     username: Option<String>,
     /// Epoch seconds of the sign-in.
     created: u64,
+    /// Signed in through the pool's managed login: refreshed at its token endpoint, and
+    /// signed out there too.
+    #[serde(default)]
+    federated: bool,
 }
 
 impl std::fmt::Debug for SessionData {
@@ -94,6 +103,8 @@ struct Inner {
     gate: Gate,
     shared: Option<Shared>,
     metrics: SharedMetrics,
+    /// The pool's domain, for federated sessions' refreshes.
+    domain: Option<Arc<Domain>>,
     /// The store itself (memory), or a short-lived cache in front of Redis.
     local: Cache<[u8; 32], Arc<Slot>>,
 }
@@ -110,6 +121,7 @@ impl Sessions {
         gate: Gate,
         shared: Option<Shared>,
         metrics: SharedMetrics,
+        domain: Option<Arc<Domain>>,
     ) -> Self {
         let local = match shared {
             None => Cache::builder()
@@ -129,6 +141,7 @@ impl Sessions {
                 gate,
                 shared,
                 metrics,
+                domain,
                 local,
             }),
         }
@@ -202,16 +215,30 @@ impl Sessions {
     async fn refresh(&self, key: &[u8; 32], data: &mut SessionData) -> Option<Arc<Identity>> {
         let inner = &self.inner;
         let refresh = data.refresh.clone()?;
-        match inner.idp.refresh(&refresh, data.username.as_deref()).await {
+        let answer = match (&inner.domain, data.federated) {
+            (Some(domain), true) => domain.refresh(&refresh).await.map_err(|_| ()),
+            (None, true) => Err(()),
+            (_, false) => inner
+                .idp
+                .refresh(&refresh, data.username.as_deref())
+                .await
+                .map_err(|_| ()),
+        };
+        match answer {
             Ok(Tokens {
                 access_token: Some(access),
                 id_token,
+                refresh_token,
                 ..
             }) => {
                 let id = inner.gate.check(&access).await.ok()?;
                 data.access = access;
                 if id_token.is_some() {
                     data.id_token = id_token;
+                }
+                // A client that rotates refresh tokens answers a new one.
+                if refresh_token.is_some() {
+                    data.refresh = refresh_token;
                 }
                 inner.metrics.session_refresh("ok");
                 self.store(key, data).await;
@@ -225,8 +252,9 @@ impl Sessions {
         }
     }
 
-    /// Creates a session from a sign-in's tokens; returns the cookie value (the id).
-    pub async fn create(&self, tokens: Tokens) -> Result<String, NoAccessToken> {
+    /// Creates a session from a sign-in's tokens (`federated`: from the pool's managed
+    /// login); returns the cookie value (the id).
+    pub async fn create(&self, tokens: Tokens, federated: bool) -> Result<String, NoAccessToken> {
         let access = tokens.access_token.ok_or(NoAccessToken)?;
         let username = unverified_claim(&access, "username");
         let data = SessionData {
@@ -235,6 +263,7 @@ impl Sessions {
             refresh: tokens.refresh_token,
             username,
             created: self.inner.gate.clock().now_secs(),
+            federated,
         };
         let id = random_id();
         let key = key_of(&id);
@@ -264,6 +293,16 @@ impl Sessions {
     /// The access token of ended session data (for GlobalSignOut).
     pub fn access_token(data: &SessionData) -> &str {
         &data.access
+    }
+
+    /// The refresh token of ended session data (for revocation).
+    pub fn refresh_token(data: &SessionData) -> Option<&str> {
+        data.refresh.as_deref()
+    }
+
+    /// Whether ended session data came from the pool's managed login.
+    pub fn is_federated(data: &SessionData) -> bool {
+        data.federated
     }
 
     async fn slot(&self, key: &[u8; 32]) -> Option<Arc<Slot>> {
@@ -365,6 +404,12 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// `Set-Cookie` for the session (`max_age` seconds; 0 clears it).
 pub fn session_cookie(value: &str, max_age: u64) -> HeaderValue {
     set_cookie(SESSION_COOKIE, value, max_age, "Lax")
+}
+
+/// `Set-Cookie` for the federated sign-in's browser binding (`SameSite=Lax`: the callback
+/// is a top-level navigation from the pool's domain).
+pub fn flow_cookie(value: &str, max_age: u64) -> HeaderValue {
+    set_cookie(FLOW_COOKIE, value, max_age, "Lax")
 }
 
 /// `Set-Cookie` for the CSRF pre-session cookie.

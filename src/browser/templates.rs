@@ -14,6 +14,21 @@ use super::session;
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The pages' policy with one more origin a form may end on (CSP `form-action` also covers
+/// the redirects after a submission): the sign-out form, which continues to the pool's
+/// domain's `/logout` for a federated session. `origin` is validated at start-up.
+pub(crate) fn csp_with_form_target(origin: &str) -> HeaderValue {
+    let origin: String = origin
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '\'' | '"'))
+        .collect();
+    HeaderValue::from_str(&CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(CSP))
+}
+
 pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
 main{max-width:22rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:8px;\
 box-shadow:0 1px 4px rgba(0,0,0,.12)}h1{font-size:1.4rem;margin:0 0 1rem}\
@@ -44,6 +59,7 @@ pub(crate) const SIGN_IN: &str = r#"<!doctype html>
 {{logo}}
 <h1>{{title}}</h1>
 {{error}}
+{{providers}}
 <form method="post" action="{{prefix}}/sign-in">
 <input type="hidden" name="csrf" value="{{csrf}}">
 <input type="hidden" name="return" value="{{return}}">

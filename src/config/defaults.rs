@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::{
     AdminConfig, ApiConfig, AuthFlow, CognitoConfig, Compatibility, Convention, ForwardAuthConfig,
-    HeaderClaim, HealthConfig, IdentityConfig, LogConfig, LogFormat, PrincipalKind,
-    RateLimitConfig, ServerConfig, SessionConfig, SharedBackend, SharedConfig, UpstreamConfig,
-    VerifyConfig,
+    HeaderClaim, HealthConfig, IdentityConfig, LogConfig, LogFormat, ManagedLoginConfig,
+    PrincipalKind, RateLimitConfig, ServerConfig, SessionConfig, SharedBackend, SharedConfig,
+    UpstreamConfig, VerifyConfig,
 };
 
 impl Default for ServerConfig {
@@ -219,6 +219,23 @@ impl Default for SessionConfig {
             templates_dir: None,
             password_policy: None,
             read_password_policy: true,
+            managed_login: ManagedLoginConfig::default(),
+        }
+    }
+}
+
+impl Default for ManagedLoginConfig {
+    fn default() -> Self {
+        ManagedLoginConfig {
+            domain: None,
+            callback_url: None,
+            sign_out_url: None,
+            identity_providers: Vec::new(),
+            other_ways: false,
+            auto_redirect: false,
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            flow_timeout: Duration::from_secs(5 * 60),
+            timeout: Duration::from_secs(5),
         }
     }
 }

@@ -161,6 +161,14 @@ impl Gate {
             .await
     }
 
+    /// A federated sign-in's ID token, fully verified for `client_id`
+    /// (`Verifier::verify_id`).
+    pub async fn verify_id(&self, token: &str, client_id: &str) -> Result<Claims, VerifyError> {
+        self.verifier
+            .verify_id(token, self.clock.now_secs(), client_id)
+            .await
+    }
+
     /// Records a logout: the user's tokens issued before now are refused from here on.
     /// Returns the record, for the other sidecars of a fleet.
     pub fn revoke(&self, claims: &Claims) -> Revocation {

@@ -26,7 +26,7 @@
 //! 9. **Authorization**: kept when its token verified (`upstream.forward_authorization`),
 //!    else removed unless `upstream.forward_unverified_authorization`; for a browser session,
 //!    the session's access token only with `session.forward_access_token`.
-//! 10. **Cookies**: the sidecar's own (`__Host-sidecar-session`, `__Host-sidecar-csrf`) are
+//! 10. **Cookies**: the sidecar's own (`__Host-sidecar-session`, `-csrf`, `-oauth`) are
 //!     removed from `Cookie`, the others pass; several `Cookie` headers (HTTP/2) become one.
 //! 11. **Request id**: the sanitized `X-Request-Id`; the version is HTTP/1.1.
 
@@ -134,10 +134,7 @@ impl Policy {
             trust: FORWARDED_FAMILY.map(trusted),
             identity,
             strip_cookies: if sessions {
-                vec![
-                    crate::browser::session::SESSION_COOKIE,
-                    crate::browser::session::CSRF_COOKIE,
-                ]
+                crate::browser::session::COOKIES.to_vec()
             } else {
                 Vec::new()
             },
@@ -387,8 +384,7 @@ pub fn from_upstream(headers: &mut HeaderMap, p: &Policy) -> Removed {
     removed
 }
 
-/// Whether a `Set-Cookie` is for one of the sidecar's cookies (`session::SESSION_COOKIE`,
-/// `session::CSRF_COOKIE`), bare or with `__Host-` or `__Secure-` (browsers match the
+/// Whether a `Set-Cookie` is for one of the sidecar's cookies (`session::COOKIES`), bare or with `__Host-` or `__Secure-` (browsers match the
 /// prefixes case-insensitively): those are the sidecar's to write, whether browser sessions
 /// are on or not.
 fn sets_sidecar_cookie(v: &HeaderValue) -> bool {
@@ -397,13 +393,10 @@ fn sets_sidecar_cookie(v: &HeaderValue) -> bool {
     let bare = strip_prefix_ci(name, b"__Host-")
         .or_else(|| strip_prefix_ci(name, b"__Secure-"))
         .unwrap_or(name);
-    [
-        crate::browser::session::SESSION_COOKIE,
-        crate::browser::session::CSRF_COOKIE,
-    ]
-    .iter()
-    .map(|c| c.strip_prefix("__Host-").unwrap_or(c))
-    .any(|c| bare.eq_ignore_ascii_case(c.as_bytes()))
+    crate::browser::session::COOKIES
+        .iter()
+        .map(|c| c.strip_prefix("__Host-").unwrap_or(c))
+        .any(|c| bare.eq_ignore_ascii_case(c.as_bytes()))
 }
 
 /// `n` without `prefix` at its start, ASCII case-insensitively.

@@ -68,6 +68,7 @@ pub struct Metrics {
     shared: SharedStats,
     sessions_active: Gauge,
     sign_ins: Family<Outcome, Counter>,
+    federated_sign_ins: Family<Outcome, Counter>,
     sign_outs: Counter,
     session_refreshes: Family<Outcome, Counter>,
     csrf_refused: Family<Kind, Counter>,
@@ -258,6 +259,12 @@ impl Metrics {
             "Sign-ins on the sidecar's pages by outcome (ok or the error code)",
             sign_ins.clone(),
         );
+        let federated_sign_ins = Family::<Outcome, Counter>::default();
+        registry.register(
+            "session_federated_sign_ins",
+            "Federated sign-in steps by outcome (started, ok, or why a callback was refused)",
+            federated_sign_ins.clone(),
+        );
         let sign_outs = Counter::default();
         registry.register(
             "session_sign_outs",
@@ -311,6 +318,7 @@ impl Metrics {
             shared,
             sessions_active,
             sign_ins,
+            federated_sign_ins,
             sign_outs,
             session_refreshes,
             csrf_refused,
@@ -328,6 +336,13 @@ impl Metrics {
     /// A sign-in on the pages ended (`ok` or an error code).
     pub fn session_sign_in(&self, outcome: &'static str) {
         self.sign_ins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// A federated sign-in step (`started`, `ok`, or why a callback was refused).
+    pub fn federated_sign_in(&self, outcome: &'static str) {
+        self.federated_sign_ins
+            .get_or_create(&Outcome { outcome })
+            .inc();
     }
 
     /// A session ended by signing out.

@@ -22,10 +22,13 @@
 # Scenarios (test_sessions.py; `tests/browser/run.sh NAME...` runs only those): sign in and land
 # on the original page; a temporary password through the new-password page; a reload after the
 # refresh margin refreshes once; sign-out ends the session on both sidecars; a cross-site form
-# POST is refused; a return path to another site lands on /.
+# POST is refused; a return path to another site lands on /; a forgotten password; sign-in with
+# an identity provider (a third sidecar, C, whose pool's domain is tests/oidc/'s OpenID
+# provider) and its sign-out through the provider's /logout; a cancel and a replayed callback.
 #
 # Tunables (environment): BROWSER_TIMEOUT seconds for everything after the build (300),
-# BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/ (sign-in.png, new-password.png),
+# BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/ (sign-in.png, new-password.png,
+# forgot-password.png, reset-password.png, sign-in-providers.png),
 # BROWSER_KEEP=1 keeps the work dir (logs, screenshots, a failed page's source) and prints it.
 #
 # Exit status: 0 when every scenario passed; 1 when one failed (the logs' last lines are
@@ -92,6 +95,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/cognito-sidecar-browser.XXXXXX")"
 moto_pid=""
 redis_pid=""
 upstream_pid=""
+oidc_pid=""
 sidecar_pids=()
 test_pid=""
 status=1
@@ -128,10 +132,12 @@ cleanup() {
     stop_group "$test_pid"
     for pid in "${sidecar_pids[@]}"; do stop_pid "$pid"; done
     stop_pid "$upstream_pid"
+    stop_pid "$oidc_pid"
     stop_pid "$redis_pid"
     stop_pid "$moto_pid"
     if ((status != 0)); then
-        for f in sidecar-a.log sidecar-b.log upstream.log redis.log moto.log chromedriver.log; do
+        for f in sidecar-a.log sidecar-b.log sidecar-c.log oidc.log upstream.log redis.log moto.log \
+            chromedriver.log; do
             [[ -s "$work/$f" ]] || continue
             echo "---- last lines of $f (debug lines left out) ----" >&2
             grep -v '^[^ ]* *DEBUG ' "$work/$f" | tail -n 25 >&2 || true
@@ -172,11 +178,11 @@ while True:
 PY
 }
 
-# Seven distinct free loopback ports, held together while chosen.
-read -r p_moto p_redis p_upstream p_a p_b p_admin_a p_admin_b < <("$PY" - <<'PY'
+# Ten distinct free loopback ports, held together while chosen.
+read -r p_moto p_redis p_upstream p_a p_b p_admin_a p_admin_b p_oidc p_c p_admin_c < <("$PY" - <<'PY'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(10):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -255,6 +261,38 @@ start_sidecar() {
 }
 start_sidecar a "$p_a" "$p_admin_a" || exit
 start_sidecar b "$p_b" "$p_admin_b" || exit
+
+# Sign-in with identity providers: the OpenID provider of tests/oidc/ plays the pool's
+# managed-login domain (its own pool, us-east-1_Federated, and app client); sidecar C trusts
+# its issuer and offers Okta, Google and "another way".
+fed_client=browserfed
+fed_issuer="http://127.0.0.1:$p_oidc/us-east-1_Federated"
+oidc_ok=1
+OIDC_ISSUER="$fed_issuer" OIDC_CLIENT_ID="$fed_client" \
+    OIDC_REDIRECT_URIS="http://127.0.0.1:$p_c/_auth/callback" \
+    OIDC_LOGOUT_URIS="http://127.0.0.1:$p_c/_auth/sign-in" \
+    bash "$REPO/tests/oidc/start.sh" "$p_oidc" "$work/oidc.pid" "$work/oidc.log" || oidc_ok=0
+oidc_pid="$(cat "$work/oidc.pid" 2>/dev/null || true)"
+((oidc_ok)) || exit
+env -u COGNITO_APP_CLIENT_SECRET \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+    SIDECAR_COGNITO__USER_POOL_ID=us-east-1_Federated \
+    SIDECAR_COGNITO__CLIENT_ID="$fed_client" \
+    SIDECAR_COGNITO__ENDPOINT_URL="$MOTO_URL" \
+    SIDECAR_VERIFY__ISSUER="$fed_issuer" \
+    SIDECAR_VERIFY__JWKS_URL="$fed_issuer/.well-known/jwks.json" \
+    SIDECAR_UPSTREAM__URL="http://127.0.0.1:$p_upstream" \
+    SIDECAR_SERVER__LISTEN="127.0.0.1:$p_c" \
+    SIDECAR_ADMIN__LISTEN="127.0.0.1:$p_admin_c" \
+    SIDECAR_SESSION__ENABLED=true \
+    SIDECAR_SESSION__MANAGED_LOGIN__DOMAIN="http://127.0.0.1:$p_oidc" \
+    SIDECAR_SESSION__MANAGED_LOGIN__CALLBACK_URL="http://127.0.0.1:$p_c/_auth/callback" \
+    SIDECAR_SESSION__MANAGED_LOGIN__IDENTITY_PROVIDERS='["Okta","Google"]' \
+    SIDECAR_SESSION__MANAGED_LOGIN__OTHER_WAYS=true \
+    SIDECAR_LOG__LEVEL=debug NO_COLOR=1 \
+    "$BIN" --config proxy.toml </dev/null >"$work/sidecar-c.log" 2>&1 &
+sidecar_pids+=($!)
+wait_ready "http://127.0.0.1:$p_c/readyz" "$!" "sidecar c" || exit
 echo "browser/run.sh: sidecars at http://127.0.0.1:$p_a and :$p_b" \
     "(redis :$p_redis, pool $COGNITO_USER_POOL_ID)" >&2
 
@@ -262,6 +300,8 @@ shots="$work/screenshots"
 mkdir -p "$shots"
 export BROWSER_SIDECAR_A="http://127.0.0.1:$p_a" BROWSER_SIDECAR_B="http://127.0.0.1:$p_b"
 export BROWSER_ADMIN_A="http://127.0.0.1:$p_admin_a" BROWSER_ADMIN_B="http://127.0.0.1:$p_admin_b"
+export BROWSER_SIDECAR_C="http://127.0.0.1:$p_c" BROWSER_ADMIN_C="http://127.0.0.1:$p_admin_c"
+export BROWSER_OIDC="http://127.0.0.1:$p_oidc" BROWSER_FED_CLIENT="$fed_client"
 export BROWSER_PASSWORD="$password" BROWSER_WORK="$work" BROWSER_SCREENSHOTS="$shots"
 export BROWSER_UPSTREAM_LOG="$work/upstream.log"
 # No proxy: the browser and the test talk to loopback only.
@@ -272,8 +312,10 @@ test_status=0
 wait "$test_pid" || test_status=$?
 if ((test_status == 0)) && [[ "${BROWSER_UPDATE_DOCS:-0}" == 1 ]]; then
     mkdir -p "$REPO/docs"
-    cp "$shots/sign-in.png" "$shots/new-password.png" "$REPO/docs/"
-    echo "browser/run.sh: docs/sign-in.png and docs/new-password.png updated" >&2
+    cp "$shots/sign-in.png" "$shots/new-password.png" "$shots/forgot-password.png" \
+        "$shots/reset-password.png" "$shots/sign-in-providers.png" "$REPO/docs/"
+    echo "browser/run.sh: docs/sign-in.png, new-password.png, forgot-password.png," \
+        "reset-password.png and sign-in-providers.png updated" >&2
 fi
 status=$test_status
 exit "$status"

@@ -42,6 +42,13 @@ WORK = os.environ["BROWSER_WORK"]
 SHOTS = os.environ["BROWSER_SCREENSHOTS"]
 UPSTREAM_LOG = os.environ["BROWSER_UPSTREAM_LOG"]
 CLIENT_ID = os.environ["COGNITO_APP_CLIENT_ID"]
+# Sign-in with identity providers: sidecar C, whose pool's domain is the OpenID provider.
+C = os.environ["BROWSER_SIDECAR_C"]
+OIDC = os.environ["BROWSER_OIDC"]
+FED_CLIENT = os.environ["BROWSER_FED_CLIENT"]
+FED_PASSWORD = "Fed3rated!pass"  # tests/oidc/provider.mjs
+NOT_COMPLETED = "Sign-in with your identity provider did not complete. Please try again."
+EXPIRED = "This sign-in has expired or was already used. Please sign in again."
 
 DEMO = ("demo@example.com", "Demo-Passw0rd!")  # deploy/local/bootstrap.py, group admin
 NEW = ("new@example.com", "Temp-Passw0rd!")  # temporary password
@@ -602,6 +609,87 @@ def forgotten_password_is_reset_and_signs_in(b):
     eq(b.text("#error"), "Incorrect email or password", "the old password no longer works")
 
 
+def provider_events(name):
+    status, _, text = http("GET", f"{OIDC}/_test/events")
+    eq(status, 200, "the provider's events")
+    return [e for e in json.loads(text) if e["event"] == name]
+
+
+def federated_sign_in_and_sign_out_through_the_provider(b):
+    """Protected page -> sign-in page with the providers -> "Continue with Okta" -> the
+    provider's sign-in -> back on the original page as Okta_alice@example.com; sign-out goes
+    on through the provider's /logout and back, and the next sign-in asks the provider again."""
+    b.clear_cookies()
+    http("POST", f"{OIDC}/_test/reset")
+    target = "/orders/7?tab=items"
+    b.go(C + target)
+    eq(b.url(), sign_in_url(C, target), "a navigation without a session lands on sign-in")
+    buttons = [a.text for a in b.d.find_elements(By.CSS_SELECTOR, "a.provider")]
+    eq(buttons, ["Continue with Okta", "Continue with Google", "Use another way to sign in"], "the provider buttons")
+    b.screenshot("sign-in-providers.png")
+    b.submit({}, button="a.provider[href*='provider=Okta']")
+    check(b.url().startswith(OIDC + "/login/"), "at the provider's sign-in page", b.url())
+    eq(b.text("#title"), "Sign in with Okta", "the provider's page")
+    b.submit({"#username": "alice@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+    eq(b.url(), C + target, "back on the original page")
+    chain = [(h["method"], h["url"].split("?")[0], h["status"]) for h in b.hops()]
+    eq(chain[-2:], [("GET", C + "/_auth/callback", 303), ("GET", C + "/orders/7", 200)], "the callback, then the page")
+    doc = b.echo()
+    eq((doc["method"], doc["path"]), ("GET", target), "the request the app received")
+    ident = doc["identity"]
+    eq(ident.get("x-auth-username"), "Okta_alice@example.com", "X-Auth-Username the app received")
+    eq(ident.get("x-auth-groups"), "staff", "X-Auth-Groups the app received")
+    eq(ident.get("x-auth-client-id"), FED_CLIENT, "X-Auth-Client-Id the app received")
+    check("__Host-sidecar" not in doc["headers"].get("cookie", ""), "the app received no sidecar cookie")
+    c = b.cookie()
+    check(c is not None and c["sameSite"] == "Lax", "the session cookie is set", c)
+    authz = provider_events("authorize")
+    eq([(e["identity_provider"], e["code_challenge_method"], e["has_nonce"]) for e in authz], [("Okta", "S256", True)], "what the provider was asked")
+    eq([(e["grant_type"], e["has_code_verifier"]) for e in provider_events("token")], [("authorization_code", True)], "the code exchange")
+
+    # Sign-out: the session ends here and at the provider, back on the sign-in page.
+    b.go(C + "/_auth/sign-out")
+    b.submit({})
+    eq(b.url(), C + "/_auth/sign-in", "back from the provider's /logout")
+    got = b.hops()
+    eq([(h["method"], h["url"].split("?")[0], h["status"]) for h in got], [
+        ("POST", C + "/_auth/sign-out", 303),
+        ("GET", OIDC + "/logout", 302),
+        ("GET", C + "/_auth/sign-in", 200),
+    ], "sign-out's document requests")
+    eq([e["ok"] for e in provider_events("logout")], [True], "the provider's /logout accepted the sign-out URL")
+    eq(len(provider_events("revoke")), 1, "the session's refresh token was revoked")
+    check(b.cookie() is None, "no session cookie after sign-out")
+    b.go(C + target)
+    eq(b.url(), sign_in_url(C, target), "signed out: sign-in again")
+    b.submit({}, button="a.provider[href*='provider=Okta']")
+    check(b.url().startswith(OIDC + "/login/"), "the provider asks again (its session ended too)", b.url())
+
+
+def federated_cancel_and_a_replayed_callback_are_refused(b):
+    """Cancel at the provider -> the sign-in page with a generic message; a callback URL used
+    a second time -> the sign-in page saying the sign-in expired, no new session."""
+    b.clear_cookies()
+    target = "/reports"
+    b.go(sign_in_url(C, target))
+    b.submit({}, button="a.provider[href*='provider=Google']")
+    eq(b.text("#title"), "Sign in with Google", "the provider's page")
+    b.submit({}, button="#cancel")
+    check(b.url().startswith(C + "/_auth/callback?error=access_denied"), "back at the callback", b.url())
+    eq(b.text("#error"), NOT_COMPLETED, "the generic message")
+    eq(b.el("input[name=return]").get_attribute("value"), target, "the return path is kept")
+    check(b.cookie() is None, "no session")
+
+    b.submit({}, button="a.provider[href*='provider=Okta']")
+    b.submit({"#username": "bob@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+    eq(b.url(), C + target, "signed in")
+    callback = next(h["url"] for h in b.hops() if h["url"].startswith(C + "/_auth/callback?"))
+    b.clear_cookies()
+    b.go(callback)
+    eq(b.text("#error"), EXPIRED, "a replayed callback is refused")
+    check(b.cookie() is None, "no session from a replayed callback")
+
+
 SCENARIOS = [
     sign_in_lands_on_the_original_page,
     temporary_password_goes_through_the_new_password_page,
@@ -610,6 +698,8 @@ SCENARIOS = [
     cross_site_form_post_is_refused,
     return_path_to_another_site_lands_on_root,
     forgotten_password_is_reset_and_signs_in,
+    federated_sign_in_and_sign_out_through_the_provider,
+    federated_cancel_and_a_replayed_callback_are_refused,
 ]
 
 

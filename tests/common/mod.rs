@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod oidc;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -352,13 +353,19 @@ pub struct Sidecar {
 impl Sidecar {
     /// Builds and serves; waits (bounded) for the keys unless `wait_ready` is false.
     pub async fn start_with(config: Config, wait_ready: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(config, listener, wait_ready).await
+    }
+
+    /// As `start_with`, on a listener bound beforehand (when the configuration must name the
+    /// sidecar's own address, as a callback URL does).
+    pub async fn start_on(config: Config, listener: TcpListener, wait_ready: bool) -> Self {
         // As the binary does: validate once, then build on what validation derived.
         let derived = config.validate().expect("config validates");
         let (clock, hand) = Clock::adjustable();
         let app =
             App::build_validated(&config, &derived, &sdk_config(), clock).expect("app builds");
         app.start_background();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, rx) = oneshot::channel::<()>();
         let served = app.clone();
@@ -403,6 +410,31 @@ impl Sidecar {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
     }
+}
+
+/// A redis-server of this test's own on a free loopback port (killed when dropped).
+pub fn redis_server() -> (Reaped, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (deploy/test.sh installs it)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Reaped(child), format!("redis://127.0.0.1:{port}"))
 }
 
 /// A child process that is killed and reaped when dropped, so a failing assertion never leaves

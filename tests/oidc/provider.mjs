@@ -18,7 +18,8 @@
 //
 // Endpoints: /oauth2/authorize, /oauth2/token, /oauth2/userInfo, /oauth2/revoke,
 // /.well-known/jwks.json, /.well-known/openid-configuration, /login/:uid (sign-in
-// page), GET /logout, GET /_test/events, POST /_test/reset.
+// page), GET /logout, GET /_test/events (authorize, sign_in, token, revoke, logout, ...),
+// POST /_test/reset.
 
 import * as crypto from 'node:crypto';
 import * as querystring from 'node:querystring';
@@ -565,6 +566,19 @@ provider.use(async (ctx, next) => {
     }
   }
   await next();
+});
+
+// The revocation endpoint: record the call (how the client authenticated, the answer).
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/oauth2/revoke' || ctx.method !== 'POST') return next();
+  await next();
+  const body = ctx.oidc?.body ?? {};
+  record({
+    event: 'revoke',
+    client_auth: /^basic\s/i.test(ctx.get('authorization')) ? 'basic' : 'none',
+    has_token: typeof body.token === 'string' && body.token.length > 0,
+    status: ctx.status,
+  });
 });
 
 // The token endpoint: record the call, then reshape the response like Cognito's.

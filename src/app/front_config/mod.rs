@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::Uri;
 
-use crate::browser::session::{CSRF_COOKIE, SESSION_COOKIE};
+use crate::browser::session::COOKIES;
 use crate::config::{Config, Convention};
 use crate::http::headers::fold_name;
 
@@ -26,7 +26,7 @@ use traefik::traefik;
 
 /// How many of the sidecar's cookies the nginx config removes from one request's `Cookie`
 /// (nginx's `map` rewrites one match per map, so the removal is a chain of this many maps).
-/// A browser sends at most two (`__Host-` cookies exist once per host); a request with more is
+/// A browser sends at most three (`__Host-` cookies exist once per host); a request with more is
 /// refused (400) rather than passed with one left in.
 pub const NGINX_COOKIE_STEPS: usize = 4;
 
@@ -270,7 +270,7 @@ fn plan(proxy: Convention, cfg: &Config, listen: SocketAddr) -> Result<Plan, Ren
             .map(|u| u.to_ascii_lowercase())
             .collect(),
         cookies: if cfg.session.enabled {
-            vec![SESSION_COOKIE, CSRF_COOKIE]
+            COOKIES.to_vec()
         } else {
             Vec::new()
         },

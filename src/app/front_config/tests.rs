@@ -210,11 +210,8 @@ fn traefik_regex_matches_every_spelling_of_the_identity_and_nothing_else() {
 /// gives what the sidecar's own gate gives (`forward::to_upstream`, step 10).
 #[test]
 fn the_cookie_chain_removes_what_the_sidecar_removes() {
-    let [first, later, left] = cookie_patterns(&format!(
-        "{}|{}",
-        re_escape(SESSION_COOKIE),
-        re_escape(CSRF_COOKIE)
-    ));
+    let names: Vec<String> = COOKIES.iter().map(|c| re_escape(c)).collect();
+    let [first, later, left] = cookie_patterns(&names.join("|"));
     let first = regex::Regex::new(&first).expect("first");
     let later = regex::Regex::new(&later).expect("later");
     let left = regex::Regex::new(&left).expect("left");
@@ -237,7 +234,7 @@ fn the_cookie_chain_removes_what_the_sidecar_removes() {
             .map(str::trim)
             .filter(|p| {
                 let n = p.split_once('=').map_or(*p, |(n, _)| n).trim();
-                !p.is_empty() && n != SESSION_COOKIE && n != CSRF_COOKIE
+                !p.is_empty() && !COOKIES.contains(&n)
             })
             .collect::<Vec<_>>()
             .join("; ")
@@ -250,6 +247,7 @@ fn the_cookie_chain_removes_what_the_sidecar_removes() {
         format!("a=1; {s}"),
         format!("{s}; a=1"),
         format!("a=1; {s}; b=2; {c}; d=4"),
+        format!("{s}; __Host-sidecar-oauth=F; {c}; e=5"),
         format!("{s};{s};{c};{s}"),
         format!("a=1;{s} ;b=2"),
         format!(" {s} ; a=1"),

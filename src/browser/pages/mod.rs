@@ -20,9 +20,14 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+mod federated;
 mod mfa;
+mod password;
 mod recovery;
 
+use password::NewPasswordForm;
+
+use crate::browser::federated::Federation;
 use crate::browser::session::{self, Sessions};
 use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
@@ -33,7 +38,8 @@ use crate::limit::{Limiter, RecoveryLimits};
 use crate::telemetry::metrics::SharedMetrics;
 
 use super::templates::{
-    error_parts, escape, html_response, render, secure_headers, style, Templates,
+    csp_with_form_target, error_parts, escape, html_response, render, secure_headers, style,
+    Templates,
 };
 
 /// A page of the sidecar's.
@@ -49,6 +55,10 @@ pub enum Page {
     ForgotPassword,
     /// The code and the new password.
     ResetPassword,
+    /// Starts a federated sign-in (`session.managed_login`).
+    Federate,
+    /// The pool's domain returns here (the app client's callback URL).
+    Callback,
     SignOut,
     Style,
 }
@@ -63,6 +73,8 @@ impl Page {
             "/mfa-setup" => Some(Page::MfaSetup),
             "/forgot-password" => Some(Page::ForgotPassword),
             "/reset-password" => Some(Page::ResetPassword),
+            "/federate" => Some(Page::Federate),
+            "/callback" => Some(Page::Callback),
             "/sign-out" => Some(Page::SignOut),
             "/style.css" => Some(Page::Style),
             _ => None,
@@ -90,6 +102,8 @@ struct Inner {
     totp_issuer: String,
     /// The pool's password policy as the forms show it (configured, or read once).
     policy: tokio::sync::OnceCell<String>,
+    /// Federated sign-in, with `session.managed_login`.
+    federation: Option<Federation>,
 }
 
 /// Form fields, first value of each.
@@ -108,6 +122,7 @@ impl Pages {
         templates: Templates,
         max_body: usize,
         totp_issuer: &str,
+        federation: Option<Federation>,
     ) -> Self {
         Pages {
             inner: Arc::new(Inner {
@@ -122,6 +137,7 @@ impl Pages {
                 max_body,
                 totp_issuer: totp_issuer.to_string(),
                 policy: tokio::sync::OnceCell::new(),
+                federation,
             }),
         }
     }
@@ -139,8 +155,15 @@ impl Pages {
             (Page::Style, &Method::GET | &Method::HEAD) => Ok(style()),
             (Page::SignIn, &Method::GET | &Method::HEAD) => {
                 let ret = query_param(req.uri().query(), "return").unwrap_or_default();
+                if let Some(only) = self.auto_redirect() {
+                    let ret = session::safe_return(&ret);
+                    return Ok(self.start_flow(req.headers(), Some(only), &ret).await);
+                }
                 Ok(self.sign_in_page(req.headers(), StatusCode::OK, None, "", &ret))
             }
+            (Page::Federate, &Method::GET | &Method::HEAD) => self.federate(&req).await,
+            (Page::Callback, &Method::GET | &Method::HEAD) => self.callback(&req).await,
+            (Page::Federate | Page::Callback, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
             (Page::SignIn, &Method::POST) => self.sign_in(req).await,
             (Page::NewPassword, &Method::POST) => self.new_password(req).await,
             (Page::Mfa, &Method::POST) => self.mfa(req).await,
@@ -209,77 +232,6 @@ impl Pages {
         }
     }
 
-    async fn new_password(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        let (parts, body) = req.into_parts();
-        let form = self.form(&parts.headers, body).await?;
-        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let ret = session::safe_return(get("return"));
-        let (email, cognito_session) = (get("email").trim(), get("session"));
-        if !session::csrf_matches(&parts.headers, form.get("csrf").map(String::as_str)) {
-            self.inner.metrics.csrf_refused("form");
-            return Ok(self.sign_in_page(
-                &parts.headers,
-                StatusCode::FORBIDDEN,
-                Some("This form has expired. Please sign in again."),
-                email,
-                &ret,
-            ));
-        }
-        if let Err(e) = self.limit(email).await {
-            return Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret));
-        }
-        let new = get("new_password");
-        let policy = self.policy_html().await;
-        let refused = if new.is_empty() {
-            Some("Enter a new password.")
-        } else if new != get("confirm_password") {
-            Some("The two passwords do not match.")
-        } else {
-            None
-        };
-        if let Some(msg) = refused {
-            return Ok(self.new_password_page(
-                &parts.headers,
-                StatusCode::BAD_REQUEST,
-                Some(msg),
-                &NewPasswordForm {
-                    email,
-                    session: cognito_session,
-                    policy: &policy,
-                    ret: &ret,
-                },
-            ));
-        }
-        match self
-            .inner
-            .idp
-            .new_password(email, new, cognito_session)
-            .await
-        {
-            Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
-            Err(e) => {
-                // The JSON API's classification: a weak password is answered on this page,
-                // anything else (an expired challenge session above all) on the sign-in page.
-                let e = ApiError::from_idp(Step::NewPassword, e);
-                if e.code == ErrorCode::WeakPassword {
-                    Ok(self.new_password_page(
-                        &parts.headers,
-                        e.status,
-                        Some(&e.message),
-                        &NewPasswordForm {
-                            email,
-                            session: cognito_session,
-                            policy: &policy,
-                            ret: &ret,
-                        },
-                    ))
-                } else {
-                    Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret))
-                }
-            }
-        }
-    }
-
     /// Tokens → a new session (the old one, if any, ends: the id is rotated at sign-in);
     /// NEW_PASSWORD_REQUIRED, a code, SELECT_MFA_TYPE or MFA_SETUP → its page; another
     /// challenge → an explanation.
@@ -292,19 +244,7 @@ impl Pages {
     ) -> Result<Response<Body>, ApiError> {
         let inner = &self.inner;
         match outcome {
-            AuthOutcome::Tokens(tokens) => {
-                let _ = inner.sessions.end(headers).await;
-                let id = inner.sessions.create(tokens).await.map_err(|_| {
-                    tracing::warn!("sign-in answered without an access token");
-                    ApiError::internal()
-                })?;
-                inner.metrics.session_sign_in("ok");
-                let mut resp = redirect(ret);
-                let max_age = inner.sessions.config().absolute_timeout.as_secs();
-                resp.headers_mut()
-                    .append(SET_COOKIE, session::session_cookie(&id, max_age));
-                Ok(resp)
-            }
+            AuthOutcome::Tokens(tokens) => self.signed_in(headers, tokens, false, ret).await,
             AuthOutcome::Challenge {
                 name,
                 session: Some(s),
@@ -410,6 +350,33 @@ impl Pages {
         }
     }
 
+    /// A new session from a sign-in's tokens (the old one, if any, ends: the id is rotated
+    /// at sign-in), back to `ret`.
+    async fn signed_in(
+        &self,
+        headers: &http::HeaderMap,
+        tokens: crate::idp::Tokens,
+        federated: bool,
+        ret: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let inner = &self.inner;
+        let _ = inner.sessions.end(headers).await;
+        let id = inner
+            .sessions
+            .create(tokens, federated)
+            .await
+            .map_err(|_| {
+                tracing::warn!("sign-in answered without an access token");
+                ApiError::internal()
+            })?;
+        inner.metrics.session_sign_in("ok");
+        let mut resp = redirect(ret);
+        let max_age = inner.sessions.config().absolute_timeout.as_secs();
+        resp.headers_mut()
+            .append(SET_COOKIE, session::session_cookie(&id, max_age));
+        Ok(resp)
+    }
+
     async fn sign_out(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let inner = &self.inner;
         let (parts, body) = req.into_parts();
@@ -421,6 +388,7 @@ impl Pages {
                 Some("This form has expired. Please try again."),
             ));
         }
+        let mut resp = redirect(&inner.sessions.config().after_sign_out);
         if let Some(data) = inner.sessions.end(&parts.headers).await {
             let token = Sessions::access_token(&data);
             // Refuse the session's tokens at every gate, as /api/user/logout does; its
@@ -431,12 +399,13 @@ impl Pages {
                     shared.publish(revocation);
                 }
             }
-            if let Err(e) = inner.idp.global_sign_out(token).await {
+            if let Some(continued) = self.federated_sign_out(&data).await {
+                resp = continued;
+            } else if let Err(e) = inner.idp.global_sign_out(token).await {
                 tracing::info!(error_class = e.class(), "GlobalSignOut at sign-out failed");
             }
             inner.metrics.session_sign_out();
         }
-        let mut resp = redirect(&inner.sessions.config().after_sign_out);
         resp.headers_mut()
             .append(SET_COOKIE, session::session_cookie("", 0));
         Ok(resp)
@@ -477,44 +446,6 @@ impl Pages {
         let e = ApiError::from_idp(step, e);
         self.inner.metrics.session_sign_in(e.code.as_str());
         self.sign_in_page(headers, e.status, Some(&e.message), email, ret)
-    }
-
-    /// The pool's password policy as a hint paragraph, or nothing: `session.password_policy`
-    /// when configured, else read once with DescribeUserPool (`session.read_password_policy`;
-    /// the task role needs `cognito-idp:DescribeUserPool`). A refusal is remembered (no
-    /// policy shown, said once in the log); a throttled or unreachable Cognito is asked again.
-    async fn policy_html(&self) -> String {
-        let inner = &self.inner;
-        let cfg = inner.sessions.config();
-        let text = if let Some(t) = &cfg.password_policy {
-            t.clone()
-        } else if !cfg.read_password_policy {
-            String::new()
-        } else {
-            let read = inner
-                .policy
-                .get_or_try_init(|| async {
-                    match inner.idp.password_policy().await {
-                        Ok(p) => Ok(p.map(|p| p.describe()).unwrap_or_default()),
-                        Err(e @ (IdpError::Throttled | IdpError::Unavailable)) => Err(e),
-                        Err(e) => {
-                            tracing::info!(
-                                error_class = e.class(),
-                                "DescribeUserPool refused: the password forms show no policy \
-                                 (allow cognito-idp:DescribeUserPool, or set session.password_policy)"
-                            );
-                            Ok(String::new())
-                        }
-                    }
-                })
-                .await;
-            read.cloned().unwrap_or_default()
-        };
-        if text.is_empty() {
-            String::new()
-        } else {
-            format!(r#"<p class="hint" id="policy">{}</p>"#, escape(&text))
-        }
     }
 
     async fn form(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Form, ApiError> {
@@ -602,36 +533,7 @@ impl Pages {
                 ("logo", &logo),
                 ("invalid", invalid),
                 ("forgot", &forgot),
-            ],
-        );
-        html_response(status, html, new.then_some(csrf))
-    }
-
-    fn new_password_page(
-        &self,
-        headers: &http::HeaderMap,
-        status: StatusCode,
-        error: Option<&str>,
-        f: &NewPasswordForm<'_>,
-    ) -> Response<Body> {
-        let (csrf, new) = self.csrf(headers);
-        let (title, logo) = self.common();
-        let (error_html, invalid) = error_parts(error);
-        let html = render(
-            &self.inner.templates.new_password,
-            &[
-                ("title", &title),
-                ("prefix", self.prefix()),
-                ("csrf", &csrf),
-                ("return", f.ret),
-                ("email", f.email),
-                ("session", f.session),
-            ],
-            &[
-                ("error", &error_html),
-                ("logo", &logo),
-                ("invalid", invalid),
-                ("policy", f.policy),
+                ("providers", &self.providers_html(&ret)),
             ],
         );
         html_response(status, html, new.then_some(csrf))
@@ -655,17 +557,16 @@ impl Pages {
             ],
             &[("error", &error_html), ("logo", &logo)],
         );
-        html_response(status, html, new.then_some(csrf))
+        let mut resp = html_response(status, html, new.then_some(csrf));
+        // A federated session's sign-out continues to the pool's domain.
+        if let Some(f) = &self.inner.federation {
+            resp.headers_mut().insert(
+                "content-security-policy",
+                csp_with_form_target(&f.domain().settings().domain),
+            );
+        }
+        resp
     }
-}
-
-/// What the new-password page carries.
-struct NewPasswordForm<'a> {
-    email: &'a str,
-    session: &'a str,
-    /// The policy hint (HTML built by `policy_html`).
-    policy: &'a str,
-    ret: &'a str,
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -707,6 +608,8 @@ mod tests {
             Some(Page::ResetPassword)
         );
         assert_eq!(Page::from_path("/style.css"), Some(Page::Style));
+        assert_eq!(Page::from_path("/federate"), Some(Page::Federate));
+        assert_eq!(Page::from_path("/callback"), Some(Page::Callback));
         assert_eq!(Page::from_path("/other"), None);
         assert_eq!(Page::from_path(""), None);
     }

@@ -290,6 +290,24 @@ impl Verifier {
             .await
     }
 
+    /// Full verification of an ID token from the first pool issued to `client_id` (its
+    /// `aud`), whatever `verify.token_use` says: a federated sign-in's ID token (its `nonce`
+    /// is the caller's to check).
+    pub async fn verify_id(
+        &self,
+        token: &str,
+        now: u64,
+        client_id: &str,
+    ) -> Result<Claims, VerifyError> {
+        let claims = self
+            .verify_inner(token, now, true, (false, true), true)
+            .await?;
+        match claims.map.get("aud").and_then(Value::as_str) {
+            Some(aud) if aud == client_id => Ok(claims),
+            _ => Err(VerifyError::Client),
+        }
+    }
+
     /// `uses`: whether access and id tokens (in that order) are accepted; `first_only`: only
     /// the first pool's tokens (the auth API's Cognito calls are to that pool).
     async fn verify_inner(

@@ -93,6 +93,8 @@ fn the_apps_answer_loses_what_only_the_sidecar_may_say() {
         ("sidecar-session=x", false),
         ("Sidecar-Session=x", false),
         ("  __Host-sidecar-csrf  =x", false),
+        ("__Host-sidecar-oauth=x; Path=/", false),
+        ("__secure-SIDECAR-OAUTH=x", false),
         ("sidecar-csrf", false),
         ("__Host-sidecar-sessions=x", true),
         ("my-sidecar-session=x", true),
@@ -120,7 +122,7 @@ fn the_apps_answer_loses_what_only_the_sidecar_may_say() {
     assert_eq!(
         removed,
         Removed {
-            session_cookies: 7,
+            session_cookies: 9,
             identity: 2,
             framing: 2
         }
