@@ -465,9 +465,10 @@ impl From<IdpError> for ErrorCode {
             IdpError::UserNotConfirmed => C::UserNotConfirmed,
             IdpError::InvalidParameter => C::InvalidRequest,
             IdpError::NotAuthorized | IdpError::UserNotFound => C::NotAuthorized,
-            IdpError::ResourceNotFound | IdpError::Unexpected(_) | IdpError::BadResponse => {
-                C::IdpError
-            }
+            IdpError::ResourceNotFound
+            | IdpError::UnsupportedOperation
+            | IdpError::Unexpected(_)
+            | IdpError::BadResponse => C::IdpError,
         }
     }
 }
@@ -571,6 +572,7 @@ pub(crate) mod tests_support {
             IdpError::Throttled,
             IdpError::Unavailable,
             IdpError::BadResponse,
+            IdpError::UnsupportedOperation,
             IdpError::Unexpected("AccessDeniedException".into()),
         ];
         for e in &all {
@@ -591,6 +593,7 @@ pub(crate) mod tests_support {
                 | IdpError::Throttled
                 | IdpError::Unavailable
                 | IdpError::BadResponse
+                | IdpError::UnsupportedOperation
                 | IdpError::Unexpected(_) => {}
             }
         }

@@ -320,6 +320,31 @@ impl Shared {
         .await
     }
 
+    /// Takes a session's refresh lock (`prefix:refresh-lock:<hash of the id>`, `SET NX` for
+    /// `ttl`): `true` when this task got it, `false` when another task holds it.
+    pub async fn refresh_lock(&self, key: &str, ttl: Duration) -> Result<bool, ()> {
+        let cmd = redis::cmd("SET")
+            .arg(self.key("refresh-lock", key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .to_owned();
+        self.query::<Option<String>>(cmd)
+            .await
+            .map(|ok| ok.is_some())
+    }
+
+    /// Releases a session's refresh lock.
+    pub async fn refresh_unlock(&self, key: &str) -> Result<(), ()> {
+        self.query(
+            redis::cmd("DEL")
+                .arg(self.key("refresh-lock", key))
+                .to_owned(),
+        )
+        .await
+    }
+
     fn key(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.inner.session_prefix)
     }

@@ -81,6 +81,7 @@ impl App {
                 flow: c.auth_flow,
                 timeout: c.timeout,
                 max_attempts: c.max_attempts,
+                refresh_rotation: c.refresh_token_rotation,
             },
             Arc::clone(&metrics),
         ));

@@ -296,7 +296,7 @@ impl AuthApi {
     ) -> Result<Answer, ApiError> {
         let refresh_token = field(body, "refresh_token")?;
         let mut username = optional_field(body, "username")?.map(str::to_owned);
-        if self.idp.has_secret() && username.is_none() {
+        if self.idp.refresh_needs_username() && username.is_none() {
             // The access token (expired is fine) names the user, if its signature verifies.
             let token = match verify::bearer(headers, self.max_token_bytes) {
                 Ok(t) => t,

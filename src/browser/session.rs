@@ -109,6 +109,11 @@ struct Inner {
     local: Cache<[u8; 32], Arc<Slot>>,
 }
 
+/// With Redis, how long one task may hold a session's refresh (longer than a Cognito call),
+/// and how long another waits for its result before refreshing itself.
+const REFRESH_LOCK: Duration = Duration::from_secs(10);
+const REFRESH_WAIT: Duration = Duration::from_secs(3);
+
 /// How long a task trusts its copy of a Redis-kept session before reading it again (a
 /// sign-out elsewhere is enforced sooner: it revokes the tokens fleet-wide).
 const REDIS_LOCAL_TTL: Duration = Duration::from_secs(10);
@@ -211,8 +216,62 @@ impl Sessions {
         }
     }
 
-    /// Refreshes the session's tokens (the caller holds its lock, so one refresh at a time).
+    /// Refreshes the session's tokens (the caller holds its lock, so one refresh at a time on
+    /// this task). With Redis, one task of the fleet at a time too: a refresh lock, and a task
+    /// that finds it taken waits for the other's new tokens in the store. An app client that
+    /// rotates refresh tokens invalidates the old one (after its grace period), so two tasks
+    /// refreshing one session at once could end it.
     async fn refresh(&self, key: &[u8; 32], data: &mut SessionData) -> Option<Arc<Identity>> {
+        let Some(shared) = self.inner.shared.clone() else {
+            return self.refresh_now(key, data).await;
+        };
+        let id = hex(key);
+        match shared.refresh_lock(&id, REFRESH_LOCK).await {
+            Ok(true) => {
+                let out = self.refresh_now(key, data).await;
+                let _ = shared.refresh_unlock(&id).await;
+                out
+            }
+            Ok(false) => match self.adopt(&shared, key, data).await {
+                Some(identity) => Some(identity),
+                // The other task is stuck or gone (its lock expires by itself).
+                None => self.refresh_now(key, data).await,
+            },
+            // Redis unreachable: this task refreshes alone.
+            Err(()) => self.refresh_now(key, data).await,
+        }
+    }
+
+    /// Waits (bounded) for another task's refresh of this session to reach the store, and
+    /// takes its tokens.
+    async fn adopt(
+        &self,
+        shared: &Shared,
+        key: &[u8; 32],
+        data: &mut SessionData,
+    ) -> Option<Arc<Identity>> {
+        let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let Ok(Some(json)) = shared.session_get(&hex(key), inner.cfg.idle_timeout).await else {
+                continue;
+            };
+            let Ok(stored) = serde_json::from_str::<SessionData>(&json) else {
+                continue;
+            };
+            if stored.access != data.access {
+                let identity = inner.gate.check(&stored.access).await.ok()?;
+                *data = stored;
+                inner.metrics.session_refresh("adopted");
+                return Some(identity);
+            }
+        }
+        None
+    }
+
+    /// One refresh at Cognito (or the pool's domain, for a federated session).
+    async fn refresh_now(&self, key: &[u8; 32], data: &mut SessionData) -> Option<Arc<Identity>> {
         let inner = &self.inner;
         let refresh = data.refresh.clone()?;
         let answer = match (&inner.domain, data.federated) {

@@ -39,6 +39,7 @@ impl Default for CognitoConfig {
             auth_flow: AuthFlow::AdminUserPassword,
             timeout: Duration::from_secs(5),
             max_attempts: 2,
+            refresh_token_rotation: false,
         }
     }
 }

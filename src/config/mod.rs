@@ -121,6 +121,10 @@ pub struct CognitoConfig {
     pub timeout: Duration,
     /// Attempts per call, the first included (the SDK retries throttling and 5xx).
     pub max_attempts: u32,
+    /// The app client rotates refresh tokens (`RefreshTokenRotation`): refresh with
+    /// GetTokensFromRefreshToken, which answers a new refresh token, instead of
+    /// `REFRESH_TOKEN_AUTH`, which such a client refuses.
+    pub refresh_token_rotation: bool,
 }
 
 impl std::fmt::Debug for CognitoConfig {
@@ -137,6 +141,7 @@ impl std::fmt::Debug for CognitoConfig {
             .field("auth_flow", &self.auth_flow)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("refresh_token_rotation", &self.refresh_token_rotation)
             .finish()
     }
 }

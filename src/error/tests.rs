@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 /// CodeMismatch, ExpiredCode, EnableSoftwareTokenMFA, InvalidPassword,
 /// PasswordResetRequired, UserNotConfirmed, InvalidParameter, LimitExceeded,
 /// TooManyFailedAttempts, CodeDeliveryFailure, Throttled, Unavailable, BadResponse,
-/// Unexpected). ForgotPassword's row is what `from_idp` says; `auth.rs` answers its
+/// UnsupportedOperation, Unexpected). ForgotPassword's row is what `from_idp` says; `auth.rs` answers its
 /// user-revealing refusals 200 before (tested there).
 #[test]
 fn step_by_error_matrix() {
@@ -19,7 +19,7 @@ fn step_by_error_matrix() {
     const NA: &str = "not_authorized";
     const IDP: &str = "idp_error";
     // The columns from PasswordResetRequired on are the same in every row but where noted.
-    const TAIL: [&str; 10] = [
+    const TAIL: [&str; 11] = [
         "password_reset_required",
         "user_not_confirmed",
         "invalid_request",
@@ -28,6 +28,7 @@ fn step_by_error_matrix() {
         "code_delivery_failed",
         "idp_throttled",
         "idp_unavailable",
+        IDP,
         IDP,
         IDP,
     ];

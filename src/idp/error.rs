@@ -45,6 +45,10 @@ pub enum IdpError {
     Unavailable,
     #[error("unparseable response")]
     BadResponse,
+    /// UnsupportedOperationException: the operation is not enabled for this app client
+    /// (GetTokensFromRefreshToken without rotation, RevokeToken without revocation).
+    #[error("operation not enabled for this app client")]
+    UnsupportedOperation,
     #[error("unexpected error {0}")]
     Unexpected(String),
 }
@@ -82,6 +86,7 @@ impl IdpError {
             IdpError::Throttled => "throttled",
             IdpError::Unavailable => "unavailable",
             IdpError::BadResponse => "bad_response",
+            IdpError::UnsupportedOperation => "unsupported_operation",
             IdpError::Unexpected(_) => "unexpected",
         }
     }
@@ -89,7 +94,11 @@ impl IdpError {
     /// The error a Cognito exception name stands for (`None`: no name at all).
     pub fn from_code(code: Option<&str>) -> IdpError {
         match code {
-            Some("NotAuthorizedException") => IdpError::NotAuthorized,
+            // A rotated refresh token used again after the grace period: not valid any more.
+            Some("NotAuthorizedException" | "RefreshTokenReuseException") => {
+                IdpError::NotAuthorized
+            }
+            Some("UnsupportedOperationException") => IdpError::UnsupportedOperation,
             Some("UserNotFoundException") => IdpError::UserNotFound,
             Some("ResourceNotFoundException") => IdpError::ResourceNotFound,
             Some("CodeMismatchException") => IdpError::CodeMismatch,

@@ -85,6 +85,8 @@ pub struct CognitoSettings {
     pub flow: AuthFlow,
     pub timeout: Duration,
     pub max_attempts: u32,
+    /// Refresh with GetTokensFromRefreshToken (`cognito.refresh_token_rotation`).
+    pub refresh_rotation: bool,
 }
 
 /// `outcome` over any of the four SDK outputs (they share accessor names, not a trait).
@@ -107,6 +109,7 @@ pub struct Cognito {
     client_id: String,
     secret: Option<String>,
     flow: AuthFlow,
+    refresh_rotation: bool,
     metrics: SharedMetrics,
 }
 
@@ -131,13 +134,15 @@ impl Cognito {
             client_id: s.client_id,
             secret: s.client_secret,
             flow: s.flow,
+            refresh_rotation: s.refresh_rotation,
             metrics,
         }
     }
 
-    /// Whether calls need a username for SECRET_HASH.
-    pub fn has_secret(&self) -> bool {
-        self.secret.is_some()
+    /// Whether a refresh needs the username, for SECRET_HASH (GetTokensFromRefreshToken
+    /// takes the raw secret and no username).
+    pub fn refresh_needs_username(&self) -> bool {
+        self.secret.is_some() && !self.refresh_rotation
     }
 
     fn secret_hash(&self, username: &str) -> Option<String> {
@@ -371,6 +376,9 @@ impl Cognito {
         refresh_token: &str,
         username: Option<&str>,
     ) -> Result<Tokens, IdpError> {
+        if self.refresh_rotation {
+            return self.refresh_rotating(refresh_token).await;
+        }
         let hash = username.and_then(|u| self.secret_hash(u));
         let out = self
             .client
@@ -386,6 +394,29 @@ impl Cognito {
             AuthOutcome::Tokens(t) => Ok(t),
             AuthOutcome::Challenge { name, .. } => {
                 tracing::warn!(challenge = %enum_token(&name), "refresh answered with a challenge");
+                Err(IdpError::BadResponse)
+            }
+        }
+    }
+
+    /// GetTokensFromRefreshToken, for app clients that rotate refresh tokens: the answer
+    /// carries a new refresh token, and the old one stops working after the client's
+    /// `RetryGracePeriodSeconds`. The raw client secret goes with it (no SECRET_HASH).
+    #[tracing::instrument(skip_all, fields(op = "GetTokensFromRefreshToken"))]
+    async fn refresh_rotating(&self, refresh_token: &str) -> Result<Tokens, IdpError> {
+        let out = self
+            .client
+            .get_tokens_from_refresh_token()
+            .client_id(&self.client_id)
+            .refresh_token(refresh_token)
+            .set_client_secret(self.secret.clone())
+            .send()
+            .timed(&self.metrics, "GetTokensFromRefreshToken")
+            .await?;
+        match outcome(out.authentication_result(), None, None, None) {
+            AuthOutcome::Tokens(t) if t.access_token.is_some() => Ok(t),
+            _ => {
+                tracing::warn!("GetTokensFromRefreshToken answered without tokens");
                 Err(IdpError::BadResponse)
             }
         }

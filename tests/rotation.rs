@@ -1,0 +1,312 @@
+//! Refresh-token rotation (`cognito.refresh_token_rotation`): `/refresh` and the sessions'
+//! transparent refresh go through GetTokensFromRefreshToken, return (or store) the new refresh
+//! token, and with Redis one task of a fleet refreshes a session at a time.
+//!
+//! moto 5.2.5 has no GetTokensFromRefreshToken: a fake speaking Cognito's JSON protocol on
+//! loopback answers it (and AdminInitiateAuth, for the sign-in), asserting the exact request
+//! the SDK sent. Its tokens are minted with the fixture keys and served by a loopback JWKS.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cognito_sidecar::config::{Config, SharedBackend};
+use common::browser::{browser, metric, sign_in};
+use common::*;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+const SECRET: &str = "rotation-client-secret";
+const USER: &str = "rotating@example.com";
+const SUB: &str = "7d6c5b4a-1111-2222-3333-444455556666";
+
+/// A call the fake received: its `X-Amz-Target` operation and JSON body.
+#[derive(Clone, Debug)]
+struct Call {
+    op: String,
+    body: Value,
+}
+
+struct Fake {
+    url: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn answer(status: u16, body: Value, error: Option<&str>) -> Response<Full<Bytes>> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1");
+    if let Some(kind) = error {
+        b = b.header("x-amzn-errortype", kind);
+    }
+    b.body(Full::new(Bytes::from(body.to_string())))
+        .expect("response")
+}
+
+/// The `n`-th tokens of the session. The tests move the sidecar's clock 3,550 s per refresh
+/// (into the 60-second margin), so the `n`-th access token expires 3,600 s after the clock
+/// the sidecar reads when it gets it.
+fn tokens(n: u64) -> Value {
+    let mut claims = access_claims(SUB);
+    claims["exp"] = json!(now() + 3550 * (n - 1) + 3600);
+    claims["jti"] = json!(format!("jti-{n}"));
+    claims["username"] = json!(SUB);
+    let mut id = claims.clone();
+    id["token_use"] = json!("id");
+    id["aud"] = json!(CLIENT_ID);
+    id["cognito:username"] = json!(SUB);
+    json!({
+        "AccessToken": mint("key1", "k1", &claims),
+        "IdToken": mint("key1", "k1", &id),
+        "RefreshToken": format!("rt-{n}"),
+        "ExpiresIn": 3600,
+        "TokenType": "Bearer",
+    })
+}
+
+impl Fake {
+    /// `delay`: how long GetTokensFromRefreshToken takes (to make two tasks overlap).
+    async fn start(delay: Duration) -> Fake {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c = Arc::clone(&calls);
+        let (addr, stop) = serve_fn(Arc::new(move |req: Request<Incoming>| {
+            let c = Arc::clone(&c);
+            Box::pin(async move {
+                let op = req
+                    .headers()
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|t| t.strip_prefix("AWSCognitoIdentityProviderService."))
+                    .unwrap_or_default()
+                    .to_string();
+                let bytes = req.into_body().collect().await.expect("body").to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                c.lock().expect("lock").push(Call {
+                    op: op.clone(),
+                    body: body.clone(),
+                });
+                match op.as_str() {
+                    "AdminInitiateAuth" => answer(200, json!({ "AuthenticationResult": tokens(1) }), None),
+                    "GetTokensFromRefreshToken" => {
+                        tokio::time::sleep(delay).await;
+                        let rt = body["RefreshToken"].as_str().unwrap_or_default();
+                        match rt {
+                            "rt-reused" => answer(
+                                400,
+                                json!({"__type": "RefreshTokenReuseException", "message": "SECRET-DETAIL rt-reused"}),
+                                Some("RefreshTokenReuseException"),
+                            ),
+                            "rt-unsupported" => answer(
+                                400,
+                                json!({"__type": "UnsupportedOperationException", "message": "SECRET-DETAIL"}),
+                                Some("UnsupportedOperationException"),
+                            ),
+                            _ => {
+                                let n: u64 = rt
+                                    .strip_prefix("rt-")
+                                    .and_then(|n| n.parse().ok())
+                                    .unwrap_or(0);
+                                answer(200, json!({ "AuthenticationResult": tokens(n + 1) }), None)
+                            }
+                        }
+                    }
+                    _ => answer(
+                        400,
+                        json!({"__type": "InvalidParameterException", "message": "not faked"}),
+                        Some("InvalidParameterException"),
+                    ),
+                }
+            })
+        }))
+        .await;
+        Fake {
+            url: format!("http://{addr}"),
+            calls,
+            _stop: stop,
+        }
+    }
+
+    fn refreshes(&self) -> Vec<Value> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| c.op == "GetTokensFromRefreshToken")
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    fn ops(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|c| c.op.clone())
+            .collect()
+    }
+}
+
+fn config(jwks: &JwksServer, echo: &Echo, fake: &Fake) -> Config {
+    let mut c = gate_config(&jwks.url, &echo.url(), &fake.url);
+    c.cognito.client_secret = Some(SECRET.into());
+    c.cognito.refresh_token_rotation = true;
+    c.cognito.max_attempts = 1;
+    c.session.enabled = true;
+    c.rate_limit.username_burst = 1000;
+    c
+}
+
+#[tokio::test]
+async fn refresh_goes_through_get_tokens_from_refresh_token_and_answers_the_new_token() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    // No username although the client has a secret: the raw secret goes instead of SECRET_HASH.
+    let resp = client()
+        .post(sc.url("/api/user/refresh"))
+        .json(&json!({ "refresh_token": "rt-1" }))
+        .send()
+        .await
+        .expect("refresh");
+    let (status, body) = status_json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["refresh_token"], "rt-2",
+        "the new refresh token, in the seed's field"
+    );
+    assert!(body["access_token"]
+        .as_str()
+        .is_some_and(|t| t.split('.').count() == 3));
+    assert_eq!(fake.ops(), ["GetTokensFromRefreshToken"]);
+    assert_eq!(
+        fake.refreshes(),
+        [json!({ "ClientId": CLIENT_ID, "RefreshToken": "rt-1", "ClientSecret": SECRET })],
+        "exactly what the SDK sent"
+    );
+
+    // A rotated token used again, and a client without rotation: clear errors, no detail.
+    for (rt, want_status, want_code) in [
+        ("rt-reused", 401, "invalid_refresh_token"),
+        ("rt-unsupported", 502, "idp_error"),
+    ] {
+        let resp = client()
+            .post(sc.url("/api/user/refresh"))
+            .json(&json!({ "refresh_token": rt }))
+            .send()
+            .await
+            .expect("refresh");
+        let (status, body) = status_json(resp).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{rt}"
+        );
+        assert!(!body.to_string().contains("SECRET-DETAIL"), "{body}");
+        assert!(!body.to_string().contains(rt), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_keeps_the_rotated_refresh_token() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let id = sign_in(&sc, USER, "Any-Passw0rd!", "/").await;
+    let cookie = format!("__Host-sidecar-session={id}");
+    let get = || {
+        browser()
+            .get(sc.url("/x"))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    // Each jump puts the current access token within the refresh margin.
+    for n in 1..=2 {
+        sc.clock.advance(Duration::from_secs(3550));
+        let resp = get().await.expect("app");
+        assert_eq!(resp.status(), 200, "refresh {n}");
+    }
+    let used: Vec<_> = fake
+        .refreshes()
+        .iter()
+        .map(|b| b["RefreshToken"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        used,
+        ["rt-1", "rt-2"],
+        "the second refresh used the token the first returned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_one_task_refreshes_a_session_and_the_other_adopts_its_tokens() {
+    let (_redis, url) = redis_server();
+    let (jwks, echo) = (JwksServer::start().await, Echo::start().await);
+    // Slow enough that both tasks are inside the refresh at once.
+    let fake = Fake::start(Duration::from_millis(600)).await;
+    let fleet = || {
+        let mut c = config(&jwks, &echo, &fake);
+        c.shared.backend = SharedBackend::Redis;
+        c.shared.url = url.clone();
+        c
+    };
+    let (a, b) = (Sidecar::start(fleet()).await, Sidecar::start(fleet()).await);
+    for _ in 0..200 {
+        if [&a, &b]
+            .iter()
+            .all(|s| s.app.render_metrics().contains("sidecar_shared_state 2"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = sign_in(&a, USER, "Any-Passw0rd!", "/").await;
+    let cookie = format!("__Host-sidecar-session={id}");
+    // B reads the session once, so both tasks hold it before the refresh is due.
+    let get = |s: &Sidecar| {
+        browser()
+            .get(s.url("/x"))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    assert_eq!(get(&b).await.expect("b").status(), 200);
+    a.clock.advance(Duration::from_secs(3550));
+    b.clock.advance(Duration::from_secs(3550));
+    let (ra, rb) = tokio::join!(get(&a), get(&b));
+    assert_eq!(ra.expect("a").status(), 200);
+    assert_eq!(rb.expect("b").status(), 200);
+    assert_eq!(fake.refreshes().len(), 1, "one refresh for the fleet");
+    let adopted: f64 = [&a, &b]
+        .iter()
+        .map(|s| {
+            metric(
+                &s.app.render_metrics(),
+                r#"sidecar_session_refreshes_total{outcome="adopted"} "#,
+            )
+        })
+        .sum();
+    assert_eq!(
+        adopted, 1.0,
+        "the other task took the new tokens from Redis"
+    );
+    // Both now send the same, new access token's identity; a later refresh starts from rt-2.
+    a.clock.advance(Duration::from_secs(3550));
+    b.clock.advance(Duration::from_secs(3550));
+    assert_eq!(get(&b).await.expect("b").status(), 200);
+    let used: Vec<_> = fake
+        .refreshes()
+        .iter()
+        .map(|b| b["RefreshToken"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(used, ["rt-1", "rt-2"]);
+}
