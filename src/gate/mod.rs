@@ -177,6 +177,14 @@ impl Gate {
         r
     }
 
+    /// Records one session's sign-out (`Revocation::session`): its tokens are refused from
+    /// here on, the user's other sessions not. `None` without an `origin_jti`.
+    pub fn revoke_session(&self, claims: &Claims) -> Option<Revocation> {
+        let r = Revocation::session(claims, &self.clock)?;
+        self.revocations.apply(&r);
+        Some(r)
+    }
+
     /// The logout list (the shared backend applies other sidecars' logouts to it).
     pub fn revocations(&self) -> &RevocationList {
         &self.revocations

@@ -74,6 +74,19 @@ impl Revocation {
         }
     }
 
+    /// The record of one session's sign-out: the tokens of its sign-in (`origin_jti`), the
+    /// user's other sessions untouched. `None` when the token has no `origin_jti` (an app
+    /// client without token revocation).
+    pub fn session(claims: &Claims, clock: &Clock) -> Option<Self> {
+        Some(Revocation {
+            v: 1,
+            sub: claims.sub.clone(),
+            at: None,
+            jti: Some(claims.origin_jti.clone()?),
+            ts: clock.now_millis(),
+        })
+    }
+
     /// The JSON form (the member of the shared sorted set and the pub/sub message).
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()

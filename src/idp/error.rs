@@ -99,6 +99,8 @@ impl IdpError {
                 IdpError::NotAuthorized
             }
             Some("UnsupportedOperationException") => IdpError::UnsupportedOperation,
+            // RevokeToken with something that is not a refresh token of this client.
+            Some("UnsupportedTokenTypeException") => IdpError::NotAuthorized,
             Some("UserNotFoundException") => IdpError::UserNotFound,
             Some("ResourceNotFoundException") => IdpError::ResourceNotFound,
             Some("CodeMismatchException") => IdpError::CodeMismatch,

@@ -422,6 +422,22 @@ impl Cognito {
         }
     }
 
+    /// RevokeToken: revokes one refresh token and the access tokens issued from it (app
+    /// clients with token revocation, the default since 2021). The raw client secret goes
+    /// with it; a public operation (no IAM permission).
+    #[tracing::instrument(skip_all, fields(op = "RevokeToken"))]
+    pub async fn revoke_token(&self, refresh_token: &str) -> Result<(), IdpError> {
+        self.client
+            .revoke_token()
+            .token(refresh_token)
+            .client_id(&self.client_id)
+            .set_client_secret(self.secret.clone())
+            .send()
+            .timed(&self.metrics, "RevokeToken")
+            .await
+            .map(|_| ())
+    }
+
     /// GlobalSignOut: revokes the user's refresh tokens (issued access tokens stay valid as
     /// JWTs; the gate's revocation list covers them).
     #[tracing::instrument(skip_all, fields(op = "GlobalSignOut"))]

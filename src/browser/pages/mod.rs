@@ -391,24 +391,53 @@ impl Pages {
         let mut resp = redirect(&inner.sessions.config().after_sign_out);
         if let Some(data) = inner.sessions.end(&parts.headers).await {
             let token = Sessions::access_token(&data);
-            // Refuse the session's tokens at every gate, as /api/user/logout does; its
-            // signature and issuer are checked first (it may have expired meanwhile).
-            if let Ok(claims) = inner.gate.verify_ignoring_expiry(token).await {
-                let revocation = inner.gate.revoke(&claims);
+            // Its signature and issuer are checked first (it may have expired meanwhile).
+            let claims = inner.gate.verify_ignoring_expiry(token).await.ok();
+            let one_session = match self.federated_sign_out(&data).await {
+                Some(continued) => {
+                    resp = continued;
+                    true
+                }
+                None => self.end_at_cognito(&data).await,
+            };
+            // Refuse the session's tokens at every gate: this session's when only it ended,
+            // every token of the user issued before now after GlobalSignOut (as
+            // /api/user/logout does).
+            if let Some(claims) = &claims {
+                let revocation = one_session
+                    .then(|| inner.gate.revoke_session(claims))
+                    .flatten()
+                    .unwrap_or_else(|| inner.gate.revoke(claims));
                 if let Some(shared) = &inner.shared {
                     shared.publish(revocation);
                 }
-            }
-            if let Some(continued) = self.federated_sign_out(&data).await {
-                resp = continued;
-            } else if let Err(e) = inner.idp.global_sign_out(token).await {
-                tracing::info!(error_class = e.class(), "GlobalSignOut at sign-out failed");
             }
             inner.metrics.session_sign_out();
         }
         resp.headers_mut()
             .append(SET_COOKIE, session::session_cookie("", 0));
         Ok(resp)
+    }
+
+    /// Ends a password session at Cognito: RevokeToken for its own refresh token (this
+    /// browser only; `true`), or, when that is refused (an app client without token
+    /// revocation, or an emulator without the operation), GlobalSignOut (every session of
+    /// the user; `false`).
+    async fn end_at_cognito(&self, data: &session::SessionData) -> bool {
+        let idp = &self.inner.idp;
+        if let Some(refresh) = Sessions::refresh_token(data) {
+            match idp.revoke_token(refresh).await {
+                Ok(()) => return true,
+                Err(e) => tracing::info!(
+                    error_class = e.class(),
+                    "RevokeToken at sign-out refused; GlobalSignOut instead (every session of the user ends)"
+                ),
+            }
+        }
+        if let Err(e) = idp.global_sign_out(Sessions::access_token(data)).await {
+            tracing::info!(error_class = e.class(), "GlobalSignOut at sign-out failed");
+        }
+        false
     }
 
     async fn limit(&self, email: &str) -> Result<(), ApiError> {

@@ -1,13 +1,18 @@
 //! Refresh-token rotation (`cognito.refresh_token_rotation`): `/refresh` and the sessions'
 //! transparent refresh go through GetTokensFromRefreshToken, return (or store) the new refresh
-//! token, and with Redis one task of a fleet refreshes a session at a time.
+//! token, and with Redis one task of a fleet refreshes a session at a time. Token revocation:
+//! a browser's sign-out revokes its own refresh token (RevokeToken) and refuses its own
+//! session's tokens at the gate, the user's other sessions untouched; without revocation on
+//! the app client it falls back to GlobalSignOut.
 //!
-//! moto 5.2.5 has no GetTokensFromRefreshToken: a fake speaking Cognito's JSON protocol on
-//! loopback answers it (and AdminInitiateAuth, for the sign-in), asserting the exact request
-//! the SDK sent. Its tokens are minted with the fixture keys and served by a loopback JWKS.
+//! moto 5.2.5 has neither GetTokensFromRefreshToken nor RevokeToken: a fake speaking Cognito's
+//! JSON protocol on loopback answers them (and AdminInitiateAuth, GlobalSignOut), asserting the
+//! exact request the SDK sent. Its tokens are minted with the fixture keys and served by a
+//! loopback JWKS.
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,10 +56,12 @@ fn answer(status: u16, body: Value, error: Option<&str>) -> Response<Full<Bytes>
 /// The `n`-th tokens of the session. The tests move the sidecar's clock 3,550 s per refresh
 /// (into the 60-second margin), so the `n`-th access token expires 3,600 s after the clock
 /// the sidecar reads when it gets it.
-fn tokens(n: u64) -> Value {
+/// `sign_in`: which sign-in of the test they come from (its `origin_jti`, its refresh token).
+fn tokens(n: u64, sign_in: u64) -> Value {
     let mut claims = access_claims(SUB);
     claims["exp"] = json!(now() + 3550 * (n - 1) + 3600);
-    claims["jti"] = json!(format!("jti-{n}"));
+    claims["jti"] = json!(format!("jti-{n}-{sign_in}"));
+    claims["origin_jti"] = json!(format!("origin-{sign_in}"));
     claims["username"] = json!(SUB);
     let mut id = claims.clone();
     id["token_use"] = json!("id");
@@ -63,19 +70,35 @@ fn tokens(n: u64) -> Value {
     json!({
         "AccessToken": mint("key1", "k1", &claims),
         "IdToken": mint("key1", "k1", &id),
-        "RefreshToken": format!("rt-{n}"),
+        "RefreshToken": refresh_token(n, sign_in),
         "ExpiresIn": 3600,
         "TokenType": "Bearer",
     })
 }
 
+/// The first sign-in's tokens are `rt-1`, `rt-2`, ...; another sign-in's `rt-1-s2`, ...
+fn refresh_token(n: u64, sign_in: u64) -> String {
+    if sign_in == 1 {
+        format!("rt-{n}")
+    } else {
+        format!("rt-{n}-s{sign_in}")
+    }
+}
+
 impl Fake {
     /// `delay`: how long GetTokensFromRefreshToken takes (to make two tasks overlap).
     async fn start(delay: Duration) -> Fake {
+        Self::with(delay, true).await
+    }
+
+    /// `revocation`: whether the app client has token revocation (RevokeToken works).
+    async fn with(delay: Duration, revocation: bool) -> Fake {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let c = Arc::clone(&calls);
+        let sign_ins = Arc::new(AtomicU64::new(0));
         let (addr, stop) = serve_fn(Arc::new(move |req: Request<Incoming>| {
             let c = Arc::clone(&c);
+            let sign_ins = Arc::clone(&sign_ins);
             Box::pin(async move {
                 let op = req
                     .headers()
@@ -91,7 +114,17 @@ impl Fake {
                     body: body.clone(),
                 });
                 match op.as_str() {
-                    "AdminInitiateAuth" => answer(200, json!({ "AuthenticationResult": tokens(1) }), None),
+                    "AdminInitiateAuth" => {
+                        let k = sign_ins.fetch_add(1, Ordering::SeqCst) + 1;
+                        answer(200, json!({ "AuthenticationResult": tokens(1, k) }), None)
+                    }
+                    "RevokeToken" if revocation => answer(200, json!({}), None),
+                    "RevokeToken" => answer(
+                        400,
+                        json!({"__type": "UnsupportedOperationException", "message": "Token revocation is not enabled"}),
+                        Some("UnsupportedOperationException"),
+                    ),
+                    "GlobalSignOut" => answer(200, json!({}), None),
                     "GetTokensFromRefreshToken" => {
                         tokio::time::sleep(delay).await;
                         let rt = body["RefreshToken"].as_str().unwrap_or_default();
@@ -111,7 +144,7 @@ impl Fake {
                                     .strip_prefix("rt-")
                                     .and_then(|n| n.parse().ok())
                                     .unwrap_or(0);
-                                answer(200, json!({ "AuthenticationResult": tokens(n + 1) }), None)
+                                answer(200, json!({ "AuthenticationResult": tokens(n + 1, 1) }), None)
                             }
                         }
                     }
@@ -137,6 +170,16 @@ impl Fake {
             .expect("lock")
             .iter()
             .filter(|c| c.op == "GetTokensFromRefreshToken")
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    fn bodies(&self, op: &str) -> Vec<Value> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| c.op == op)
             .map(|c| c.body.clone())
             .collect()
     }
@@ -309,4 +352,125 @@ async fn with_redis_one_task_refreshes_a_session_and_the_other_adopts_its_tokens
         .map(|b| b["RefreshToken"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(used, ["rt-1", "rt-2"]);
+}
+
+/// Two sessions of one user, each with the access token the app received for it.
+async fn two_sessions(sc: &Sidecar, echo: &Echo) -> [(String, String); 2] {
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let id = sign_in(sc, USER, "Any-Passw0rd!", "/").await;
+        let cookie = format!("__Host-sidecar-session={id}");
+        let resp = browser()
+            .get(sc.url("/x"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("app");
+        assert_eq!(resp.status(), 200);
+        let token = echo
+            .last()
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .expect("forwarded access token")
+            .to_string();
+        out.push((cookie, token));
+    }
+    out.try_into().expect("two")
+}
+
+async fn sign_out(sc: &Sidecar, cookie: &str) {
+    let page = browser()
+        .get(sc.url("/_auth/sign-out"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    let csrf =
+        common::browser::set_cookie_value(page.headers(), "__Host-sidecar-csrf").expect("csrf");
+    let resp = common::browser::post_form(
+        sc,
+        "/_auth/sign-out",
+        &format!("{cookie}; __Host-sidecar-csrf={csrf}"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+}
+
+async fn bearer_status(sc: &Sidecar, token: &str) -> (u16, Value) {
+    let resp = client()
+        .get(sc.url("/x"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("app");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_browser_sign_out_revokes_its_own_session_only() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let mut c = config(&jwks, &echo, &fake);
+    c.session.forward_access_token = true;
+    let sc = Sidecar::start(c).await;
+    let [(first, first_token), (second, second_token)] = two_sessions(&sc, &echo).await;
+    // Later than the sign-ins' second, so a user-wide logout would refuse both.
+    sc.clock.advance(Duration::from_secs(2));
+    sign_out(&sc, &first).await;
+    assert_eq!(
+        fake.bodies("RevokeToken"),
+        [json!({ "Token": "rt-1", "ClientId": CLIENT_ID, "ClientSecret": SECRET })],
+        "exactly what the SDK sent"
+    );
+    assert!(
+        fake.bodies("GlobalSignOut").is_empty(),
+        "no sign-out of every device"
+    );
+    // The signed-out session's access token is refused at the gate; the other session, and
+    // its token, go on.
+    let (status, body) = bearer_status(&sc, &first_token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
+    assert_eq!(bearer_status(&sc, &second_token).await.0, 200);
+    let resp = browser()
+        .get(sc.url("/x"))
+        .header("cookie", &second)
+        .send()
+        .await
+        .expect("app");
+    assert_eq!(resp.status(), 200, "the user's other session");
+    let resp = browser()
+        .get(sc.url("/x"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .expect("app");
+    assert_eq!(resp.status(), 401, "the signed-out session");
+}
+
+#[tokio::test]
+async fn without_token_revocation_a_sign_out_falls_back_to_global_sign_out() {
+    let (jwks, echo) = (JwksServer::start().await, Echo::start().await);
+    let fake = Fake::with(Duration::ZERO, false).await;
+    let mut c = config(&jwks, &echo, &fake);
+    c.session.forward_access_token = true;
+    let sc = Sidecar::start(c).await;
+    let [(first, _), (_, second_token)] = two_sessions(&sc, &echo).await;
+    sc.clock.advance(Duration::from_secs(2));
+    sign_out(&sc, &first).await;
+    assert_eq!(fake.bodies("RevokeToken").len(), 1);
+    assert_eq!(fake.bodies("GlobalSignOut").len(), 1, "the fall-back");
+    // GlobalSignOut ends every session of the user: the gate refuses them all.
+    let (status, body) = bearer_status(&sc, &second_token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
 }
