@@ -128,6 +128,8 @@ error_codes! {
         "the identity provider could not send the code";
     IdpUnavailable = "idp_unavailable", SERVICE_UNAVAILABLE, Ours,
         "the identity provider could not be reached in time";
+    RevocationNotEnabled = "revocation_not_enabled", NOT_IMPLEMENTED, Ours,
+        "token revocation is not enabled for this app client (EnableTokenRevocation)";
 
     // The gate (`VerifyError`, in the order it checks).
     TokenMissing = "token_missing", UNAUTHORIZED, Client,
@@ -510,9 +512,10 @@ impl ApiError {
             | (S::NewPassword, E::CodeMismatch | E::ExpiredCode) => {
                 ErrorCode::InvalidSession.into()
             }
-            (S::Refresh, E::NotAuthorized | E::UserNotFound | E::InvalidPassword) => {
+            (S::Refresh | S::Revoke, E::NotAuthorized | E::UserNotFound | E::InvalidPassword) => {
                 ErrorCode::InvalidRefreshToken.into()
             }
+            (S::Revoke, E::UnsupportedOperation) => ErrorCode::RevocationNotEnabled.into(),
             (S::Logout, E::NotAuthorized | E::UserNotFound | E::InvalidPassword)
             | (S::ChangePassword, E::UserNotFound) => ErrorCode::TokenInvalid.into(),
             // An unknown user looks like a wrong code (moto answers ResourceNotFound for it).

@@ -225,6 +225,7 @@ async fn served_with_the_configured_paths() {
         "/auth/v2/new-password",
         "/auth/v2/refresh",
         "/auth/v2/logout",
+        "/auth/v2/revoke",
         "/auth/v2/mfa",
         "/auth/v2/mfa/setup",
         "/auth/v2/mfa/verify",

@@ -474,3 +474,93 @@ async fn without_token_revocation_a_sign_out_falls_back_to_global_sign_out() {
         (401, Some("token_revoked"))
     );
 }
+
+async fn revoke(sc: &Sidecar, refresh: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = client()
+        .post(sc.url("/api/user/revoke"))
+        .json(&json!({ "refresh_token": refresh }));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    status_json(req.send().await.expect("revoke")).await
+}
+
+#[tokio::test]
+async fn api_revoke_signs_out_one_session() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let (_, first) = login(&sc, USER, "Any-Passw0rd!").await;
+    let (_, second) = login(&sc, USER, "Any-Passw0rd!").await;
+    let token = |v: &Value, k: &str| v[k].as_str().expect(k).to_string();
+    sc.clock.advance(Duration::from_secs(2));
+
+    // With the session's access token: Cognito's side and the gates'.
+    let (status, body) = revoke(
+        &sc,
+        &token(&first, "refresh_token"),
+        Some(&token(&first, "access_token")),
+    )
+    .await;
+    assert_eq!((status, &body), (200, &json!({ "ok": true })));
+    assert_eq!(
+        fake.bodies("RevokeToken"),
+        [json!({ "Token": "rt-1", "ClientId": CLIENT_ID, "ClientSecret": SECRET })]
+    );
+    let (status, body) = bearer_status(&sc, &token(&first, "access_token")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_revoked"))
+    );
+    assert_eq!(
+        bearer_status(&sc, &token(&second, "access_token")).await.0,
+        200,
+        "the other session"
+    );
+    assert!(fake.bodies("GlobalSignOut").is_empty());
+
+    // Without it: Cognito's side only (the access token verifies until it expires).
+    let (status, _) = revoke(&sc, &token(&second, "refresh_token"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(fake.bodies("RevokeToken")[1]["Token"], "rt-1-s2");
+    assert_eq!(
+        bearer_status(&sc, &token(&second, "access_token")).await.0,
+        200
+    );
+
+    // A bearer token that does not verify is refused before Cognito is called.
+    let (status, body) = revoke(&sc, "rt-x", Some("not.a.token")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(fake.bodies("RevokeToken").len(), 2);
+    let resp = client()
+        .post(sc.url("/api/user/revoke"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("revoke");
+    let (status, body) = status_json(resp).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("missing_field"))
+    );
+}
+
+#[tokio::test]
+async fn api_revoke_on_a_client_without_revocation_is_a_clear_error() {
+    let (jwks, echo) = (JwksServer::start().await, Echo::start().await);
+    let fake = Fake::with(Duration::ZERO, false).await;
+    let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let (status, body) = revoke(&sc, "rt-1", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (501, Some("revocation_not_enabled")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("Token revocation is not enabled"),
+        "Cognito's own text"
+    );
+}

@@ -42,6 +42,7 @@ pub enum Endpoint {
     NewPassword,
     Refresh,
     Logout,
+    Revoke,
     Mfa,
     MfaSetup,
     MfaVerify,
@@ -52,11 +53,12 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order of the API.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Login,
         Endpoint::NewPassword,
         Endpoint::Refresh,
         Endpoint::Logout,
+        Endpoint::Revoke,
         Endpoint::Mfa,
         Endpoint::MfaSetup,
         Endpoint::MfaVerify,
@@ -74,6 +76,7 @@ impl Endpoint {
             Endpoint::NewPassword => "new-password",
             Endpoint::Refresh => "refresh",
             Endpoint::Logout => "logout",
+            Endpoint::Revoke => "revoke",
             Endpoint::Mfa => "mfa",
             Endpoint::MfaSetup => "mfa/setup",
             Endpoint::MfaVerify => "mfa/verify",
@@ -223,6 +226,13 @@ impl AuthApi {
         }
         match ep {
             Endpoint::Logout => self.logout(req).await,
+            Endpoint::Revoke => {
+                let (parts, body) = req.into_parts();
+                let body = self
+                    .json_body(Request::from_parts(parts.clone(), body), ep)
+                    .await?;
+                self.revoke(&body, &parts.headers).await
+            }
             Endpoint::Login => {
                 let body = self.json_body(req, ep).await?;
                 self.login(&body).await
@@ -318,6 +328,34 @@ impl AuthApi {
             Ok(tokens) => answer(AuthOutcome::Tokens(tokens)),
             Err(e) => Err(ApiError::from_idp(Step::Refresh, e)),
         }
+    }
+
+    /// RevokeToken for one refresh token (this client's session only, unlike `/logout`); with
+    /// the session's (possibly expired) access or id token as `Authorization: Bearer`, the
+    /// gates refuse that session's tokens too.
+    async fn revoke(
+        &self,
+        body: &Map<String, Value>,
+        headers: &http::HeaderMap,
+    ) -> Result<Answer, ApiError> {
+        let refresh_token = field(body, "refresh_token")?;
+        let claims = match verify::bearer(headers, self.max_token_bytes) {
+            Ok(token) => Some(self.gate.verify_ignoring_expiry(token).await?),
+            Err(verify::VerifyError::Missing) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.idp.revoke_token(refresh_token).await {
+            return Err(ApiError::from_idp(Step::Revoke, e));
+        }
+        if let Some(revocation) = claims.as_ref().and_then(|c| self.gate.revoke_session(c)) {
+            if let Some(shared) = &self.shared {
+                shared.publish(revocation);
+            }
+        }
+        Ok((
+            json(StatusCode::OK, &serde_json::json!({ "ok": true })),
+            claims.map(|c| c.sub),
+        ))
     }
 
     async fn logout(&self, req: Request<Incoming>) -> Result<Answer, ApiError> {

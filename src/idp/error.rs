@@ -140,6 +140,8 @@ pub enum Step {
     Refresh,
     /// GlobalSignOut.
     Logout,
+    /// RevokeToken.
+    Revoke,
     /// ForgotPassword.
     ForgotPassword,
     /// ConfirmForgotPassword.
@@ -150,7 +152,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, for tables.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::Login,
         Step::NewPassword,
         Step::MfaAnswer,
@@ -158,6 +160,7 @@ impl Step {
         Step::MfaVerify,
         Step::Refresh,
         Step::Logout,
+        Step::Revoke,
         Step::ForgotPassword,
         Step::ConfirmForgotPassword,
         Step::ChangePassword,

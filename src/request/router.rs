@@ -187,6 +187,7 @@ impl Router {
                 "/new-password" => Some(Endpoint::NewPassword),
                 "/refresh" => Some(Endpoint::Refresh),
                 "/logout" => Some(Endpoint::Logout),
+                "/revoke" => Some(Endpoint::Revoke),
                 "/mfa" => Some(Endpoint::Mfa),
                 "/mfa/setup" => Some(Endpoint::MfaSetup),
                 "/mfa/verify" => Some(Endpoint::MfaVerify),
@@ -356,6 +357,11 @@ mod tests {
                 "POST",
                 "/api/user/logout",
                 Ok(Route::Auth(Endpoint::Logout)),
+            ),
+            (
+                "POST",
+                "/api/user/revoke",
+                Ok(Route::Auth(Endpoint::Revoke)),
             ),
             (
                 "POST",

@@ -194,7 +194,6 @@ PY
     local cmd=(
         "$REPO/.venv/bin/schemathesis" --config-file "$config"
         run "$spec_url"
-        --checks all
         --max-examples "$MAX_EXAMPLES"
         --seed "$SEED"
         --workers 1
