@@ -3,7 +3,8 @@
 //! token, and with Redis one task of a fleet refreshes a session at a time. Token revocation:
 //! a browser's sign-out revokes its own refresh token (RevokeToken) and refuses its own
 //! session's tokens at the gate, the user's other sessions untouched; without revocation on
-//! the app client it falls back to GlobalSignOut.
+//! the app client it falls back to GlobalSignOut; `/api/user/revoke`. Threat protection: the
+//! sign-in calls carry the user's ContextData.
 //!
 //! moto 5.2.5 has neither GetTokensFromRefreshToken nor RevokeToken: a fake speaking Cognito's
 //! JSON protocol on loopback answers them (and AdminInitiateAuth, GlobalSignOut), asserting the
@@ -563,4 +564,88 @@ async fn api_revoke_on_a_client_without_revocation_is_a_clear_error() {
         !body.to_string().contains("Token revocation is not enabled"),
         "Cognito's own text"
     );
+}
+
+/// The ContextData of the fake's `n`-th call of `op`.
+fn context_of(fake: &Fake, op: &str, n: usize) -> Value {
+    fake.bodies(op)[n]["ContextData"].clone()
+}
+
+#[tokio::test]
+async fn sign_in_calls_carry_the_users_context_for_threat_protection() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let mut c = config(&jwks, &echo, &fake);
+    // A front proxy on loopback: its X-Forwarded-For hop is the user's address, the same the
+    // rate limits count.
+    c.server.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    c.cognito.server_name = Some("app.example.com".into());
+    let sc = Sidecar::start(c).await;
+    let resp = client()
+        .post(sc.url("/api/user/login"))
+        .header("user-agent", "Mozilla/5.0 (test)")
+        .header("accept-language", "de-CH")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("cookie", "session=secret-cookie")
+        .header("authorization", "Bearer not-for-cognito")
+        .json(&json!({ "email": USER, "password": "Any-Passw0rd!" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 200);
+    let ctx = context_of(&fake, "AdminInitiateAuth", 0);
+    assert_eq!(ctx["IpAddress"], "203.0.113.7");
+    assert_eq!(ctx["ServerName"], "app.example.com");
+    assert_eq!(ctx["ServerPath"], "/api/user/login");
+    let headers: Vec<(String, String)> = ctx["HttpHeaders"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|h| {
+            (
+                h["headerName"].as_str().expect("name").into(),
+                h["headerValue"].as_str().expect("value").into(),
+            )
+        })
+        .collect();
+    assert!(
+        headers.contains(&("user-agent".into(), "Mozilla/5.0 (test)".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("accept-language".into(), "de-CH".into())),
+        "{headers:?}"
+    );
+    for (name, _) in &headers {
+        assert!(
+            !["cookie", "authorization", "x-forwarded-for", "host"].contains(&name.as_str()),
+            "{name} must not reach Cognito"
+        );
+    }
+    assert!(
+        !ctx.to_string().contains("secret-cookie") && !ctx.to_string().contains("not-for-cognito")
+    );
+
+    // The pages' sign-in too, with the page's path; the request's Host without server_name.
+    let mut c = config(&jwks, &echo, &fake);
+    c.cognito.max_attempts = 1;
+    let pages = Sidecar::start(c).await;
+    let _ = sign_in(&pages, USER, "Any-Passw0rd!", "/").await;
+    let ctx = context_of(&fake, "AdminInitiateAuth", 1);
+    assert_eq!(ctx["ServerPath"], "/_auth/sign-in");
+    assert_eq!(ctx["ServerName"], pages.addr.to_string());
+    assert_eq!(ctx["IpAddress"], "127.0.0.1");
+
+    // Off: no ContextData at all.
+    let mut c = config(&jwks, &echo, &fake);
+    c.cognito.context_data = false;
+    let off = Sidecar::start(c).await;
+    let (status, _) = login(&off, USER, "Any-Passw0rd!").await;
+    assert_eq!(status, 200);
+    assert!(fake.bodies("AdminInitiateAuth")[2]
+        .get("ContextData")
+        .is_none());
 }

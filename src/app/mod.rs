@@ -82,6 +82,10 @@ impl App {
                 timeout: c.timeout,
                 max_attempts: c.max_attempts,
                 refresh_rotation: c.refresh_token_rotation,
+                context_data: c.context_data,
+                // Cognito reads UserContextData only from clients with a secret.
+                user_context_data: c.propagate_user_context && c.client_secret.is_some(),
+                server_name: c.server_name.clone(),
             },
             Arc::clone(&metrics),
         ));

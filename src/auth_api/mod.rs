@@ -30,7 +30,7 @@ use crate::fleet::Shared;
 use crate::gate::verify;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
-use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, Step, Tokens};
+use crate::idp::{AuthOutcome, ChallengeHints, Cognito, Delivery, Step, Tokens, UserContext};
 use crate::limit::{Limiter, RecoveryLimits};
 use crate::telemetry::metrics::SharedMetrics;
 use body::{code_field, field, optional_field};
@@ -224,6 +224,8 @@ impl AuthApi {
         if req.method() != Method::POST {
             return Err(ApiError::method_not_allowed("POST"));
         }
+        // Where the user is, for Cognito's threat protection (the sign-in steps' calls).
+        let ctx = self.idp.context(req.headers(), client, req.uri().path());
         match ep {
             Endpoint::Logout => self.logout(req).await,
             Endpoint::Revoke => {
@@ -235,11 +237,11 @@ impl AuthApi {
             }
             Endpoint::Login => {
                 let body = self.json_body(req, ep).await?;
-                self.login(&body).await
+                self.login(&body, &ctx).await
             }
             Endpoint::NewPassword => {
                 let body = self.json_body(req, ep).await?;
-                self.new_password(&body).await
+                self.new_password(&body, &ctx).await
             }
             Endpoint::Refresh => {
                 let (parts, body) = req.into_parts();
@@ -250,7 +252,7 @@ impl AuthApi {
             }
             Endpoint::Mfa => {
                 let body = self.json_body(req, ep).await?;
-                self.mfa(&body).await
+                self.mfa(&body, &ctx).await
             }
             Endpoint::MfaSetup => {
                 let body = self.json_body(req, ep).await?;
@@ -258,7 +260,7 @@ impl AuthApi {
             }
             Endpoint::MfaVerify => {
                 let body = self.json_body(req, ep).await?;
-                self.mfa_verify(&body).await
+                self.mfa_verify(&body, &ctx).await
             }
             Endpoint::ForgotPassword => {
                 let body = self.json_body(req, ep).await?;
@@ -278,22 +280,34 @@ impl AuthApi {
         }
     }
 
-    async fn login(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+    async fn login(
+        &self,
+        body: &Map<String, Value>,
+        ctx: &UserContext,
+    ) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let password = field(body, "password")?;
         self.limit_username(email).await?;
-        match self.idp.login(email, password).await {
+        match self.idp.login(email, password, ctx).await {
             Ok(outcome) => answer(outcome),
             Err(e) => Err(ApiError::from_idp(Step::Login, e)),
         }
     }
 
-    async fn new_password(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+    async fn new_password(
+        &self,
+        body: &Map<String, Value>,
+        ctx: &UserContext,
+    ) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let new_password = field(body, "new_password")?;
         let session = field(body, "session")?;
         self.limit_username(email).await?;
-        match self.idp.new_password(email, new_password, session).await {
+        match self
+            .idp
+            .new_password(email, new_password, session, ctx)
+            .await
+        {
             Ok(outcome) => answer(outcome),
             Err(e) => Err(ApiError::from_idp(Step::NewPassword, e)),
         }
@@ -378,7 +392,7 @@ impl AuthApi {
 
     /// Answers an MFA challenge: a code (SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP) or a choice
     /// (SELECT_MFA_TYPE). Tokens, or the next challenge.
-    async fn mfa(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+    async fn mfa(&self, body: &Map<String, Value>, ctx: &UserContext) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let session = field(body, "session")?;
         let challenge = field(body, "challenge")?;
@@ -419,7 +433,7 @@ impl AuthApi {
         self.limit_username(email).await?;
         match self
             .idp
-            .respond(name, username, session, &[(key, value)])
+            .respond(name, username, session, &[(key, value)], ctx)
             .await
         {
             Ok(outcome) => answer(outcome),
@@ -450,7 +464,11 @@ impl AuthApi {
 
     /// Completes TOTP enrollment: VerifySoftwareToken with the first code, then MFA_SETUP is
     /// answered with the session it returns. Tokens, or the next challenge.
-    async fn mfa_verify(&self, body: &Map<String, Value>) -> Result<Answer, ApiError> {
+    async fn mfa_verify(
+        &self,
+        body: &Map<String, Value>,
+        ctx: &UserContext,
+    ) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
         let session = field(body, "session")?;
         let code = code_field(body, "code")?;
@@ -471,7 +489,7 @@ impl AuthApi {
         let next = next.as_deref().unwrap_or(session);
         match self
             .idp
-            .respond(ChallengeNameType::MfaSetup, username, next, &[])
+            .respond(ChallengeNameType::MfaSetup, username, next, &[], ctx)
             .await
         {
             Ok(outcome) => answer(outcome),

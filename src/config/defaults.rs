@@ -40,6 +40,9 @@ impl Default for CognitoConfig {
             timeout: Duration::from_secs(5),
             max_attempts: 2,
             refresh_token_rotation: false,
+            context_data: true,
+            propagate_user_context: false,
+            server_name: None,
         }
     }
 }

@@ -125,6 +125,12 @@ pub struct CognitoConfig {
     /// GetTokensFromRefreshToken, which answers a new refresh token, instead of
     /// `REFRESH_TOKEN_AUTH`, which such a client refuses.
     pub refresh_token_rotation: bool,
+    /// Send the user's context with the admin flow's calls (Cognito's threat protection).
+    pub context_data: bool,
+    /// Send the user's address with the public flow's calls (`UserContextData`).
+    pub propagate_user_context: bool,
+    /// The public host Cognito is told the user reached. Unset: the request's `Host`.
+    pub server_name: Option<String>,
 }
 
 impl std::fmt::Debug for CognitoConfig {
@@ -142,6 +148,9 @@ impl std::fmt::Debug for CognitoConfig {
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
             .field("refresh_token_rotation", &self.refresh_token_rotation)
+            .field("context_data", &self.context_data)
+            .field("propagate_user_context", &self.propagate_user_context)
+            .field("server_name", &self.server_name)
             .finish()
     }
 }

@@ -7,6 +7,7 @@
 //! session or SECRET_HASH, nor Cognito's message text (moto's message for a wrong admin
 //! password is the username, for one).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -14,7 +15,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::types::{
-    AuthFlowType, AuthenticationResultType, ChallengeNameType, VerifySoftwareTokenResponseType,
+    AuthFlowType, AuthenticationResultType, ChallengeNameType, ContextDataType, HttpHeader,
+    UserContextDataType, VerifySoftwareTokenResponseType,
 };
 use aws_sdk_cognitoidentityprovider::Client;
 use base64::engine::general_purpose::STANDARD;
@@ -25,9 +27,11 @@ use sha2::Sha256;
 use crate::config::AuthFlow;
 use crate::telemetry::metrics::SharedMetrics;
 
+mod context;
 mod error;
 mod model;
 
+pub use context::UserContext;
 use error::classify;
 pub use error::{IdpError, Step};
 use model::enum_token;
@@ -87,6 +91,12 @@ pub struct CognitoSettings {
     pub max_attempts: u32,
     /// Refresh with GetTokensFromRefreshToken (`cognito.refresh_token_rotation`).
     pub refresh_rotation: bool,
+    /// ContextData on the admin flow's calls (`cognito.context_data`).
+    pub context_data: bool,
+    /// UserContextData on the public flow's calls (`cognito.propagate_user_context`).
+    pub user_context_data: bool,
+    /// `cognito.server_name`.
+    pub server_name: Option<String>,
 }
 
 /// `outcome` over any of the four SDK outputs (they share accessor names, not a trait).
@@ -110,6 +120,9 @@ pub struct Cognito {
     secret: Option<String>,
     flow: AuthFlow,
     refresh_rotation: bool,
+    context_data: bool,
+    user_context_data: bool,
+    server_name: Option<String>,
     metrics: SharedMetrics,
 }
 
@@ -135,6 +148,9 @@ impl Cognito {
             secret: s.client_secret,
             flow: s.flow,
             refresh_rotation: s.refresh_rotation,
+            context_data: s.context_data,
+            user_context_data: s.user_context_data,
+            server_name: s.server_name,
             metrics,
         }
     }
@@ -151,9 +167,45 @@ impl Cognito {
             .map(|secret| secret_hash(secret, username, &self.client_id))
     }
 
+    /// The context of a request from `client` to `path`, with `cognito.server_name`.
+    pub fn context(&self, headers: &http::HeaderMap, client: IpAddr, path: &str) -> UserContext {
+        UserContext::of(headers, client, self.server_name.as_deref(), path)
+    }
+
+    /// ContextData for an admin call (`None` when off; every part is always present, so the
+    /// build cannot fail, but a failure would only leave the context out).
+    fn context_data(&self, c: &UserContext) -> Option<ContextDataType> {
+        if !self.context_data {
+            return None;
+        }
+        let headers = c
+            .headers
+            .iter()
+            .map(|(k, v)| HttpHeader::builder().header_name(k).header_value(v).build())
+            .collect();
+        ContextDataType::builder()
+            .ip_address(&c.ip)
+            .server_name(&c.server_name)
+            .server_path(&c.server_path)
+            .set_http_headers(Some(headers))
+            .build()
+            .ok()
+    }
+
+    /// UserContextData for a public-flow call (`None` when off).
+    fn user_context_data(&self, c: &UserContext) -> Option<UserContextDataType> {
+        self.user_context_data
+            .then(|| UserContextDataType::builder().ip_address(&c.ip).build())
+    }
+
     /// Password sign-in with the configured flow.
     #[tracing::instrument(skip_all, fields(op))]
-    pub async fn login(&self, username: &str, password: &str) -> Result<AuthOutcome, IdpError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &UserContext,
+    ) -> Result<AuthOutcome, IdpError> {
         let hash = self.secret_hash(username);
         match self.flow {
             AuthFlow::AdminUserPassword => {
@@ -167,6 +219,7 @@ impl Cognito {
                     .auth_parameters("USERNAME", username)
                     .auth_parameters("PASSWORD", password)
                     .set_secret_hash(hash)
+                    .set_context_data(self.context_data(ctx))
                     .send()
                     .timed(&self.metrics, "AdminInitiateAuth")
                     .await?;
@@ -182,6 +235,7 @@ impl Cognito {
                     .auth_parameters("USERNAME", username)
                     .auth_parameters("PASSWORD", password)
                     .set_secret_hash(hash)
+                    .set_user_context_data(self.user_context_data(ctx))
                     .send()
                     .timed(&self.metrics, "InitiateAuth")
                     .await?;
@@ -196,12 +250,14 @@ impl Cognito {
         username: &str,
         new_password: &str,
         session: &str,
+        ctx: &UserContext,
     ) -> Result<AuthOutcome, IdpError> {
         self.respond(
             ChallengeNameType::NewPasswordRequired,
             username,
             session,
             &[("NEW_PASSWORD", new_password)],
+            ctx,
         )
         .await
     }
@@ -215,6 +271,7 @@ impl Cognito {
         username: &str,
         session: &str,
         responses: &[(&str, &str)],
+        ctx: &UserContext,
     ) -> Result<AuthOutcome, IdpError> {
         let hash = self.secret_hash(username);
         match self.flow {
@@ -233,6 +290,7 @@ impl Cognito {
                 }
                 let out = req
                     .set_challenge_secret_hash(hash)
+                    .set_context_data(self.context_data(ctx))
                     .send()
                     .timed(&self.metrics, "AdminRespondToAuthChallenge")
                     .await?;
@@ -252,6 +310,7 @@ impl Cognito {
                 }
                 let out = req
                     .set_challenge_secret_hash(hash)
+                    .set_user_context_data(self.user_context_data(ctx))
                     .send()
                     .timed(&self.metrics, "RespondToAuthChallenge")
                     .await?;

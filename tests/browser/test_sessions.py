@@ -27,7 +27,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -242,7 +242,15 @@ class Browser:
             raise Failure(f"no {css} on {self.url()}") from None
 
     def text(self, css):
-        return self.el(css).text
+        """The element's text, read again if the document changed under the read (Chromium
+        answers "Node with given id does not belong to the document" while a navigation that
+        ended a redirect chain settles)."""
+        try:
+            return WebDriverWait(self.d, WAIT, ignored_exceptions=(WebDriverException,)).until(
+                lambda d: (d.find_element(By.CSS_SELECTOR, css).text,)
+            )[0]
+        except TimeoutException:
+            raise Failure(f"no {css} on {self.url()}") from None
 
     def submit(self, fields, button="button[type=submit]"):
         """Types into the form's fields and clicks its button; waits for the next page."""
@@ -254,7 +262,7 @@ class Browser:
         self.hops()  # forget earlier traffic
         self.el(button).click()
         try:
-            WebDriverWait(self.d, WAIT).until(EC.staleness_of(old))
+            WebDriverWait(self.d, WAIT).until(lambda d: detached(old))
             WebDriverWait(self.d, WAIT).until(
                 lambda d: d.execute_script("return document.readyState") == "complete"
             )
@@ -276,6 +284,17 @@ class Browser:
         path = os.path.join(SHOTS, name)
         check(self.d.save_screenshot(path), f"screenshot {path}")
         return path
+
+
+def detached(element):
+    """Whether an element's document is gone (a navigation replaced it). Chromium reports this
+    as a stale element, or, while the new document settles, as "Node with given id does not
+    belong to the document": selenium's staleness_of knows only the first."""
+    try:
+        element.is_enabled()
+        return False
+    except WebDriverException:
+        return True
 
 
 def sent_header(hop, name):

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use crate::browser::session;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::Body;
-use crate::idp::{otpauth_uri, Step};
+use crate::idp::{otpauth_uri, Step, UserContext};
 
 use super::super::templates::{error_parts, escape, html_response, render};
 use super::Pages;
@@ -100,7 +100,11 @@ pub(super) struct SetupForm<'a> {
 impl Pages {
     /// The code of an MFA challenge, or the choice of SELECT_MFA_TYPE: RespondToAuthChallenge
     /// (admin or not, as configured).
-    pub(super) async fn mfa(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn mfa(
+        &self,
+        req: Request<Incoming>,
+        ctx: &UserContext,
+    ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
@@ -154,6 +158,7 @@ impl Pages {
                     who,
                     get("session"),
                     &[("ANSWER", answer)],
+                    ctx,
                 )
                 .await;
             return match result {
@@ -181,7 +186,7 @@ impl Pages {
         match self
             .inner
             .idp
-            .respond(name, who, get("session"), &[(field, code)])
+            .respond(name, who, get("session"), &[(field, code)], ctx)
             .await
         {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
@@ -202,6 +207,7 @@ impl Pages {
     pub(super) async fn mfa_setup(
         &self,
         req: Request<Incoming>,
+        ctx: &UserContext,
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
@@ -253,7 +259,7 @@ impl Pages {
         match self
             .inner
             .idp
-            .respond(ChallengeNameType::MfaSetup, who, next, &[])
+            .respond(ChallengeNameType::MfaSetup, who, next, &[], ctx)
             .await
         {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,

@@ -33,7 +33,7 @@ use crate::error::{ApiError, Budget, ErrorCode};
 use crate::fleet::Shared;
 use crate::gate::Gate;
 use crate::http::body::{full, Body};
-use crate::idp::{AuthOutcome, Cognito, IdpError, Step};
+use crate::idp::{AuthOutcome, Cognito, IdpError, Step, UserContext};
 use crate::limit::{Limiter, RecoveryLimits};
 use crate::telemetry::metrics::SharedMetrics;
 
@@ -150,6 +150,11 @@ impl Pages {
         req: Request<Incoming>,
         client: IpAddr,
     ) -> Result<Response<Body>, ApiError> {
+        // Where the user is, for Cognito's threat protection (the sign-in steps' calls).
+        let ctx = self
+            .inner
+            .idp
+            .context(req.headers(), client, req.uri().path());
         let method = req.method().clone();
         match (page, &method) {
             (Page::Style, &Method::GET | &Method::HEAD) => Ok(style()),
@@ -164,16 +169,16 @@ impl Pages {
             (Page::Federate, &Method::GET | &Method::HEAD) => self.federate(&req).await,
             (Page::Callback, &Method::GET | &Method::HEAD) => self.callback(&req).await,
             (Page::Federate | Page::Callback, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
-            (Page::SignIn, &Method::POST) => self.sign_in(req).await,
-            (Page::NewPassword, &Method::POST) => self.new_password(req).await,
-            (Page::Mfa, &Method::POST) => self.mfa(req).await,
-            (Page::MfaSetup, &Method::POST) => self.mfa_setup(req).await,
+            (Page::SignIn, &Method::POST) => self.sign_in(req, &ctx).await,
+            (Page::NewPassword, &Method::POST) => self.new_password(req, &ctx).await,
+            (Page::Mfa, &Method::POST) => self.mfa(req, &ctx).await,
+            (Page::MfaSetup, &Method::POST) => self.mfa_setup(req, &ctx).await,
             (Page::ForgotPassword, &Method::GET | &Method::HEAD) => {
                 let ret = query_param(req.uri().query(), "return").unwrap_or_default();
                 Ok(self.forgot_page(req.headers(), StatusCode::OK, None, "", &ret))
             }
             (Page::ForgotPassword, &Method::POST) => self.forgot_password(req, client).await,
-            (Page::ResetPassword, &Method::POST) => self.reset_password(req, client).await,
+            (Page::ResetPassword, &Method::POST) => self.reset_password(req, client, &ctx).await,
             // The steps after the first form are reached by posting it.
             (Page::Mfa | Page::MfaSetup | Page::NewPassword, &Method::GET | &Method::HEAD) => {
                 Ok(redirect(&format!("{}/sign-in", self.prefix())))
@@ -194,7 +199,11 @@ impl Pages {
         &self.inner.sessions.config().prefix
     }
 
-    async fn sign_in(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn sign_in(
+        &self,
+        req: Request<Incoming>,
+        ctx: &UserContext,
+    ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
@@ -222,7 +231,7 @@ impl Pages {
         if let Err(e) = self.limit(email).await {
             return Ok(self.sign_in_page(&parts.headers, e.status, Some(&e.message), email, &ret));
         }
-        match self.inner.idp.login(email, get("password")).await {
+        match self.inner.idp.login(email, get("password"), ctx).await {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
             Err(e) => {
                 let e = ApiError::from_idp(Step::Login, e);

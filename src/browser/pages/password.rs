@@ -8,7 +8,7 @@ use crate::browser::session;
 use crate::browser::templates::{error_parts, escape, html_response, render};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::Body;
-use crate::idp::{IdpError, Step};
+use crate::idp::{IdpError, Step, UserContext};
 
 use super::Pages;
 
@@ -16,6 +16,7 @@ impl Pages {
     pub(super) async fn new_password(
         &self,
         req: Request<Incoming>,
+        ctx: &UserContext,
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
@@ -60,7 +61,7 @@ impl Pages {
         match self
             .inner
             .idp
-            .new_password(email, new, cognito_session)
+            .new_password(email, new, cognito_session, ctx)
             .await
         {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use crate::browser::session;
 use crate::error::ApiError;
 use crate::http::body::Body;
-use crate::idp::Step;
+use crate::idp::{Step, UserContext};
 
 use super::super::templates::{error_parts, html_response, render};
 use super::Pages;
@@ -62,6 +62,7 @@ impl Pages {
         &self,
         req: Request<Incoming>,
         client: IpAddr,
+        ctx: &UserContext,
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
@@ -118,7 +119,7 @@ impl Pages {
                 &ret,
             ));
         }
-        match self.inner.idp.login(email, new).await {
+        match self.inner.idp.login(email, new, ctx).await {
             Ok(outcome) => self.outcome(&parts.headers, outcome, email, &ret).await,
             Err(e) => {
                 let e = ApiError::from_idp(Step::Login, e);
