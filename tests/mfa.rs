@@ -981,7 +981,7 @@ async fn a_second_emulator_and_every_failure_code() {
         assert_eq!(
             otp["challenge_hints"],
             json!({"code_delivery_destination": "f***@e***", "code_delivery_medium": "EMAIL",
-                   "mfas_can_choose": null, "mfas_can_setup": null})
+                   "mfas_can_choose": null, "mfas_can_setup": null, "available_challenges": null})
         );
         let otp_answer = |code: &str| {
             json!({"email": "kim@example.com", "username": "sub-7", "session": "s-otp",

@@ -77,6 +77,18 @@ fn tokens(n: u64, sign_in: u64) -> Value {
     })
 }
 
+/// The EMAIL_OTP challenge of choice-based sign-in.
+fn email_otp() -> Value {
+    json!({
+        "ChallengeName": "EMAIL_OTP",
+        "Session": "s-otp",
+        "ChallengeParameters": {
+            "CODE_DELIVERY_DESTINATION": "r***@e***",
+            "CODE_DELIVERY_DELIVERY_MEDIUM": "EMAIL",
+        },
+    })
+}
+
 /// The first sign-in's tokens are `rt-1`, `rt-2`, ...; another sign-in's `rt-1-s2`, ...
 fn refresh_token(n: u64, sign_in: u64) -> String {
     if sign_in == 1 {
@@ -115,9 +127,46 @@ impl Fake {
                     body: body.clone(),
                 });
                 match op.as_str() {
+                    // Choice-based sign-in without a password: the ways the pool offers.
+                    "AdminInitiateAuth"
+                        if body["AuthFlow"] == "USER_AUTH"
+                            && body["AuthParameters"].get("PASSWORD").is_none() =>
+                    {
+                        if body["AuthParameters"]["PREFERRED_CHALLENGE"] == "EMAIL_OTP" {
+                            answer(200, email_otp(), None)
+                        } else {
+                            answer(
+                                200,
+                                json!({
+                                    "ChallengeName": "SELECT_CHALLENGE",
+                                    "Session": "s-select",
+                                    "ChallengeParameters": {},
+                                    "AvailableChallenges": ["EMAIL_OTP", "PASSWORD"],
+                                }),
+                                None,
+                            )
+                        }
+                    }
                     "AdminInitiateAuth" => {
                         let k = sign_ins.fetch_add(1, Ordering::SeqCst) + 1;
                         answer(200, json!({ "AuthenticationResult": tokens(1, k) }), None)
+                    }
+                    "AdminRespondToAuthChallenge" => {
+                        let r = &body["ChallengeResponses"];
+                        match (body["ChallengeName"].as_str(), r["ANSWER"].as_str()) {
+                            (Some("SELECT_CHALLENGE"), Some("EMAIL_OTP")) => answer(200, email_otp(), None),
+                            (Some("SELECT_CHALLENGE"), Some("PASSWORD")) if r["PASSWORD"] == "Any-Passw0rd!" => {
+                                answer(200, json!({ "AuthenticationResult": tokens(1, 9) }), None)
+                            }
+                            (Some("EMAIL_OTP"), _) if r["EMAIL_OTP_CODE"] == "123456" => {
+                                answer(200, json!({ "AuthenticationResult": tokens(1, 8) }), None)
+                            }
+                            _ => answer(
+                                400,
+                                json!({"__type": "CodeMismatchException", "message": "SECRET-DETAIL"}),
+                                Some("CodeMismatchException"),
+                            ),
+                        }
                     }
                     "RevokeToken" if revocation => answer(200, json!({}), None),
                     "RevokeToken" => answer(
@@ -648,4 +697,194 @@ async fn sign_in_calls_carry_the_users_context_for_threat_protection() {
     assert!(fake.bodies("AdminInitiateAuth")[2]
         .get("ContextData")
         .is_none());
+}
+
+async fn post(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
+    status_json(
+        client()
+            .post(sc.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let mut c = config(&jwks, &echo, &fake);
+    c.cognito.choice_based_sign_in = true;
+    let sc = Sidecar::start(c).await;
+
+    // An email alone: SELECT_CHALLENGE with the ways the pool offers this user.
+    let (status, body) = post(&sc, "/api/user/login", json!({ "email": USER })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["challenge"], "SELECT_CHALLENGE");
+    assert_eq!(body["session"], "s-select");
+    assert_eq!(
+        body["challenge_hints"]["available_challenges"],
+        json!(["EMAIL_OTP", "PASSWORD"])
+    );
+    let sent = &fake.bodies("AdminInitiateAuth")[0];
+    assert_eq!(sent["AuthFlow"], "USER_AUTH");
+    let params: Vec<&str> = sent["AuthParameters"]
+        .as_object()
+        .expect("params")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        params,
+        ["SECRET_HASH", "USERNAME"],
+        "no password, no preference"
+    );
+    assert_eq!(sent["AuthParameters"]["USERNAME"], USER);
+
+    // Choosing a code by email, then the code (through /mfa).
+    let mfa = |extra: Value| {
+        let mut b = json!({ "email": USER });
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let (status, body) = post(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "EMAIL_OTP" }))).await;
+    assert_eq!(
+        (status, body["challenge"].as_str()),
+        (200, Some("EMAIL_OTP")),
+        "{body}"
+    );
+    assert_eq!(
+        body["challenge_hints"]["code_delivery_destination"],
+        "r***@e***"
+    );
+    let sent = &fake.bodies("AdminRespondToAuthChallenge")[0];
+    assert_eq!(sent["ChallengeName"], "SELECT_CHALLENGE");
+    assert_eq!(sent["ChallengeResponses"]["ANSWER"], "EMAIL_OTP");
+    assert_eq!(sent["ChallengeResponses"]["USERNAME"], USER);
+    let (status, body) = post(
+        &sc,
+        "/api/user/mfa",
+        mfa(json!({ "session": "s-otp", "challenge": "EMAIL_OTP", "code": "654321" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_code")),
+        "{body}"
+    );
+    let (status, body) = post(
+        &sc,
+        "/api/user/mfa",
+        mfa(json!({ "session": "s-otp", "challenge": "EMAIL_OTP", "code": "123456" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"]
+        .as_str()
+        .is_some_and(|t| t.split('.').count() == 3));
+
+    // Choosing the password instead.
+    let (status, body) = post(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "PASSWORD", "password": "Any-Passw0rd!" }))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let sent = fake
+        .bodies("AdminRespondToAuthChallenge")
+        .pop()
+        .expect("call");
+    assert_eq!(sent["ChallengeResponses"]["PASSWORD"], "Any-Passw0rd!");
+    let (status, body) = post(
+        &sc,
+        "/api/user/mfa",
+        mfa(
+            json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "PASSWORD" }),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("missing_field"))
+    );
+
+    // A preferred way the pool offers goes straight to it; a password is the preferred way.
+    let (status, body) = post(
+        &sc,
+        "/api/user/login",
+        json!({ "email": USER, "preferred_challenge": "EMAIL_OTP" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["challenge"].as_str()),
+        (200, Some("EMAIL_OTP")),
+        "{body}"
+    );
+    let (status, body) = post(
+        &sc,
+        "/api/user/login",
+        json!({ "email": USER, "password": "Any-Passw0rd!" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
+    assert_eq!(sent["AuthFlow"], "USER_AUTH");
+    assert_eq!(sent["AuthParameters"]["PREFERRED_CHALLENGE"], "PASSWORD");
+    let (status, body) = post(
+        &sc,
+        "/api/user/login",
+        json!({ "email": USER, "preferred_challenge": "WEB_AUTHN" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_field"))
+    );
+
+    // The document this sidecar serves says the password may be left out.
+    let doc: Value = client()
+        .get(sc.url("/api/user/openapi.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        doc["components"]["schemas"]["LoginIn"]["required"],
+        json!(["email"])
+    );
+}
+
+#[tokio::test]
+async fn without_choice_based_sign_in_a_login_needs_its_password() {
+    let (jwks, echo, fake) = (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::start(Duration::ZERO).await,
+    );
+    let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let (status, body) = post(&sc, "/api/user/login", json!({ "email": USER })).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("missing_field"))
+    );
+    assert!(fake.ops().is_empty(), "nothing reached Cognito");
+    let doc: Value = client()
+        .get(sc.url("/api/user/openapi.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        doc["components"]["schemas"]["LoginIn"]["required"],
+        json!(["email", "password"])
+    );
 }

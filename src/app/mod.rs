@@ -86,6 +86,7 @@ impl App {
                 // Cognito reads UserContextData only from clients with a secret.
                 user_context_data: c.propagate_user_context && c.client_secret.is_some(),
                 server_name: c.server_name.clone(),
+                user_auth: c.choice_based_sign_in,
             },
             Arc::clone(&metrics),
         ));
@@ -335,6 +336,15 @@ fn openapi_document(config: &Config) -> bytes::Bytes {
         serde_json::from_str(include_str!("../openapi.json")).unwrap_or_default();
     if config.api.compatibility == crate::config::Compatibility::Seed {
         crate::auth_api::compat::openapi(&mut doc);
+    }
+    // Choice-based sign-in: a login may come without a password.
+    if config.cognito.choice_based_sign_in {
+        if let Some(required) = doc
+            .pointer_mut("/components/schemas/LoginIn/required")
+            .and_then(|r| r.as_array_mut())
+        {
+            required.retain(|f| f != "password");
+        }
     }
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         let old = std::mem::take(paths);

@@ -11,6 +11,7 @@
 
 mod body;
 pub mod compat;
+mod sign_out;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -106,13 +107,16 @@ pub struct LoginOut {
 
 /// The challenges `login`, `new-password`, `mfa` and `mfa/verify` relay; any other is
 /// answered `400 unsupported_challenge`.
-pub const CHALLENGES: [&str; 6] = [
+pub const CHALLENGES: [&str; 8] = [
     "NEW_PASSWORD_REQUIRED",
     "SOFTWARE_TOKEN_MFA",
     "SMS_MFA",
     "EMAIL_OTP",
     "SELECT_MFA_TYPE",
     "MFA_SETUP",
+    // Choice-based sign-in (`cognito.choice_based_sign_in`).
+    "SELECT_CHALLENGE",
+    "SMS_OTP",
 ];
 
 /// The answer of `mfa/setup`: the TOTP secret, the same as an `otpauth://` URI for an
@@ -286,6 +290,22 @@ impl AuthApi {
         ctx: &UserContext,
     ) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
+        if self.idp.choice_based() {
+            // Choice-based sign-in: a password, or none (the challenges the pool offers).
+            let password = optional_field(body, "password")?.filter(|p| !p.is_empty());
+            let preferred = optional_field(body, "preferred_challenge")?;
+            if preferred.is_some_and(|p| !matches!(p, "EMAIL_OTP" | "SMS_OTP" | "PASSWORD")) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    "field `preferred_challenge` must be EMAIL_OTP, SMS_OTP or PASSWORD",
+                ));
+            }
+            self.limit_username(email).await?;
+            return match self.idp.start_choice(email, password, preferred, ctx).await {
+                Ok(outcome) => answer(outcome),
+                Err(e) => Err(ApiError::from_idp(Step::Login, e)),
+            };
+        }
         let password = field(body, "password")?;
         self.limit_username(email).await?;
         match self.idp.login(email, password, ctx).await {
@@ -344,52 +364,6 @@ impl AuthApi {
         }
     }
 
-    /// RevokeToken for one refresh token (this client's session only, unlike `/logout`); with
-    /// the session's (possibly expired) access or id token as `Authorization: Bearer`, the
-    /// gates refuse that session's tokens too.
-    async fn revoke(
-        &self,
-        body: &Map<String, Value>,
-        headers: &http::HeaderMap,
-    ) -> Result<Answer, ApiError> {
-        let refresh_token = field(body, "refresh_token")?;
-        let claims = match verify::bearer(headers, self.max_token_bytes) {
-            Ok(token) => Some(self.gate.verify_ignoring_expiry(token).await?),
-            Err(verify::VerifyError::Missing) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Err(e) = self.idp.revoke_token(refresh_token).await {
-            return Err(ApiError::from_idp(Step::Revoke, e));
-        }
-        if let Some(revocation) = claims.as_ref().and_then(|c| self.gate.revoke_session(c)) {
-            if let Some(shared) = &self.shared {
-                shared.publish(revocation);
-            }
-        }
-        Ok((
-            json(StatusCode::OK, &serde_json::json!({ "ok": true })),
-            claims.map(|c| c.sub),
-        ))
-    }
-
-    async fn logout(&self, req: Request<Incoming>) -> Result<Answer, ApiError> {
-        let token = verify::bearer(req.headers(), self.max_token_bytes)?;
-        // Always as an access token: GlobalSignOut takes nothing else, even when the gate
-        // accepts only id tokens (`verify.token_use = ["id"]`).
-        let claims = self.gate.check_access(token).await?;
-        if let Err(e) = self.idp.global_sign_out(token).await {
-            return Err(ApiError::from_idp(Step::Logout, e));
-        }
-        let revocation = self.gate.revoke(&claims);
-        if let Some(shared) = &self.shared {
-            shared.publish(revocation);
-        }
-        Ok((
-            json(StatusCode::OK, &serde_json::json!({ "ok": true })),
-            Some(claims.sub),
-        ))
-    }
-
     /// Answers an MFA challenge: a code (SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP) or a choice
     /// (SELECT_MFA_TYPE). Tokens, or the next challenge.
     async fn mfa(&self, body: &Map<String, Value>, ctx: &UserContext) -> Result<Answer, ApiError> {
@@ -397,12 +371,33 @@ impl AuthApi {
         let session = field(body, "session")?;
         let challenge = field(body, "challenge")?;
         let username = optional_field(body, "username")?.unwrap_or(email);
+        let mut more: Option<(&str, &str)> = None;
         let (name, key, value) = match challenge {
             "SOFTWARE_TOKEN_MFA" => (
                 ChallengeNameType::SoftwareTokenMfa,
                 "SOFTWARE_TOKEN_MFA_CODE",
                 code_field(body, "code")?,
             ),
+            "SMS_OTP" => (
+                ChallengeNameType::SmsOtp,
+                "SMS_OTP_CODE",
+                code_field(body, "code")?,
+            ),
+            // Choice-based sign-in: the chosen way, with the password when that is it.
+            "SELECT_CHALLENGE" => {
+                let answer = field(body, "answer")?;
+                match answer {
+                    "EMAIL_OTP" | "SMS_OTP" => {}
+                    "PASSWORD" => more = Some(("PASSWORD", field(body, "password")?)),
+                    _ => {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidField,
+                            "field `answer` must be EMAIL_OTP, SMS_OTP or PASSWORD",
+                        ))
+                    }
+                }
+                (ChallengeNameType::SelectChallenge, "ANSWER", answer)
+            }
             "SMS_MFA" => (
                 ChallengeNameType::SmsMfa,
                 "SMS_MFA_CODE",
@@ -426,14 +421,17 @@ impl AuthApi {
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidField,
-                    "field `challenge` must be SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP or SELECT_MFA_TYPE",
+                    "field `challenge` must be SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP, SELECT_MFA_TYPE, \
+                     SMS_OTP or SELECT_CHALLENGE",
                 ))
             }
         };
         self.limit_username(email).await?;
+        let mut responses = vec![(key, value)];
+        responses.extend(more);
         match self
             .idp
-            .respond(name, username, session, &[(key, value)], ctx)
+            .respond(name, username, session, &responses, ctx)
             .await
         {
             Ok(outcome) => answer(outcome),
@@ -710,6 +708,7 @@ mod tests {
                 code_delivery_medium: Some("SMS".into()),
                 mfas_can_choose: Some(vec!["SMS_MFA".into(), "SOFTWARE_TOKEN_MFA".into()]),
                 mfas_can_setup: None,
+                available_challenges: None,
             };
             let (resp, sub) = answer(AuthOutcome::Challenge {
                 name: name.into(),

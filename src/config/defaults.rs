@@ -43,6 +43,7 @@ impl Default for CognitoConfig {
             context_data: true,
             propagate_user_context: false,
             server_name: None,
+            choice_based_sign_in: false,
         }
     }
 }

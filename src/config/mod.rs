@@ -121,9 +121,7 @@ pub struct CognitoConfig {
     pub timeout: Duration,
     /// Attempts per call, the first included (the SDK retries throttling and 5xx).
     pub max_attempts: u32,
-    /// The app client rotates refresh tokens (`RefreshTokenRotation`): refresh with
-    /// GetTokensFromRefreshToken, which answers a new refresh token, instead of
-    /// `REFRESH_TOKEN_AUTH`, which such a client refuses.
+    /// The app client rotates refresh tokens: refresh with GetTokensFromRefreshToken.
     pub refresh_token_rotation: bool,
     /// Send the user's context with the admin flow's calls (Cognito's threat protection).
     pub context_data: bool,
@@ -131,6 +129,8 @@ pub struct CognitoConfig {
     pub propagate_user_context: bool,
     /// The public host Cognito is told the user reached. Unset: the request's `Host`.
     pub server_name: Option<String>,
+    /// Choice-based sign-in (`USER_AUTH`): a login may come without a password.
+    pub choice_based_sign_in: bool,
 }
 
 impl std::fmt::Debug for CognitoConfig {

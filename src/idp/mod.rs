@@ -97,6 +97,8 @@ pub struct CognitoSettings {
     pub user_context_data: bool,
     /// `cognito.server_name`.
     pub server_name: Option<String>,
+    /// Choice-based sign-in (`cognito.choice_based_sign_in`): AuthFlow USER_AUTH.
+    pub user_auth: bool,
 }
 
 /// `outcome` over any of the four SDK outputs (they share accessor names, not a trait).
@@ -111,6 +113,9 @@ macro_rules! outcome_of {
     };
 }
 
+// After `outcome_of`, which it uses (a macro is in scope from its definition on).
+mod choice;
+
 /// The user pool client, built once and shared.
 #[derive(Clone)]
 pub struct Cognito {
@@ -123,6 +128,7 @@ pub struct Cognito {
     context_data: bool,
     user_context_data: bool,
     server_name: Option<String>,
+    user_auth: bool,
     metrics: SharedMetrics,
 }
 
@@ -151,6 +157,7 @@ impl Cognito {
             context_data: s.context_data,
             user_context_data: s.user_context_data,
             server_name: s.server_name,
+            user_auth: s.user_auth,
             metrics,
         }
     }
@@ -198,6 +205,11 @@ impl Cognito {
             .then(|| UserContextDataType::builder().ip_address(&c.ip).build())
     }
 
+    /// Whether sign-in is choice-based (`USER_AUTH`): a login may come without a password.
+    pub fn choice_based(&self) -> bool {
+        self.user_auth
+    }
+
     /// Password sign-in with the configured flow.
     #[tracing::instrument(skip_all, fields(op))]
     pub async fn login(
@@ -206,6 +218,9 @@ impl Cognito {
         password: &str,
         ctx: &UserContext,
     ) -> Result<AuthOutcome, IdpError> {
+        if self.user_auth {
+            return self.start_choice(username, Some(password), None, ctx).await;
+        }
         let hash = self.secret_hash(username);
         match self.flow {
             AuthFlow::AdminUserPassword => {
@@ -620,7 +635,7 @@ pub fn secret_hash(secret: &str, username: &str, client_id: &str) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
-fn outcome(
+pub(super) fn outcome(
     result: Option<&AuthenticationResultType>,
     challenge: Option<&ChallengeNameType>,
     session: Option<&str>,

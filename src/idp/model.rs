@@ -43,6 +43,9 @@ pub struct ChallengeHints {
     pub mfas_can_choose: Option<Vec<String>>,
     /// `MFAS_CAN_SETUP` (MFA_SETUP), e.g. `["SOFTWARE_TOKEN_MFA"]`.
     pub mfas_can_setup: Option<Vec<String>>,
+    /// `AvailableChallenges` of choice-based sign-in (SELECT_CHALLENGE), e.g.
+    /// `["EMAIL_OTP", "PASSWORD"]`.
+    pub available_challenges: Option<Vec<String>>,
 }
 
 impl ChallengeHints {
@@ -69,6 +72,7 @@ impl ChallengeHints {
                 .filter(|v| !v.is_empty()),
             mfas_can_choose: p.get("MFAS_CAN_CHOOSE").map(|v| mfa_list(v)),
             mfas_can_setup: p.get("MFAS_CAN_SETUP").map(|v| mfa_list(v)),
+            available_challenges: None,
         }
     }
 }
