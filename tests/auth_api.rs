@@ -9,15 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 async fn post(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
-    status_json(
-        client()
-            .post(sc.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
+    post_json(sc, path, body).await
 }
 
 fn assert_tokens(v: &Value) {

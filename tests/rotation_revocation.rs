@@ -244,6 +244,15 @@ impl Fake {
     }
 }
 
+/// The loopback JWKS, the echo app and the fake (`revocation`: RevokeToken works).
+async fn parts(revocation: bool) -> (JwksServer, Echo, Fake) {
+    (
+        JwksServer::start().await,
+        Echo::start().await,
+        Fake::with(Duration::ZERO, revocation).await,
+    )
+}
+
 fn config(jwks: &JwksServer, echo: &Echo, fake: &Fake) -> Config {
     let mut c = gate_config(&jwks.url, &echo.url(), &fake.url);
     c.cognito.client_secret = Some(SECRET.into());
@@ -256,11 +265,7 @@ fn config(jwks: &JwksServer, echo: &Echo, fake: &Fake) -> Config {
 
 #[tokio::test]
 async fn refresh_goes_through_get_tokens_from_refresh_token_and_answers_the_new_token() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
     // No username although the client has a secret: the raw secret goes instead of SECRET_HASH.
     let resp = client()
@@ -309,11 +314,7 @@ async fn refresh_goes_through_get_tokens_from_refresh_token_and_answers_the_new_
 
 #[tokio::test]
 async fn a_session_keeps_the_rotated_refresh_token() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
     let id = sign_in(&sc, USER, "Any-Passw0rd!", "/").await;
     let cookie = format!("__Host-sidecar-session={id}");
@@ -460,11 +461,7 @@ async fn bearer_status(sc: &Sidecar, token: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_browser_sign_out_revokes_its_own_session_only() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let mut c = config(&jwks, &echo, &fake);
     c.session.forward_access_token = true;
     let sc = Sidecar::start(c).await;
@@ -507,8 +504,7 @@ async fn a_browser_sign_out_revokes_its_own_session_only() {
 
 #[tokio::test]
 async fn without_token_revocation_a_sign_out_falls_back_to_global_sign_out() {
-    let (jwks, echo) = (JwksServer::start().await, Echo::start().await);
-    let fake = Fake::with(Duration::ZERO, false).await;
+    let (jwks, echo, fake) = parts(false).await;
     let mut c = config(&jwks, &echo, &fake);
     c.session.forward_access_token = true;
     let sc = Sidecar::start(c).await;
@@ -537,11 +533,7 @@ async fn revoke(sc: &Sidecar, refresh: &str, bearer: Option<&str>) -> (u16, Valu
 
 #[tokio::test]
 async fn api_revoke_signs_out_one_session() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
     let (_, first) = login(&sc, USER, "Any-Passw0rd!").await;
     let (_, second) = login(&sc, USER, "Any-Passw0rd!").await;
@@ -600,8 +592,7 @@ async fn api_revoke_signs_out_one_session() {
 
 #[tokio::test]
 async fn api_revoke_on_a_client_without_revocation_is_a_clear_error() {
-    let (jwks, echo) = (JwksServer::start().await, Echo::start().await);
-    let fake = Fake::with(Duration::ZERO, false).await;
+    let (jwks, echo, fake) = parts(false).await;
     let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
     let (status, body) = revoke(&sc, "rt-1", None).await;
     assert_eq!(
@@ -622,11 +613,7 @@ fn context_of(fake: &Fake, op: &str, n: usize) -> Value {
 
 #[tokio::test]
 async fn sign_in_calls_carry_the_users_context_for_threat_protection() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let mut c = config(&jwks, &echo, &fake);
     // A front proxy on loopback: its X-Forwarded-For hop is the user's address, the same the
     // rate limits count.
@@ -699,31 +686,15 @@ async fn sign_in_calls_carry_the_users_context_for_threat_protection() {
         .is_none());
 }
 
-async fn post(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
-    status_json(
-        client()
-            .post(sc.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("post"),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let mut c = config(&jwks, &echo, &fake);
     c.cognito.choice_based_sign_in = true;
     let sc = Sidecar::start(c).await;
 
     // An email alone: SELECT_CHALLENGE with the ways the pool offers this user.
-    let (status, body) = post(&sc, "/api/user/login", json!({ "email": USER })).await;
+    let (status, body) = post_json(&sc, "/api/user/login", json!({ "email": USER })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["challenge"], "SELECT_CHALLENGE");
     assert_eq!(body["session"], "s-select");
@@ -754,7 +725,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
         }
         b
     };
-    let (status, body) = post(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "EMAIL_OTP" }))).await;
+    let (status, body) = post_json(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "EMAIL_OTP" }))).await;
     assert_eq!(
         (status, body["challenge"].as_str()),
         (200, Some("EMAIL_OTP")),
@@ -768,7 +739,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
     assert_eq!(sent["ChallengeName"], "SELECT_CHALLENGE");
     assert_eq!(sent["ChallengeResponses"]["ANSWER"], "EMAIL_OTP");
     assert_eq!(sent["ChallengeResponses"]["USERNAME"], USER);
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/mfa",
         mfa(json!({ "session": "s-otp", "challenge": "EMAIL_OTP", "code": "654321" })),
@@ -779,7 +750,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
         (400, Some("invalid_code")),
         "{body}"
     );
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/mfa",
         mfa(json!({ "session": "s-otp", "challenge": "EMAIL_OTP", "code": "123456" })),
@@ -791,7 +762,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
         .is_some_and(|t| t.split('.').count() == 3));
 
     // Choosing the password instead.
-    let (status, body) = post(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "PASSWORD", "password": "Any-Passw0rd!" }))).await;
+    let (status, body) = post_json(&sc, "/api/user/mfa", mfa(json!({ "session": "s-select", "challenge": "SELECT_CHALLENGE", "answer": "PASSWORD", "password": "Any-Passw0rd!" }))).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string());
     let sent = fake
@@ -799,7 +770,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
         .pop()
         .expect("call");
     assert_eq!(sent["ChallengeResponses"]["PASSWORD"], "Any-Passw0rd!");
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/mfa",
         mfa(
@@ -813,7 +784,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
     );
 
     // A preferred way the pool offers goes straight to it; a password is the preferred way.
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/login",
         json!({ "email": USER, "preferred_challenge": "EMAIL_OTP" }),
@@ -824,7 +795,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
         (200, Some("EMAIL_OTP")),
         "{body}"
     );
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/login",
         json!({ "email": USER, "password": "Any-Passw0rd!" }),
@@ -835,7 +806,7 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
     let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
     assert_eq!(sent["AuthFlow"], "USER_AUTH");
     assert_eq!(sent["AuthParameters"]["PREFERRED_CHALLENGE"], "PASSWORD");
-    let (status, body) = post(
+    let (status, body) = post_json(
         &sc,
         "/api/user/login",
         json!({ "email": USER, "preferred_challenge": "WEB_AUTHN" }),
@@ -863,18 +834,29 @@ async fn choice_based_sign_in_offers_the_pools_ways_and_answers_them() {
 
 #[tokio::test]
 async fn without_choice_based_sign_in_a_login_needs_its_password() {
-    let (jwks, echo, fake) = (
-        JwksServer::start().await,
-        Echo::start().await,
-        Fake::start(Duration::ZERO).await,
-    );
+    let (jwks, echo, fake) = parts(true).await;
     let sc = Sidecar::start(config(&jwks, &echo, &fake)).await;
-    let (status, body) = post(&sc, "/api/user/login", json!({ "email": USER })).await;
+    let (status, body) = post_json(&sc, "/api/user/login", json!({ "email": USER })).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("missing_field"))
     );
     assert!(fake.ops().is_empty(), "nothing reached Cognito");
+    // `preferred_challenge` is checked in this mode too, though only used with choices.
+    for bad in [json!({}), json!(3), json!("WEB_AUTHN")] {
+        let (status, body) = post_json(
+            &sc,
+            "/api/user/login",
+            json!({ "email": USER, "password": "Any-Passw0rd!", "preferred_challenge": bad }),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_field")),
+            "{bad}"
+        );
+    }
+    assert!(fake.ops().is_empty(), "refused before Cognito");
     let doc: Value = client()
         .get(sc.url("/api/user/openapi.json"))
         .send()

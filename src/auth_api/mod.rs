@@ -290,16 +290,17 @@ impl AuthApi {
         ctx: &UserContext,
     ) -> Result<Answer, ApiError> {
         let email = field(body, "email")?;
+        // Checked in every mode (the document lists it), used with choice-based sign-in.
+        let preferred = optional_field(body, "preferred_challenge")?;
+        if preferred.is_some_and(|p| !matches!(p, "EMAIL_OTP" | "SMS_OTP" | "PASSWORD")) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "field `preferred_challenge` must be EMAIL_OTP, SMS_OTP or PASSWORD",
+            ));
+        }
         if self.idp.choice_based() {
             // Choice-based sign-in: a password, or none (the challenges the pool offers).
             let password = optional_field(body, "password")?.filter(|p| !p.is_empty());
-            let preferred = optional_field(body, "preferred_challenge")?;
-            if preferred.is_some_and(|p| !matches!(p, "EMAIL_OTP" | "SMS_OTP" | "PASSWORD")) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidField,
-                    "field `preferred_challenge` must be EMAIL_OTP, SMS_OTP or PASSWORD",
-                ));
-            }
             self.limit_username(email).await?;
             return match self.idp.start_choice(email, password, preferred, ctx).await {
                 Ok(outcome) => answer(outcome),

@@ -456,6 +456,19 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Status and JSON body (Null if not JSON) of a response.
+/// POSTs `body` as JSON to `path`: the status and the JSON answer.
+pub async fn post_json(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
+    status_json(
+        client()
+            .post(sc.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await
+}
+
 pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body = resp.bytes().await.expect("body");
