@@ -7,25 +7,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_cognitoidentityprovider::types::{SoftwareTokenMfaConfigType, UserPoolMfaType};
 use common::*;
 use serde_json::{json, Value};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn post(sc: &Sidecar, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = client().post(sc.url(path)).json(&body);
@@ -43,13 +27,7 @@ fn text(v: &Value, k: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
     let mut secrets: Vec<(String, String)> = Vec::new();
     let mut keep = |what: &str, v: &str| secrets.push((what.to_string(), v.to_string()));
 
@@ -369,7 +347,7 @@ async fn no_secret_in_any_log_line() {
         }
     }
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
+    let logs = capture.text();
     assert!(
         logs.lines().count() > 20,
         "the capture saw too little:\n{logs}"

@@ -6,35 +6,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::browser::{browser, post_form, set_cookie_value};
 use common::oidc::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::Capture;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_federated_sign_in_secret_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
     let f = fed_env(Some(SECRET), |c| {
         c.log.level = "debug".into();
         c.session.forward_access_token = true;
@@ -115,7 +95,7 @@ async fn no_federated_sign_in_secret_in_any_log_line() {
     assert_eq!(resp.status(), 303);
     assert_eq!(f.provider.events_named("revoke").await.len(), 1);
 
-    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf8");
+    let logs = capture.text();
     // The access lines name the pages (their paths, never the query with the code and state).
     for path in ["/_auth/federate", "/_auth/callback"] {
         assert!(logs.contains(path), "{path} requests were logged");

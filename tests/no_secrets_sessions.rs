@@ -6,24 +6,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -80,13 +65,7 @@ async fn post(sc: &Sidecar, path: &str, cookie: &str, pairs: &[(&str, &str)]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_session_secret_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
     let mut secrets: Vec<(String, String)> = Vec::new();
 
     let pool = Pool::create(true, false).await;
@@ -247,7 +226,7 @@ async fn no_session_secret_in_any_log_line() {
     assert_eq!(r.status(), 401);
 
     sc.stop().await;
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
+    let logs = capture.text();
     assert!(
         logs.lines().count() > 20,
         "the capture saw too little:\n{logs}"

@@ -24,7 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::browser::oauth::{Authorize, Domain, DomainError};
-use crate::browser::session::{self, ct_eq};
+use crate::browser::session::{self, ct_eq, hex};
 use crate::fleet::Shared;
 use crate::gate::Gate;
 use crate::idp::Tokens;
@@ -299,8 +299,4 @@ impl Federation {
 /// The store key of a state: its SHA-256, so neither the store nor a log holds the state.
 fn key_of(state: &str) -> String {
     hex(&Sha256::digest(state.as_bytes()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -254,10 +254,7 @@ impl Sessions {
         let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let Ok(Some(json)) = shared.session_get(&hex(key), inner.cfg.idle_timeout).await else {
-                continue;
-            };
-            let Ok(stored) = serde_json::from_str::<SessionData>(&json) else {
+            let Some(stored) = self.stored(shared, key).await else {
                 continue;
             };
             if stored.access != data.access {
@@ -369,17 +366,21 @@ impl Sessions {
         if let Some(s) = inner.local.get(key) {
             return Some(s);
         }
-        let shared = inner.shared.as_ref()?;
-        let json = shared
-            .session_get(&hex(key), inner.cfg.idle_timeout)
-            .await
-            .ok()??;
-        let data: SessionData = serde_json::from_str(&json).ok()?;
+        let data = self.stored(inner.shared.as_ref()?, key).await?;
         let slot = Arc::new(Slot {
             data: tokio::sync::Mutex::new(data),
         });
         inner.local.insert(*key, Arc::clone(&slot));
         Some(slot)
+    }
+
+    /// The session as the shared store holds it (its idle timer reset).
+    async fn stored(&self, shared: &Shared, key: &[u8; 32]) -> Option<SessionData> {
+        let json = shared
+            .session_get(&hex(key), self.inner.cfg.idle_timeout)
+            .await
+            .ok()??;
+        serde_json::from_str(&json).ok()
     }
 
     async fn store(&self, key: &[u8; 32], data: &SessionData) {
@@ -429,7 +430,8 @@ fn key_of(id: &[u8; 32]) -> [u8; 32] {
     Sha256::digest(id).into()
 }
 
-fn hex(b: &[u8]) -> String {
+/// Lower-case hex, for store keys.
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

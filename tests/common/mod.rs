@@ -456,6 +456,39 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Status and JSON body (Null if not JSON) of a response.
+/// Every log line of the process, captured: `Capture::install` makes it the global
+/// subscriber at debug level for every crate (once per test binary: one test per file).
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    pub fn install() -> Capture {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        capture
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
 /// POSTs `body` as JSON to `path`: the status and the JSON answer.
 pub async fn post_json(sc: &Sidecar, path: &str, body: Value) -> (u16, Value) {
     status_json(
