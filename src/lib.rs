@@ -15,6 +15,12 @@
 //! | 1 | `config` | the configuration tree and its loader |
 //! | 0 | `http`, `clock` | bodies, header rules, the one reader of request targets, the upgraded socket; the wall clock of every expiry |
 
+// The request future nests the gate, the auth API, the pages, Cognito's SDK, reqwest and
+// Redis; computing its layout from scratch goes past rustc's default query depth (128:
+// a clean `cargo clippy` fails with "queries overflow the depth limit" on
+// `App::handle_owned`, while an incremental build that has the layouts cached passes).
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod auth_api;
 pub mod browser;
