@@ -1,6 +1,9 @@
 //! The binary: parse the command line, load and validate the configuration (exit 64 with one
 //! line on error), set up logging, build the app, serve until SIGTERM/SIGINT, drain, exit 0.
 
+// The connection future's layout is computed here too (see `src/lib.rs`).
+#![recursion_limit = "256"]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

@@ -4,7 +4,8 @@
 //! a browser's sign-out revokes its own refresh token (RevokeToken) and refuses its own
 //! session's tokens at the gate, the user's other sessions untouched; without revocation on
 //! the app client it falls back to GlobalSignOut; `/api/user/revoke`. Threat protection: the
-//! sign-in calls carry the user's ContextData.
+//! sign-in calls carry the user's ContextData. Choice-based sign-in in the JSON API and on the
+//! pages ("Email me a code"), and the device fingerprint's EncodedData.
 //!
 //! moto 5.2.5 has neither GetTokensFromRefreshToken nor RevokeToken: a fake speaking Cognito's
 //! JSON protocol on loopback answers them (and AdminInitiateAuth, GlobalSignOut), asserting the
@@ -19,7 +20,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cognito_sidecar::config::{Config, SharedBackend};
-use common::browser::{browser, metric, sign_in};
+use common::browser::{
+    browser, field, metric, post_form, set_cookie_value, sign_in, sign_in_page, SIGN_IN,
+};
 use common::*;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -175,6 +178,15 @@ impl Fake {
                         Some("UnsupportedOperationException"),
                     ),
                     "GlobalSignOut" => answer(200, json!({}), None),
+                    // The pool's policies: a password, or a code by email, to start with.
+                    "DescribeUserPool" => answer(
+                        200,
+                        json!({ "UserPool": { "Id": "us-east-1_fake", "Policies": {
+                            "PasswordPolicy": { "MinimumLength": 12, "RequireNumbers": true },
+                            "SignInPolicy": { "AllowedFirstAuthFactors": ["PASSWORD", "EMAIL_OTP"] },
+                        } } }),
+                        None,
+                    ),
                     "GetTokensFromRefreshToken" => {
                         tokio::time::sleep(delay).await;
                         let rt = body["RefreshToken"].as_str().unwrap_or_default();
@@ -869,4 +881,312 @@ async fn without_choice_based_sign_in_a_login_needs_its_password() {
         doc["components"]["schemas"]["LoginIn"]["required"],
         json!(["email", "password"])
     );
+}
+
+/// A sign-in form post of `USER` with the page's CSRF token and `fields`.
+async fn sign_in_post(
+    sc: &Sidecar,
+    cookie: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut pairs = vec![("csrf", csrf), ("email", USER)];
+    pairs.extend_from_slice(fields);
+    post_form(sc, SIGN_IN, cookie, &pairs).await
+}
+
+/// The fields of a step's form (`/_auth/mfa`) posted from `page`: its challenge and session,
+/// and the answer (`code` or `answer`).
+fn step(
+    csrf: &str,
+    page: &str,
+    (challenge, session): (&str, &str),
+    (key, value): (&'static str, &str),
+    ret: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("csrf", csrf.to_string()),
+        ("email", USER.to_string()),
+        ("username", field(page, "username").unwrap_or_default()),
+        ("challenge", challenge.to_string()),
+        ("session", session.to_string()),
+        (key, value.to_string()),
+        ("return", ret.to_string()),
+    ]
+}
+
+/// `post_form` with owned values.
+async fn post_owned(
+    sc: &Sidecar,
+    path: &str,
+    cookie: &str,
+    pairs: &[(&str, String)],
+) -> reqwest::Response {
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    post_form(sc, path, cookie, &pairs).await
+}
+
+/// The sign-in page with choice-based sign-in: its CSRF cookie header, token and HTML.
+async fn code_sign_in_page(sc: &Sidecar) -> (String, String, String) {
+    let (csrf, html) = sign_in_page(sc, "/docs").await;
+    (format!("__Host-sidecar-csrf={csrf}"), csrf, html)
+}
+
+#[tokio::test]
+async fn the_sign_in_page_offers_a_code_by_email_and_signs_in_with_it() {
+    let (jwks, echo, fake) = parts(true).await;
+    let mut c = config(&jwks, &echo, &fake);
+    c.cognito.choice_based_sign_in = true;
+    let sc = Sidecar::start(c).await;
+
+    // The pool allows PASSWORD and EMAIL_OTP first: one button, read once.
+    let (cookie, csrf, html) = code_sign_in_page(&sc).await;
+    assert!(
+        html.contains(r#"<button type="submit" class="secondary" name="way" value="EMAIL_OTP" formnovalidate>Email me a code</button>"#),
+        "{html}"
+    );
+    assert!(!html.contains("Text me a code"), "the pool has no SMS_OTP");
+    let _ = code_sign_in_page(&sc).await;
+    assert_eq!(fake.bodies("DescribeUserPool").len(), 1, "read once");
+
+    // "Email me a code": USER_AUTH with the code as the preferred challenge, no password.
+    let resp = sign_in_post(
+        &sc,
+        &cookie,
+        &csrf,
+        &[("way", "EMAIL_OTP"), ("password", ""), ("return", "/docs")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    assert!(html.contains("Enter the code sent to r***@e***."), "{html}");
+    assert_eq!(field(&html, "challenge").as_deref(), Some("EMAIL_OTP"));
+    assert_eq!(field(&html, "session").as_deref(), Some("s-otp"));
+    let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
+    assert_eq!(sent["AuthFlow"], "USER_AUTH");
+    let params: Vec<&str> = sent["AuthParameters"]
+        .as_object()
+        .expect("params")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(params, ["PREFERRED_CHALLENGE", "SECRET_HASH", "USERNAME"]);
+    assert_eq!(sent["AuthParameters"]["PREFERRED_CHALLENGE"], "EMAIL_OTP");
+
+    // A wrong code: the code page again; the right one: signed in, back to /docs.
+    let code = |c: &str| step(&csrf, &html, ("EMAIL_OTP", "s-otp"), ("code", c), "/docs");
+    let pairs = code("000000");
+    let resp = post_owned(&sc, "/_auth/mfa", &cookie, &pairs).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp
+        .text()
+        .await
+        .expect("html")
+        .contains("Enter the code again."));
+    let pairs = code("123456");
+    let resp = post_owned(&sc, "/_auth/mfa", &cookie, &pairs).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/docs");
+    let session = set_cookie_value(resp.headers(), "__Host-sidecar-session").expect("session");
+    let sent = fake
+        .bodies("AdminRespondToAuthChallenge")
+        .pop()
+        .expect("call");
+    assert_eq!(sent["ChallengeName"], "EMAIL_OTP");
+    assert_eq!(sent["ChallengeResponses"]["EMAIL_OTP_CODE"], "123456");
+    let resp = browser()
+        .get(sc.url("/docs"))
+        .header("cookie", format!("__Host-sidecar-session={session}"))
+        .send()
+        .await
+        .expect("app");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(echo.last().header("x-auth-sub"), Some(SUB));
+
+    // A way the page does not offer, or cannot answer, is refused before Cognito hears of it.
+    let calls = fake.bodies("AdminInitiateAuth").len();
+    for way in ["SMS_OTP", "WEB_AUTHN", "PASSWORD"] {
+        let resp = sign_in_post(&sc, &cookie, &csrf, &[("way", way), ("return", "/docs")]).await;
+        assert_eq!(resp.status(), 400, "{way}");
+        assert!(resp
+            .text()
+            .await
+            .expect("html")
+            .contains("Please sign in again."));
+    }
+    assert_eq!(fake.bodies("AdminInitiateAuth").len(), calls);
+
+    // Without choice-based sign-in: no button, and a `way` is not a sign-in.
+    let plain = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let (cookie, csrf, html) = code_sign_in_page(&plain).await;
+    assert!(!html.contains(r#"name="way""#), "{html}");
+    let resp = sign_in_post(
+        &plain,
+        &cookie,
+        &csrf,
+        &[("way", "EMAIL_OTP"), ("return", "/")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(fake.bodies("AdminInitiateAuth").len(), calls);
+}
+
+#[tokio::test]
+async fn a_code_this_user_does_not_have_offers_the_ways_cognito_lists() {
+    let (jwks, echo, fake) = parts(true).await;
+    let mut c = config(&jwks, &echo, &fake);
+    c.cognito.choice_based_sign_in = true;
+    // Configured: the pool is not read.
+    c.session.sign_in_codes = Some(vec![cognito_sidecar::config::SignInCode::SmsOtp]);
+    let sc = Sidecar::start(c).await;
+    let (cookie, csrf, html) = code_sign_in_page(&sc).await;
+    assert!(html.contains(">Text me a code</button>"), "{html}");
+    assert!(!html.contains("Email me a code"));
+    assert!(fake.bodies("DescribeUserPool").is_empty());
+
+    // The fake has no SMS for this user: SELECT_CHALLENGE with EMAIL_OTP and PASSWORD. The
+    // page offers the code it can answer.
+    let resp = sign_in_post(&sc, &cookie, &csrf, &[("way", "SMS_OTP"), ("return", "/")]).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    assert_eq!(
+        field(&html, "challenge").as_deref(),
+        Some("SELECT_CHALLENGE")
+    );
+    assert_eq!(field(&html, "session").as_deref(), Some("s-select"));
+    assert!(
+        html.contains(r#"<input type="radio" name="answer" value="EMAIL_OTP" checked> Email me a code</label>"#),
+        "{html}"
+    );
+    assert!(!html.contains(r#"value="PASSWORD""#));
+    let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
+    assert_eq!(sent["AuthParameters"]["PREFERRED_CHALLENGE"], "SMS_OTP");
+
+    // Choosing the email code: SELECT_CHALLENGE answered, then the code page.
+    let choose = |a: &str| {
+        step(
+            &csrf,
+            &html,
+            ("SELECT_CHALLENGE", "s-select"),
+            ("answer", a),
+            "/",
+        )
+    };
+    let pairs = choose("EMAIL_OTP");
+    let resp = post_owned(&sc, "/_auth/mfa", &cookie, &pairs).await;
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.expect("html");
+    assert_eq!(field(&page, "challenge").as_deref(), Some("EMAIL_OTP"));
+    let sent = fake
+        .bodies("AdminRespondToAuthChallenge")
+        .pop()
+        .expect("call");
+    assert_eq!(sent["ChallengeName"], "SELECT_CHALLENGE");
+    assert_eq!(sent["ChallengeResponses"]["ANSWER"], "EMAIL_OTP");
+
+    // An answer the page did not offer is refused here.
+    let calls = fake.bodies("AdminRespondToAuthChallenge").len();
+    let pairs = choose("PASSWORD");
+    let resp = post_owned(&sc, "/_auth/mfa", &cookie, &pairs).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(fake.bodies("AdminRespondToAuthChallenge").len(), calls);
+}
+
+#[tokio::test]
+async fn the_device_fingerprint_reaches_cognito_as_encoded_data() {
+    let (jwks, echo, fake) = parts(true).await;
+    let mut c = config(&jwks, &echo, &fake);
+    c.session.device_fingerprint = true;
+    let sc = Sidecar::start(c).await;
+    let resp = browser().get(sc.url(SIGN_IN)).send().await.expect("page");
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.ends_with(
+            "; script-src 'self' https://amazon-cognito-assets.us-east-1.amazoncognito.com"
+        ),
+        "{csp}"
+    );
+    assert!(csp.starts_with("default-src 'none';"), "{csp}");
+    let csrf = set_cookie_value(resp.headers(), "__Host-sidecar-csrf").expect("csrf");
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains(r#"<input type="hidden" name="encoded_data" value="">"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<script src="https://amazon-cognito-assets.us-east-1.amazoncognito.com/amazon-cognito-advanced-security-data.min.js" defer></script>"#));
+    assert!(html.contains(&format!(
+        r#"<script src="/_auth/fingerprint.js" data-pool="us-east-1_TestPool" data-client="{CLIENT_ID}" defer></script>"#
+    )), "{html}");
+    let js = browser()
+        .get(sc.url("/_auth/fingerprint.js"))
+        .send()
+        .await
+        .expect("script");
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js
+        .text()
+        .await
+        .expect("js")
+        .contains("AmazonCognitoAdvancedSecurityData.getData(who, pool, client)"));
+
+    let cookie = format!("__Host-sidecar-csrf={csrf}");
+    let resp = sign_in_post(
+        &sc,
+        &cookie,
+        &csrf,
+        &[
+            ("password", "Any-Passw0rd!"),
+            ("encoded_data", "ENC-device-1"),
+            ("return", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
+    assert_eq!(sent["ContextData"]["EncodedData"], "ENC-device-1");
+    assert_eq!(sent["ContextData"]["ServerPath"], "/_auth/sign-in");
+
+    // Off (the default): no script on the page, none allowed, and a posted value is not sent.
+    let plain = Sidecar::start(config(&jwks, &echo, &fake)).await;
+    let resp = browser()
+        .get(plain.url(SIGN_IN))
+        .send()
+        .await
+        .expect("page");
+    assert!(!resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .contains("script-src"));
+    let csrf = set_cookie_value(resp.headers(), "__Host-sidecar-csrf").expect("csrf");
+    assert!(!resp.text().await.expect("html").contains("<script"));
+    assert_eq!(
+        browser()
+            .get(plain.url("/_auth/fingerprint.js"))
+            .send()
+            .await
+            .expect("script")
+            .status(),
+        404
+    );
+    let resp = sign_in_post(
+        &plain,
+        &format!("__Host-sidecar-csrf={csrf}"),
+        &csrf,
+        &[
+            ("password", "Any-Passw0rd!"),
+            ("encoded_data", "ENC-device-2"),
+            ("return", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let sent = fake.bodies("AdminInitiateAuth").pop().expect("call");
+    assert!(sent["ContextData"].get("EncodedData").is_none(), "{sent}");
 }

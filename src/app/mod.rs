@@ -203,6 +203,13 @@ impl App {
                 config.api.max_body_bytes,
                 &config.api.totp_issuer,
                 federation,
+                config.session.device_fingerprint.then(|| {
+                    crate::browser::pages::Fingerprint::new(
+                        &d.region,
+                        &d.user_pool_id,
+                        &d.client_id,
+                    )
+                }),
             );
             (Some(sessions), Some(pages))
         } else {

@@ -14,7 +14,11 @@ const KEY: &str = "session.managed_login";
 
 /// The checks of `[session]` with browser sessions on (`api_prefix`: the auth API's, which
 /// the pages must not overlap).
-pub fn session(se: &SessionConfig, api_prefix: &str) -> Result<(), ConfigError> {
+pub fn session(
+    se: &SessionConfig,
+    api_prefix: &str,
+    choice_based: bool,
+) -> Result<(), ConfigError> {
     if !se.enabled {
         return Ok(());
     }
@@ -72,6 +76,12 @@ pub fn session(se: &SessionConfig, api_prefix: &str) -> Result<(), ConfigError> 
         return Err(ConfigError::new(
             "session.prefix",
             "must not overlap api.prefix",
+        ));
+    }
+    if se.sign_in_codes.as_ref().is_some_and(|c| !c.is_empty()) && !choice_based {
+        return Err(ConfigError::new(
+            "session.sign_in_codes",
+            "needs cognito.choice_based_sign_in (one-time codes are a USER_AUTH sign-in)",
         ));
     }
     Ok(())
@@ -219,6 +229,18 @@ mod tests {
         se.managed_login.callback_url = Some("https://app.example.com/_auth/callback".into());
         se.managed_login.identity_providers = vec!["Okta".into()];
         se
+    }
+
+    #[test]
+    fn sign_in_codes_need_choice_based_sign_in() {
+        let mut se = base();
+        se.sign_in_codes = Some(vec![crate::config::SignInCode::EmailOtp]);
+        let e = session(&se, "/api/user", false).expect_err("without USER_AUTH");
+        assert_eq!(e.key, "session.sign_in_codes");
+        assert!(session(&se, "/api/user", true).is_ok());
+        // None offered: nothing to refuse.
+        se.sign_in_codes = Some(vec![]);
+        assert!(session(&se, "/api/user", false).is_ok());
     }
 
     #[test]

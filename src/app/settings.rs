@@ -481,7 +481,7 @@ impl Config {
             })?),
         };
         let se = &self.session;
-        session(se, &self.api.prefix)?;
+        session(se, &self.api.prefix, self.cognito.choice_based_sign_in)?;
         let managed_login = managed_login(se)?;
         let templates = if se.enabled {
             Some(

@@ -10,7 +10,8 @@ use crate::http::body::{full, Body};
 
 use super::session;
 
-/// No script, no framing, forms only to this origin.
+/// No script (Cognito's fingerprint script and its helper only with
+/// `session.device_fingerprint`), no framing, forms only to this origin.
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -42,7 +43,8 @@ background:#2d6cdf;color:#fff;cursor:pointer}\
 .links{margin-top:1rem;text-align:center}a{color:#2d6cdf}\
 a.provider{display:block;margin:.6rem 0;padding:.6rem;text-align:center;border:1px solid #8a93a6;\
 border-radius:4px;color:#1d2330;text-decoration:none;font-weight:600}a.provider:focus{outline:3px solid #2d6cdf}\
-.or{text-align:center;color:#4b5468;margin:1rem 0 0}.qr svg{display:block;margin:0 auto;width:12rem;height:12rem}\
+.or{text-align:center;color:#4b5468;margin:1rem 0 0}\
+button.secondary{margin-top:.6rem;background:#fff;color:#2d6cdf;border:1px solid #2d6cdf}.qr svg{display:block;margin:0 auto;width:12rem;height:12rem}\
 code{word-break:break-all;font-size:1rem}fieldset{border:0;padding:0;margin:.8rem 0}\
 fieldset label{font-weight:400;display:flex;gap:.5rem;align-items:center}fieldset input{width:auto}";
 
@@ -67,7 +69,9 @@ pub(crate) const SIGN_IN: &str = r#"<!doctype html>
 <input id="email" name="email" type="email" autocomplete="username" required autofocus value="{{email}}"{{invalid}}>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required{{invalid}}>
+{{fingerprint}}
 <button type="submit">Sign in</button>
+{{codes}}
 </form>
 {{forgot}}
 </main>
@@ -99,6 +103,7 @@ pub(crate) const NEW_PASSWORD: &str = r#"<!doctype html>
 <input id="new_password" name="new_password" type="password" autocomplete="new-password" required autofocus{{invalid}}>
 <label for="confirm_password">New password again</label>
 <input id="confirm_password" name="confirm_password" type="password" autocomplete="new-password" required{{invalid}}>
+{{fingerprint}}
 <button type="submit">Set password and sign in</button>
 </form>
 </main>
@@ -129,6 +134,7 @@ pub(crate) const MFA: &str = r#"<!doctype html>
 <input type="hidden" name="session" value="{{session}}">
 <label for="code">Code</label>
 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
+{{fingerprint}}
 <button type="submit">Verify</button>
 </form>
 </main>
@@ -243,6 +249,7 @@ pub(crate) const MFA_SETUP: &str = r#"<!doctype html>
 <input type="hidden" name="secret" value="{{secret}}">
 <label for="code">Code from the app</label>
 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus{{invalid}}>
+{{fingerprint}}
 <button type="submit">Verify and sign in</button>
 </form>
 </main>
@@ -268,12 +275,13 @@ pub(crate) const SELECT_MFA: &str = r#"<!doctype html>
 <input type="hidden" name="return" value="{{return}}">
 <input type="hidden" name="email" value="{{email}}">
 <input type="hidden" name="username" value="{{username}}">
-<input type="hidden" name="challenge" value="SELECT_MFA_TYPE">
+<input type="hidden" name="challenge" value="{{challenge}}">
 <input type="hidden" name="session" value="{{session}}">
 <fieldset>
 <legend>Send or show me a code with</legend>
 {{choices}}
 </fieldset>
+{{fingerprint}}
 <button type="submit" autofocus>Continue</button>
 </form>
 </main>
@@ -444,11 +452,20 @@ mod tests {
         for (t, needs) in [
             (
                 SIGN_IN,
-                &["csrf", "return", "email", "error", "title", "prefix"][..],
+                &[
+                    "csrf",
+                    "return",
+                    "email",
+                    "error",
+                    "title",
+                    "prefix",
+                    "codes",
+                    "fingerprint",
+                ][..],
             ),
             (
                 NEW_PASSWORD,
-                &["csrf", "return", "email", "session", "error"][..],
+                &["csrf", "return", "email", "session", "error", "fingerprint"][..],
             ),
             (
                 MFA,
@@ -460,6 +477,7 @@ mod tests {
                     "challenge",
                     "session",
                     "hint",
+                    "fingerprint",
                 ][..],
             ),
             (SIGN_OUT, &["csrf", "error", "prefix"][..]),
@@ -471,12 +489,28 @@ mod tests {
             (
                 MFA_SETUP,
                 &[
-                    "csrf", "return", "email", "username", "session", "secret", "qr",
+                    "csrf",
+                    "return",
+                    "email",
+                    "username",
+                    "session",
+                    "secret",
+                    "qr",
+                    "fingerprint",
                 ][..],
             ),
             (
                 SELECT_MFA,
-                &["csrf", "return", "email", "username", "session", "choices"][..],
+                &[
+                    "csrf",
+                    "return",
+                    "email",
+                    "username",
+                    "challenge",
+                    "session",
+                    "choices",
+                    "fingerprint",
+                ][..],
             ),
         ] {
             for n in needs {

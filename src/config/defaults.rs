@@ -224,6 +224,8 @@ impl Default for SessionConfig {
             templates_dir: None,
             password_policy: None,
             read_password_policy: true,
+            sign_in_codes: None,
+            device_fingerprint: false,
             managed_login: ManagedLoginConfig::default(),
         }
     }

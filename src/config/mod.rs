@@ -15,8 +15,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 mod defaults;
+mod sign_in;
 
 pub use defaults::NEVER_FORWARD;
+pub use sign_in::{ManagedLoginConfig, SignInCode};
 
 /// A configuration problem found at start-up: names the key and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -434,42 +436,16 @@ pub struct SessionConfig {
     /// Read the pool's password policy with DescribeUserPool for the password forms (the task
     /// role needs `cognito-idp:DescribeUserPool`; refused, the forms show none).
     pub read_password_policy: bool,
+    /// With `cognito.choice_based_sign_in`: the one-time codes the sign-in page offers
+    /// instead of a password (`EMAIL_OTP`, `SMS_OTP`). Unset: the pool's allowed first
+    /// factors, read with the password policy (`read_password_policy`).
+    pub sign_in_codes: Option<Vec<SignInCode>>,
+    /// Load Cognito's device-fingerprint script on the sign-in steps' pages and send what it
+    /// collects as `EncodedData` (threat protection). The pages then allow that one script.
+    pub device_fingerprint: bool,
     /// Sign-in with identity providers through the pool's managed login (off without a
     /// domain).
     pub managed_login: ManagedLoginConfig,
-}
-
-/// Federated sign-in: the OAuth 2.0 authorization code flow with PKCE through the pool's
-/// domain (Cognito's managed login, or the classic Hosted UI), with the app client
-/// `cognito.client_id` (and its secret, if it has one).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ManagedLoginConfig {
-    /// The pool's domain, `https://<prefix>.auth.<region>.amazoncognito.com` or a custom
-    /// domain, without a path. Unset: no federated sign-in.
-    pub domain: Option<String>,
-    /// The app client's callback URL: `{session.prefix}/callback` on this sidecar as the
-    /// browser reaches it (`https://app.example.com/_auth/callback`).
-    pub callback_url: Option<String>,
-    /// The sign-out URL Cognito's `/logout` returns to (one of the app client's sign-out
-    /// URLs). Default: `session.after_sign_out` on the callback URL's origin.
-    pub sign_out_url: Option<String>,
-    /// The identity providers offered as buttons, by their name in the pool (`Okta`,
-    /// `Google`, `SignInWithApple`, ...).
-    pub identity_providers: Vec<String>,
-    /// Also offer "Use another way to sign in", which opens the managed login page itself.
-    pub other_ways: bool,
-    /// With one identity provider and no password sign-in wanted: the sign-in page sends the
-    /// browser straight to it.
-    pub auto_redirect: bool,
-    /// The scopes asked for (`openid` is required).
-    pub scopes: Vec<String>,
-    /// How long a started sign-in may take before its callback is refused.
-    #[serde(with = "humantime_serde")]
-    pub flow_timeout: Duration,
-    /// Time limit of each call to the domain's token and revocation endpoints.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
 }
 
 /// Which front proxy asks the forward-auth check, and so where the original request is read.

@@ -6,7 +6,9 @@
 //! count: the peer, or the trusted `X-Forwarded-For` hop), the public host and the endpoint,
 //! and a fixed allow-list of request headers that describe the browser. Never `Cookie`,
 //! `Authorization`, `Referer` (it can carry codes and tokens in its query), forwarding headers
-//! or the sidecar's own. The public flow's `UserContextData` carries the address only.
+//! or the sidecar's own. The public flow's `UserContextData` carries the address (with
+//! `cognito.propagate_user_context`). Both carry the device fingerprint's `EncodedData` when the
+//! pages collected it.
 
 use std::net::IpAddr;
 
@@ -37,6 +39,9 @@ pub struct UserContext {
     /// The endpoint or page, e.g. `/api/user/login`.
     pub server_path: String,
     pub headers: Vec<(String, String)>,
+    /// What Cognito's device-fingerprint script collected (`EncodedData`; the pages' forms
+    /// with `session.device_fingerprint`).
+    pub encoded_data: Option<String>,
 }
 
 impl UserContext {
@@ -64,6 +69,7 @@ impl UserContext {
             server_name: cut(&host).to_string(),
             server_path: cut(path).to_string(),
             headers: picked,
+            encoded_data: None,
         }
     }
 }

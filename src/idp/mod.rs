@@ -36,7 +36,8 @@ use error::classify;
 pub use error::{IdpError, Step};
 use model::enum_token;
 pub use model::{
-    otpauth_uri, AuthOutcome, ChallengeHints, Delivery, PasswordPolicy, SoftwareToken, Tokens,
+    otpauth_uri, AuthOutcome, ChallengeHints, Delivery, PasswordPolicy, PoolPolicies,
+    SoftwareToken, Tokens,
 };
 
 /// The Cognito operations each auth flow calls, in one place: the IAM policy in `deploy/`
@@ -195,14 +196,21 @@ impl Cognito {
             .server_name(&c.server_name)
             .server_path(&c.server_path)
             .set_http_headers(Some(headers))
+            .set_encoded_data(c.encoded_data.clone())
             .build()
             .ok()
     }
 
-    /// UserContextData for a public-flow call (`None` when off).
+    /// UserContextData for a public-flow call: the address when propagated, the device
+    /// fingerprint when collected (`None` when neither).
     fn user_context_data(&self, c: &UserContext) -> Option<UserContextDataType> {
-        self.user_context_data
-            .then(|| UserContextDataType::builder().ip_address(&c.ip).build())
+        let ip = self.user_context_data.then(|| c.ip.clone());
+        (ip.is_some() || c.encoded_data.is_some()).then(|| {
+            UserContextDataType::builder()
+                .set_ip_address(ip)
+                .set_encoded_data(c.encoded_data.clone())
+                .build()
+        })
     }
 
     /// Whether sign-in is choice-based (`USER_AUTH`): a login may come without a password.
@@ -525,10 +533,11 @@ impl Cognito {
             .map(|_| ())
     }
 
-    /// The pool's password policy (DescribeUserPool; needs `cognito-idp:DescribeUserPool`),
-    /// for the pages' password forms.
+    /// The pool's policies the pages show (DescribeUserPool; needs
+    /// `cognito-idp:DescribeUserPool`): the password policy, and the first sign-in factors
+    /// choice-based sign-in allows.
     #[tracing::instrument(skip_all, fields(op = "DescribeUserPool"))]
-    pub async fn password_policy(&self) -> Result<Option<PasswordPolicy>, IdpError> {
+    pub async fn pool_policies(&self) -> Result<PoolPolicies, IdpError> {
         let out = self
             .client
             .describe_user_pool()
@@ -536,17 +545,27 @@ impl Cognito {
             .send()
             .timed(&self.metrics, "DescribeUserPool")
             .await?;
-        Ok(out
-            .user_pool()
-            .and_then(|p| p.policies())
-            .and_then(|p| p.password_policy())
-            .map(|p| PasswordPolicy {
-                min_length: p.minimum_length().and_then(|n| u32::try_from(n).ok()),
-                uppercase: p.require_uppercase(),
-                lowercase: p.require_lowercase(),
-                numbers: p.require_numbers(),
-                symbols: p.require_symbols(),
-            }))
+        let policies = out.user_pool().and_then(|p| p.policies());
+        Ok(PoolPolicies {
+            password: policies
+                .and_then(|p| p.password_policy())
+                .map(|p| PasswordPolicy {
+                    min_length: p.minimum_length().and_then(|n| u32::try_from(n).ok()),
+                    uppercase: p.require_uppercase(),
+                    lowercase: p.require_lowercase(),
+                    numbers: p.require_numbers(),
+                    symbols: p.require_symbols(),
+                }),
+            first_factors: policies
+                .and_then(|p| p.sign_in_policy())
+                .map(|s| {
+                    s.allowed_first_auth_factors()
+                        .iter()
+                        .map(|f| enum_token(f.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
     }
 
     /// The app client's id and secret (the managed-login token endpoint's HTTP Basic auth).

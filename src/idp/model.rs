@@ -122,6 +122,14 @@ impl std::fmt::Debug for SoftwareToken {
     }
 }
 
+/// What DescribeUserPool tells the pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolPolicies {
+    pub password: Option<PasswordPolicy>,
+    /// `SignInPolicy.AllowedFirstAuthFactors`: PASSWORD, EMAIL_OTP, SMS_OTP, WEB_AUTHN.
+    pub first_factors: Vec<String>,
+}
+
 /// A pool's password policy, as DescribeUserPool tells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PasswordPolicy {

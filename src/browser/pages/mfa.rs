@@ -25,12 +25,34 @@ pub(super) struct MfaForm<'a> {
     pub ret: &'a str,
 }
 
+impl<'a> MfaForm<'a> {
+    /// The form of a choice page (no hint).
+    pub fn choice(
+        email: &'a str,
+        username: &'a str,
+        challenge: &'a str,
+        session: &'a str,
+        ret: &'a str,
+    ) -> Self {
+        MfaForm {
+            email,
+            username,
+            challenge,
+            session,
+            hint: "",
+            ret,
+        }
+    }
+}
+
 /// The challenge response field of a code challenge the pages answer.
 pub(super) fn code_field(challenge: &str) -> Option<&'static str> {
     match challenge {
         "SOFTWARE_TOKEN_MFA" => Some("SOFTWARE_TOKEN_MFA_CODE"),
         "SMS_MFA" => Some("SMS_MFA_CODE"),
         "EMAIL_OTP" => Some("EMAIL_OTP_CODE"),
+        // Choice-based sign-in's code by text message.
+        "SMS_OTP" => Some("SMS_OTP_CODE"),
         _ => None,
     }
 }
@@ -45,12 +67,13 @@ pub(super) fn choice_label(mfa: &str) -> Option<&'static str> {
     }
 }
 
-/// The radio buttons of SELECT_MFA_TYPE, the first one chosen.
-pub(super) fn choices_html(mfas: &[String]) -> String {
+/// The radio buttons of a choice (SELECT_MFA_TYPE's MFA types with `choice_label`,
+/// SELECT_CHALLENGE's ways), the first one chosen; the ones without a label are left out.
+pub(super) fn choices_html(items: &[String], label: fn(&str) -> Option<&'static str>) -> String {
     let mut out = String::new();
-    for (i, m) in mfas
+    for (i, m) in items
         .iter()
-        .filter_map(|m| Some((m, choice_label(m)?)))
+        .filter_map(|m| Some((m, label(m)?)))
         .enumerate()
     {
         let (value, label) = m;
@@ -107,6 +130,7 @@ impl Pages {
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
+        let ctx = &self.with_encoded_data(ctx, &form);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let ret = session::safe_return(get("return"));
         let (email, username, challenge) = (get("email").trim(), get("username"), get("challenge"));
@@ -130,6 +154,12 @@ impl Pages {
             return Ok(self.expired(&parts.headers, email, &ret));
         }
         let who = if username.is_empty() { email } else { username };
+        if challenge == "SELECT_CHALLENGE" {
+            let f = MfaForm::choice(email, username, challenge, get("session"), &ret);
+            return self
+                .answer_select_challenge(&parts.headers, &f, get("answer"), ctx)
+                .await;
+        }
         if challenge == "SELECT_MFA_TYPE" {
             let answer = get("answer");
             if choice_label(answer).is_none() {
@@ -211,6 +241,7 @@ impl Pages {
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
+        let ctx = &self.with_encoded_data(ctx, &form);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let ret = session::safe_return(get("return"));
         let (email, username, cognito_session) =
@@ -325,16 +356,19 @@ impl Pages {
                 ("error", &error_html),
                 ("logo", &logo),
                 ("invalid", invalid),
+                ("fingerprint", &self.fingerprint_html()),
             ],
         );
         html_response(status, html, new.then_some(csrf))
     }
 
+    /// The choice page of SELECT_MFA_TYPE and SELECT_CHALLENGE (`f.challenge`), with its
+    /// radio buttons (`choices_html`).
     pub(super) fn select_mfa_page(
         &self,
         headers: &http::HeaderMap,
         f: &MfaForm<'_>,
-        mfas: &[String],
+        choices: &str,
     ) -> Response<Body> {
         let (csrf, new) = self.csrf(headers);
         let (title, logo) = self.common();
@@ -347,12 +381,14 @@ impl Pages {
                 ("return", f.ret),
                 ("email", f.email),
                 ("username", f.username),
+                ("challenge", f.challenge),
                 ("session", f.session),
             ],
             &[
                 ("error", ""),
                 ("logo", &logo),
-                ("choices", &choices_html(mfas)),
+                ("choices", choices),
+                ("fingerprint", &self.fingerprint_html()),
             ],
         );
         html_response(StatusCode::OK, html, new.then_some(csrf))
@@ -386,6 +422,7 @@ impl Pages {
                 ("logo", &logo),
                 ("invalid", invalid),
                 ("qr", &qr),
+                ("fingerprint", &self.fingerprint_html()),
             ],
         );
         html_response(status, html, new.then_some(csrf))
@@ -415,16 +452,20 @@ mod tests {
         assert_eq!(code_field("EMAIL_OTP"), Some("EMAIL_OTP_CODE"));
         assert_eq!(code_field("CUSTOM_CHALLENGE"), None);
         assert_eq!(code_field("SELECT_MFA_TYPE"), None);
-        let html = choices_html(&[
-            "SMS_MFA".into(),
-            "WEB_AUTHN".into(),
-            "SOFTWARE_TOKEN_MFA".into(),
-        ]);
+        let html = choices_html(
+            &[
+                "SMS_MFA".into(),
+                "WEB_AUTHN".into(),
+                "SOFTWARE_TOKEN_MFA".into(),
+            ],
+            choice_label,
+        );
         assert_eq!(
             html,
             r#"<label><input type="radio" name="answer" value="SMS_MFA" checked> Text message (SMS)</label><label><input type="radio" name="answer" value="SOFTWARE_TOKEN_MFA"> Authenticator app</label>"#
         );
-        assert_eq!(choices_html(&[]), "");
+        assert_eq!(choices_html(&[], choice_label), "");
+        assert_eq!(code_field("SMS_OTP"), Some("SMS_OTP_CODE"));
     }
 
     #[test]

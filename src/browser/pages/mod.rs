@@ -23,9 +23,11 @@ use hyper::body::Incoming;
 mod federated;
 mod mfa;
 mod password;
+mod passwordless;
 mod recovery;
 
 use password::NewPasswordForm;
+pub use passwordless::Fingerprint;
 
 use crate::browser::federated::Federation;
 use crate::browser::session::{self, Sessions};
@@ -61,6 +63,8 @@ pub enum Page {
     Callback,
     SignOut,
     Style,
+    /// The script that fills in Cognito's `EncodedData` (`session.device_fingerprint`).
+    Fingerprint,
 }
 
 impl Page {
@@ -77,6 +81,7 @@ impl Page {
             "/callback" => Some(Page::Callback),
             "/sign-out" => Some(Page::SignOut),
             "/style.css" => Some(Page::Style),
+            "/fingerprint.js" => Some(Page::Fingerprint),
             _ => None,
         }
     }
@@ -100,8 +105,10 @@ struct Inner {
     max_body: usize,
     /// The authenticator apps' issuer label (`api.totp_issuer`).
     totp_issuer: String,
-    /// The pool's password policy as the forms show it (configured, or read once).
-    policy: tokio::sync::OnceCell<String>,
+    /// The pool's policies (password, first factors), read once (`pool_policies`).
+    pool: tokio::sync::OnceCell<crate::idp::PoolPolicies>,
+    /// Cognito's device-fingerprint script, with `session.device_fingerprint`.
+    fingerprint: Option<Fingerprint>,
     /// Federated sign-in, with `session.managed_login`.
     federation: Option<Federation>,
 }
@@ -123,6 +130,7 @@ impl Pages {
         max_body: usize,
         totp_issuer: &str,
         federation: Option<Federation>,
+        fingerprint: Option<Fingerprint>,
     ) -> Self {
         Pages {
             inner: Arc::new(Inner {
@@ -136,8 +144,9 @@ impl Pages {
                 templates,
                 max_body,
                 totp_issuer: totp_issuer.to_string(),
-                policy: tokio::sync::OnceCell::new(),
+                pool: tokio::sync::OnceCell::new(),
                 federation,
+                fingerprint,
             }),
         }
     }
@@ -156,9 +165,14 @@ impl Pages {
             .idp
             .context(req.headers(), client, req.uri().path());
         let method = req.method().clone();
-        match (page, &method) {
+        let mut result = match (page, &method) {
             (Page::Style, &Method::GET | &Method::HEAD) => Ok(style()),
+            (Page::Fingerprint, &Method::GET | &Method::HEAD) => self.fingerprint_js(),
             (Page::SignIn, &Method::GET | &Method::HEAD) => {
+                // The codes offered may come from the pool: read its policies first.
+                if self.codes_from_pool() {
+                    let _ = self.pool_policies().await;
+                }
                 let ret = query_param(req.uri().query(), "return").unwrap_or_default();
                 if let Some(only) = self.auto_redirect() {
                     let ret = session::safe_return(&ret);
@@ -190,9 +204,13 @@ impl Pages {
                 Ok(self.sign_out_page(req.headers(), None))
             }
             (Page::SignOut, &Method::POST) => self.sign_out(req).await,
-            (Page::Style, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
+            (Page::Style | Page::Fingerprint, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
             _ => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
+        };
+        if let Ok(resp) = &mut result {
+            self.allow_fingerprint_script(resp);
         }
+        result
     }
 
     fn prefix(&self) -> &str {
@@ -206,6 +224,7 @@ impl Pages {
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
+        let ctx = &self.with_encoded_data(ctx, &form);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let ret = session::safe_return(get("return"));
         let email = get("email").trim();
@@ -218,6 +237,12 @@ impl Pages {
                 email,
                 &ret,
             ));
+        }
+        let way = get("way");
+        if !way.is_empty() {
+            return self
+                .sign_in_by_code(&parts.headers, email, way, &ret, ctx)
+                .await;
         }
         if email.is_empty() || get("password").is_empty() {
             return Ok(self.sign_in_page(
@@ -298,15 +323,21 @@ impl Pages {
                 let mfas = hints.mfas_can_choose.unwrap_or_default();
                 Ok(self.select_mfa_page(
                     headers,
-                    &mfa::MfaForm {
-                        email,
-                        username: &username,
-                        challenge: &name,
-                        session: &s,
-                        hint: "",
-                        ret,
-                    },
-                    &mfas,
+                    &mfa::MfaForm::choice(email, &username, &name, &s, ret),
+                    &mfa::choices_html(&mfas, mfa::choice_label),
+                ))
+            }
+            AuthOutcome::Challenge {
+                name,
+                session: Some(s),
+                username,
+                hints,
+            } if name == "SELECT_CHALLENGE" => {
+                let username = username.unwrap_or_else(|| email.to_string());
+                Ok(self.select_challenge(
+                    headers,
+                    &mfa::MfaForm::choice(email, &username, &name, &s, ret),
+                    &hints.available_challenges.unwrap_or_default(),
                 ))
             }
             AuthOutcome::Challenge {
@@ -572,6 +603,8 @@ impl Pages {
                 ("invalid", invalid),
                 ("forgot", &forgot),
                 ("providers", &self.providers_html(&ret)),
+                ("codes", &self.codes_html()),
+                ("fingerprint", &self.fingerprint_html()),
             ],
         );
         html_response(status, html, new.then_some(csrf))

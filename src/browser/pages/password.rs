@@ -8,7 +8,7 @@ use crate::browser::session;
 use crate::browser::templates::{error_parts, escape, html_response, render};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::body::Body;
-use crate::idp::{IdpError, Step, UserContext};
+use crate::idp::{Step, UserContext};
 
 use super::Pages;
 
@@ -20,6 +20,7 @@ impl Pages {
     ) -> Result<Response<Body>, ApiError> {
         let (parts, body) = req.into_parts();
         let form = self.form(&parts.headers, body).await?;
+        let ctx = &self.with_encoded_data(ctx, &form);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let ret = session::safe_return(get("return"));
         let (email, cognito_session) = (get("email").trim(), get("session"));
@@ -89,35 +90,16 @@ impl Pages {
     }
 
     /// The pool's password policy as a hint paragraph, or nothing: `session.password_policy`
-    /// when configured, else read once with DescribeUserPool (`session.read_password_policy`;
-    /// the task role needs `cognito-idp:DescribeUserPool`). A refusal is remembered (no
-    /// policy shown, said once in the log); a throttled or unreachable Cognito is asked again.
+    /// when configured, else the pool's (`pool_policies`, read once).
     pub(super) async fn policy_html(&self) -> String {
-        let inner = &self.inner;
-        let cfg = inner.sessions.config();
-        let text = if let Some(t) = &cfg.password_policy {
-            t.clone()
-        } else if !cfg.read_password_policy {
-            String::new()
-        } else {
-            let read = inner
-                .policy
-                .get_or_try_init(|| async {
-                    match inner.idp.password_policy().await {
-                        Ok(p) => Ok(p.map(|p| p.describe()).unwrap_or_default()),
-                        Err(e @ (IdpError::Throttled | IdpError::Unavailable)) => Err(e),
-                        Err(e) => {
-                            tracing::info!(
-                                error_class = e.class(),
-                                "DescribeUserPool refused: the password forms show no policy \
-                                 (allow cognito-idp:DescribeUserPool, or set session.password_policy)"
-                            );
-                            Ok(String::new())
-                        }
-                    }
-                })
-                .await;
-            read.cloned().unwrap_or_default()
+        let text = match &self.inner.sessions.config().password_policy {
+            Some(t) => t.clone(),
+            None => self
+                .pool_policies()
+                .await
+                .and_then(|p| p.password.as_ref())
+                .map(|p| p.describe())
+                .unwrap_or_default(),
         };
         if text.is_empty() {
             String::new()
@@ -151,6 +133,7 @@ impl Pages {
                 ("logo", &logo),
                 ("invalid", invalid),
                 ("policy", f.policy),
+                ("fingerprint", &self.fingerprint_html()),
             ],
         );
         html_response(status, html, new.then_some(csrf))
