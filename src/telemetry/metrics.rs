@@ -295,6 +295,30 @@ impl Metrics {
             "Headers removed from the app's answers, by kind (session_cookie, identity, framing)",
             response_removed.clone(),
         );
+        // The label values known in advance start at 0: prometheus-client leaves a family with
+        // no series out of the exposition, so without them a fresh task would not declare these
+        // families at all, and a dashboard's rate() would read "no data" rather than 0.
+        let zero = |family: &Family<Outcome, Counter>, outcomes: &[&'static str]| {
+            for &outcome in outcomes {
+                let _ = family.get_or_create(&Outcome { outcome });
+            }
+        };
+        zero(&sign_ins, &["ok"]);
+        zero(&federated_sign_ins, &["started", "ok"]);
+        zero(&session_refreshes, &["ok", "failed"]);
+        zero(&checks, &["allowed"]);
+        for (family, kinds) in [
+            (&csrf_refused, &["form", "request", "websocket"][..]),
+            (
+                &response_removed,
+                &["session_cookie", "identity", "framing"],
+            ),
+            (&rate_limited, &["address", "username"]),
+        ] {
+            for &kind in kinds {
+                let _ = family.get_or_create(&Kind { kind });
+            }
+        }
         let proxied = gate.get_or_create(&Outcome { outcome: "proxied" }).clone();
         let public = gate.get_or_create(&Outcome { outcome: "public" }).clone();
         let cache_hits = cache.get_or_create(&Outcome { outcome: "hit" }).clone();
@@ -621,5 +645,23 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_fresh_task_declares_every_family() {
+        let m = Metrics::new();
+        let text = m.render(&JwksStats::default(), &[]);
+        for line in [
+            "# TYPE sidecar_session_sign_ins counter",
+            "# TYPE sidecar_session_federated_sign_ins counter",
+            "# TYPE sidecar_session_refreshes counter",
+            "# TYPE sidecar_csrf_refused counter",
+            "# TYPE sidecar_forward_auth_checks counter",
+            "# TYPE sidecar_upstream_response_headers_removed counter",
+            "# TYPE sidecar_rate_limited counter",
+            "sidecar_rate_limited_total{kind=\"username\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

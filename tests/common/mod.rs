@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cfn;
 pub mod oidc;
 
 use std::collections::HashMap;
@@ -473,13 +474,29 @@ impl std::io::Write for Capture {
 
 impl Capture {
     pub fn install() -> Capture {
+        Self::install_as("debug", false)
+    }
+
+    /// As `install`, but the lines are the sidecar's JSON objects (`log.format = "json"`,
+    /// `telemetry::logging::JsonLines`) and the filter is `level` (`log.level`).
+    pub fn install_json(level: &str) -> Capture {
+        Self::install_as(level, true)
+    }
+
+    fn install_as(filter: &str, json: bool) -> Capture {
         let capture = Capture::default();
         let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("debug")
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
             .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
+            .with_ansi(false);
+        if json {
+            builder
+                .event_format(cognito_sidecar::telemetry::logging::JsonLines)
+                .init();
+        } else {
+            builder.init();
+        }
         capture
     }
 
