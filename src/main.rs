@@ -1,6 +1,10 @@
 //! The binary: parse the command line, load and validate the configuration (exit 64 with one
 //! line on error), set up logging, build the app, serve until SIGTERM/SIGINT, drain, exit 0.
 
+// As in lib.rs: the connection future's layout, computed here from scratch, goes past rustc's
+// default query depth.
+#![recursion_limit = "256"]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -16,7 +20,7 @@ use cognito_sidecar::{net as server, App};
 
 /// mimalloc: per-request allocations (header maps, bodies, futures) are many and small; malloc
 /// and free were ~5% of the instructions per request under glibc (callgrind). Its effect was
-/// measured together with the other hot-path changes, not alone (README, Performance).
+/// measured together with the other hot-path changes, not alone (docs/src/performance.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

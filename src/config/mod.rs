@@ -426,7 +426,7 @@ pub struct SessionConfig {
     pub logo_url: Option<String>,
     /// A directory whose `sign-in.html`, `new-password.html`, `mfa.html`, `sign-out.html`,
     /// `forgot-password.html`, `reset-password.html`, `mfa-setup.html` and `select-mfa.html`
-    /// replace the built-in pages (see the README for their placeholders).
+    /// replace the built-in pages (their placeholders: docs/src/browser-sessions.md).
     pub templates_dir: Option<String>,
     /// The password rules the password forms show, e.g. "At least 12 characters, with a
     /// number". When unset, read once from the pool (`read_password_policy`).
