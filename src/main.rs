@@ -58,6 +58,14 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// Print the configuration reference (every key, its type, default, environment variable
+    /// and meaning) as a markdown table; needs no configuration.
+    ConfigReference {
+        /// Put the table between the markers of this page instead (the book's
+        /// docs/src/configuration.md).
+        #[arg(long, value_name = "PAGE")]
+        write: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +87,9 @@ impl From<FrontProxy> for Convention {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ConfigReference { write }) = &cli.command {
+        return config_reference(write.as_deref());
+    }
     let path = match &cli.config {
         Some(p) if !p.exists() => {
             eprintln!("cognito-sidecar: config: file {} not found", p.display());
@@ -116,6 +127,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => run(config, derived),
+        Command::ConfigReference { write } => config_reference(write.as_deref()),
+    }
+}
+
+/// `config-reference`: the table on stdout, or spliced into `page` between its markers.
+fn config_reference(page: Option<&std::path::Path>) -> ExitCode {
+    use cognito_sidecar::config::reference;
+    let table = reference::markdown();
+    let Some(page) = page else {
+        print!("{table}");
+        return ExitCode::SUCCESS;
+    };
+    let written = std::fs::read_to_string(page)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            reference::splice(&text, &table).ok_or_else(|| {
+                format!(
+                    "no {} ... {} lines in it",
+                    reference::START_MARKER,
+                    reference::END_MARKER
+                )
+            })
+        })
+        .and_then(|text| std::fs::write(page, text).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cognito-sidecar: config-reference: {}: {e}", page.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! SUMMARY entry has its file; every relative link of a page (`(page.md)`, `(page.md#anchor)`,
 //! `(#anchor)`, an image) names a file that exists and, with an anchor, a heading of that page
 //! whose mdBook id is the anchor; README.md's links into the book resolve the same way.
+//! The configuration page's reference table is what the code generates
+//! (`cognito_sidecar::config::reference`).
 //! `deploy/book.sh` builds the book (`create-missing = false` fails an entry without a file);
 //! this test is the link and anchor check, in every `deploy/test.sh` run.
 
@@ -338,5 +340,32 @@ fn the_check_finds_broken_links() {
     assert!(
         !found.contains("not-a-link"),
         "a code span is no link:\n{found}"
+    );
+}
+
+/// The configuration reference in docs/src/configuration.md is the generated one, and every key
+/// in it has a meaning (its field's doc comment).
+#[test]
+fn the_configuration_page_holds_the_generated_reference() {
+    use cognito_sidecar::config::reference;
+    let page = std::fs::read_to_string(repo().join("docs/src/configuration.md")).expect("page");
+    let generated = reference::splice(&page, &reference::markdown())
+        .expect("docs/src/configuration.md has the config-reference markers");
+    assert!(
+        generated == page,
+        "docs/src/configuration.md's reference table is stale: regenerate it with \
+         `cargo run -- config-reference --write docs/src/configuration.md`"
+    );
+    let rows = reference::rows();
+    assert!(rows.len() > 100, "{} keys", rows.len());
+    let without: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.description.split_whitespace().count() < 3)
+        .map(|r| r.key.as_str())
+        .collect();
+    assert!(
+        without.is_empty(),
+        "keys without a meaning: give their fields a doc comment (its first paragraph is the \
+         meaning), then regenerate: {without:?}"
     );
 }
