@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE release build. deploy/Dockerfile, CI and the README all run this one command, so a green
+# THE release build. deploy/Dockerfile, CI and the book (docs/src/deploy-ecs.md) all run this one command, so a green
 # CI run proves the image's build step on a machine without a Docker engine.
 #
 #   deploy/build-release.sh              # cargo build --release --locked

@@ -30,7 +30,7 @@ pub enum Fault {
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $code:literal, $status:ident, $fault:ident, $message:literal;)*) => {
         /// A code the sidecar answers with (`{"code": ...}`; `src/openapi.json`'s `ErrorCode`,
-        /// the README's Errors table).
+        /// the Errors table of docs/src/auth-api.md).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ErrorCode {
             $($(#[$doc])* $variant,)*
@@ -90,7 +90,7 @@ error_codes! {
     UntrustedProxy = "untrusted_proxy", BAD_REQUEST, Client,
         "the forward-auth check answers only the front proxies in server.trusted_proxies";
     OriginalRequestInvalid = "original_request_invalid", BAD_REQUEST, Client,
-        "the front proxy did not pass the original method and URI, once each (see the README's Forward-auth section)";
+        "the front proxy did not pass the original method and URI, once each (see docs/src/forward-auth.md)";
     NotFound = "not_found", NOT_FOUND, Client, "not found";
     /// With `Allow` (`ApiError::method_not_allowed`).
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, Client, "the method is not allowed here";

@@ -1,9 +1,8 @@
 //! The binary: parse the command line, load and validate the configuration (exit 64 with one
 //! line on error), set up logging, build the app, serve until SIGTERM/SIGINT, drain, exit 0.
 
-// As in lib.rs: the connection future serve() spawns is laid out in this crate too, and
-// computing that from scratch goes past rustc's default query depth (a clean build of the
-// binary failed with "queries overflow the depth limit").
+// As in lib.rs: the connection future's layout, computed here from scratch, goes past rustc's
+// default query depth.
 #![recursion_limit = "256"]
 
 use std::io::{Read, Write};
@@ -21,7 +20,7 @@ use cognito_sidecar::{net as server, App};
 
 /// mimalloc: per-request allocations (header maps, bodies, futures) are many and small; malloc
 /// and free were ~5% of the instructions per request under glibc (callgrind). Its effect was
-/// measured together with the other hot-path changes, not alone (README, Performance).
+/// measured together with the other hot-path changes, not alone (docs/src/performance.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -59,6 +58,14 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// Print the configuration reference (every key, its type, default, environment variable
+    /// and meaning) as a markdown table; needs no configuration.
+    ConfigReference {
+        /// Put the table between the markers of this page instead (the book's
+        /// docs/src/configuration.md).
+        #[arg(long, value_name = "PAGE")]
+        write: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +87,9 @@ impl From<FrontProxy> for Convention {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ConfigReference { write }) = &cli.command {
+        return config_reference(write.as_deref());
+    }
     let path = match &cli.config {
         Some(p) if !p.exists() => {
             eprintln!("cognito-sidecar: config: file {} not found", p.display());
@@ -117,6 +127,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => run(config, derived),
+        Command::ConfigReference { write } => config_reference(write.as_deref()),
+    }
+}
+
+/// `config-reference`: the table on stdout, or spliced into `page` between its markers.
+fn config_reference(page: Option<&std::path::Path>) -> ExitCode {
+    use cognito_sidecar::config::reference;
+    let table = reference::markdown();
+    let Some(page) = page else {
+        print!("{table}");
+        return ExitCode::SUCCESS;
+    };
+    let written = std::fs::read_to_string(page)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            reference::splice(&text, &table).ok_or_else(|| {
+                format!(
+                    "no {} ... {} lines in it",
+                    reference::START_MARKER,
+                    reference::END_MARKER
+                )
+            })
+        })
+        .and_then(|text| std::fs::write(page, text).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cognito-sidecar: config-reference: {}: {e}", page.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -406,7 +406,7 @@ async fn email_sign_in_pool_with_secret() {
     let username = v["username"].as_str().expect("username");
     assert_ne!(username, email);
     // moto hashes the login name for refresh (real Cognito wants the canonical username;
-    // README explains): the email works here.
+    // docs/src/iam.md explains): the email works here.
     let (status, r) = post(
         &sc,
         "/api/user/refresh",

@@ -100,7 +100,7 @@ fn policy_actions(doc: &Json, what: &str) -> (BTreeSet<String>, Vec<Json>) {
 fn iam_policy_grants_exactly_the_calls_signed_with_aws_credentials() {
     let expected = expected_actions();
     assert!(!expected.is_empty());
-    // The README's claim: the user_password flow needs no Cognito permission in the task role.
+    // The book's claim (docs/src/iam.md): the user_password flow needs no Cognito permission in the task role.
     assert!(iam_actions(AuthFlow::UserPassword).is_empty());
 
     let doc = read_json("deploy/iam/task-role-policy.json");

@@ -1,7 +1,7 @@
 //! The OpenAPI document cannot drift from the code: it is served with the configured paths,
 //! its `LoginOut` is the struct the endpoints serialize, and every error code the code can
-//! answer with (`error::ErrorCode::ALL`) is in its `ErrorCode` enum and in the README's error
-//! table, with its status. (The schemathesis
+//! answer with (`error::ErrorCode::ALL`) is in its `ErrorCode` enum and in the book's Errors
+//! table (docs/src/auth-api.md), with its status. (The schemathesis
 //! run in deploy/test.sh checks live answers against it.)
 
 mod common;
@@ -19,18 +19,21 @@ fn src(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).expect("source")
 }
 
-/// The README's Errors table: each code with the status in its row's first column (rows
-/// whose first column is `—` list codes already in another row).
-fn readme_error_rows() -> Vec<(u16, String)> {
-    let readme = src("README.md");
-    let start = readme.find("### Errors").expect("README has ### Errors");
-    let end = start
-        + readme[start..]
-            .find("\n## ")
-            .expect("a section after Errors");
+/// The book's Errors table (docs/src/auth-api.md, "## Errors" to the next heading of that
+/// level or the page's end): each code with the status in its row's first column (rows whose
+/// first column is `—` list codes already in another row).
+fn book_error_rows() -> Vec<(u16, String)> {
+    let page = src("docs/src/auth-api.md");
+    let start = page
+        .find("\n## Errors\n")
+        .expect("docs/src/auth-api.md has ## Errors");
+    let end = page[start + 1..]
+        .find("\n## ")
+        .or_else(|| page[start + 1..].find("\n# "))
+        .map_or(page.len(), |e| start + 1 + e);
     let code = regex::Regex::new(r"`([a-z]+(?:_[a-z]+)+)`").expect("regex");
     let mut rows = Vec::new();
-    for line in readme[start..end].lines() {
+    for line in page[start..end].lines() {
         let cols: Vec<&str> = line
             .trim()
             .trim_matches('|')
@@ -51,7 +54,7 @@ fn readme_error_rows() -> Vec<(u16, String)> {
 }
 
 #[test]
-fn every_error_code_is_in_the_spec_and_the_readme() {
+fn every_error_code_is_in_the_spec_and_the_book() {
     use cognito_sidecar::error::ErrorCode;
     let spec = spec();
     let documented: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["enum"]
@@ -75,8 +78,8 @@ fn every_error_code_is_in_the_spec_and_the_readme() {
         stale.is_empty(),
         "codes in src/openapi.json the code never answers: {stale:?}"
     );
-    // The README's Errors table: every code, in a row of its status; no code it does not answer.
-    let rows = readme_error_rows();
+    // The book's Errors table: every code, in a row of its status; no code it does not answer.
+    let rows = book_error_rows();
     for c in ErrorCode::ALL {
         let statuses: Vec<u16> = rows
             .iter()
@@ -86,15 +89,15 @@ fn every_error_code_is_in_the_spec_and_the_readme() {
         assert_eq!(
             statuses,
             vec![c.status().as_u16()],
-            "{}: the README's Errors table has it once, with its status",
+            "{}: the Errors table of docs/src/auth-api.md has it once, with its status",
             c.as_str()
         );
     }
-    let in_readme: BTreeSet<String> = rows.into_iter().map(|(_, c)| c).collect();
-    let stale: Vec<&String> = in_readme.difference(&answered).collect();
+    let in_book: BTreeSet<String> = rows.into_iter().map(|(_, c)| c).collect();
+    let stale: Vec<&String> = in_book.difference(&answered).collect();
     assert!(
         stale.is_empty(),
-        "codes in README.md's Errors table the code never answers: {stale:?}"
+        "codes in docs/src/auth-api.md's Errors table the code never answers: {stale:?}"
     );
 }
 

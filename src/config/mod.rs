@@ -5,19 +5,21 @@
 //! This is the only module that reads the process environment. It performs no network I/O.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
-
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod defaults;
+mod load;
+pub mod reference;
+mod routes;
 mod sign_in;
 
 pub use defaults::NEVER_FORWARD;
+pub use load::SEED_ENV;
+pub use routes::{Access, RouteRule, ScopeMatch};
 pub use sign_in::{ManagedLoginConfig, SignInCode};
 
 /// A configuration problem found at start-up: names the key and what is wrong with it.
@@ -41,7 +43,7 @@ impl ConfigError {
 
 /// The whole configuration. Every section has defaults; only the pool id and client id
 /// have none.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -62,41 +64,52 @@ pub struct Config {
 }
 
 /// The listener and its connection limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Address and port the sidecar listens on.
     pub listen: SocketAddr,
+    /// Time a client gets to send a request head (the first one counted from the connection's
+    /// accept, whatever its protocol); also closes idle HTTP/1.1 keep-alive connections.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub header_read_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests (and open tunnels) may finish before the
+    /// sidecar closes them and exits (keep it below the ECS stopTimeout).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub shutdown_grace: Duration,
+    /// Open client connections at most.
     pub max_connections: usize,
-    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY). An
-    /// idle HTTP/1.1 keep-alive connection is closed sooner, by `header_read_timeout`.
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY). Idle
+    /// HTTP/1.1 keep-alive connections are closed sooner, by header_read_timeout.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub idle_timeout: Duration,
-    /// Upgraded (WebSocket) tunnels open at most; more get 503 `too_many_tunnels`. 0 refuses
+    /// Upgraded (WebSocket) connections open at most; more get 503 too_many_tunnels. 0 refuses
     /// every upgrade.
     pub max_tunnels: usize,
-    /// A tunnel through which no byte moved either way for this long is closed.
+    /// An upgraded connection through which no byte moved either way for this long is closed.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub tunnel_idle_timeout: Duration,
-    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    /// Largest request head (request line and headers), in bytes (at least 8192); larger ones get
+    /// 431.
     pub max_header_bytes: usize,
     /// Most request headers; more get 431.
     pub max_headers: usize,
-    /// Peers whose forwarded headers (those in `trusted_forwarded_headers`) are believed, for
-    /// example the ALB's subnets. Everyone else's are replaced.
+    /// Networks (CIDR) of peers whose forwarded headers (those in `trusted_forwarded_headers`) are
+    /// believed, e.g. the ALB's subnets ["10.0.0.0/16"]; everyone else's are replaced.
+    #[schemars(with = "Vec<reference::Cidr>")]
     pub trusted_proxies: Vec<IpNet>,
-    /// Which forwarded headers a trusted proxy sets and the app may believe: any of
-    /// `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-forwarded-port`. The
-    /// others are written by the sidecar (`-For`, `-Proto`, `-Host`) or removed (`-Port`).
-    /// An ALB sets `-For`, `-Proto` and `-Port`, never `-Host`.
+    /// Which of `x-forwarded-for`, `-proto`, `-host`, `-port` a trusted proxy sets and the app may
+    /// believe; the others are written by the sidecar (`-For`, `-Proto`, `-Host` from the request)
+    /// or removed (`-Port`). An ALB never sets `-Host`. (It sets `-For`, `-Proto` and `-Port`.)
     pub trusted_forwarded_headers: Vec<String>,
 }
 
 /// Which Cognito API the login and new-password endpoints call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthFlow {
     /// `AdminInitiateAuth` with `ADMIN_USER_PASSWORD_AUTH` (the seed's `ADMIN_NO_SRP_AUTH`); needs IAM.
@@ -106,32 +119,49 @@ pub enum AuthFlow {
 }
 
 /// The user pool and app client.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CognitoConfig {
-    /// Defaults to the region prefix of the pool id (`ap-northeast-1_XXXX`).
+    /// Region of the user pool; by default the prefix of the pool id ("us-east-1_AbC" ->
+    /// us-east-1).
     pub region: Option<String>,
+    /// The user pool id (required; normally from the environment).
     pub user_pool_id: Option<String>,
+    /// The app client id (required; normally from the environment).
     pub client_id: Option<String>,
-    /// Set when the app client has a secret; SECRET_HASH is then sent on every call.
+    /// The app client's secret, only if it has one (SECRET_HASH is then sent on every call). Keep
+    /// it out of this file.
     pub client_secret: Option<String>,
-    /// Override for emulators (moto); unset in production.
+    /// Cognito API endpoint override, for emulators such as moto; unset in production.
     pub endpoint_url: Option<String>,
+    /// `admin_user_password`: AdminInitiateAuth ADMIN_USER_PASSWORD_AUTH (needs IAM);
+    /// `user_password`: InitiateAuth USER_PASSWORD_AUTH (needs no AWS credentials).
     pub auth_flow: AuthFlow,
-    /// Per-call deadline, retries included.
+    /// Deadline of one Cognito call, retries included.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub timeout: Duration,
+    /// Attempts per Cognito call, the first included.
+    ///
     /// Attempts per call, the first included (the SDK retries throttling and 5xx).
     pub max_attempts: u32,
-    /// The app client rotates refresh tokens: refresh with GetTokensFromRefreshToken.
+    /// The app client rotates refresh tokens: `/refresh` and the sessions refresh with
+    /// GetTokensFromRefreshToken and keep the new refresh token (see
+    /// [refresh](auth-api.md#post-apiuserrefresh)).
     pub refresh_token_rotation: bool,
-    /// Send the user's context with the admin flow's calls (Cognito's threat protection).
+    /// Send the user's context (address, host, endpoint, an allow-list of browser headers) with the
+    /// admin flow's sign-in calls, for Cognito's threat protection (see
+    /// [Security](security.md#the-users-context-for-threat-protection)).
     pub context_data: bool,
-    /// Send the user's address with the public flow's calls (`UserContextData`).
+    /// With `cognito.auth_flow = "user_password"`: send the user's address as `UserContextData`
+    /// (only with a client secret; the app client needs
+    /// `EnablePropagateAdditionalUserContextData`).
     pub propagate_user_context: bool,
-    /// The public host Cognito is told the user reached. Unset: the request's `Host`.
+    /// The public host the context names (`ServerName`). Unset: the request's `Host`.
     pub server_name: Option<String>,
-    /// Choice-based sign-in (`USER_AUTH`): a login may come without a password.
+    /// Sign in with Cognito's `USER_AUTH` flow: a login with only an email gets the ways the pool
+    /// offers (one-time codes by email or SMS, or the password); see [Choice-based
+    /// sign-in](auth-api.md#choice-based-sign-in-passwordless-codes).
     pub choice_based_sign_in: bool,
 }
 
@@ -158,19 +188,26 @@ impl std::fmt::Debug for CognitoConfig {
 }
 
 /// The auth API the sidecar serves itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
+    /// Path prefix of the sidecar's own auth API (login, new-password, refresh, logout, mfa,
+    /// forgot-password, ...).
     pub prefix: String,
+    /// Largest request body the auth API accepts, in bytes.
     pub max_body_bytes: usize,
-    /// The issuer an authenticator app shows for a TOTP enrolled through `mfa/setup`.
+    /// The issuer an authenticator app shows for a TOTP enrolled through `mfa/setup` (the
+    /// `otpauth://` label); 1 to 64 characters, no `:`.
     pub totp_issuer: String,
-    /// Whose statuses the seed's four endpoints answer failures with.
+    /// Whose statuses login, new-password, refresh and logout answer failures with: `"none"` (the
+    /// sidecar's) or `"seed"` (the Django endpoints': every client-side failure 400, a body that
+    /// fails the seed's schema 422 with django-ninja's `detail`; see [Migrating from the Django
+    /// endpoints](migrating.md#migrating-from-the-django-endpoints)).
     pub compatibility: Compatibility,
 }
 
 /// Whose statuses `login`, `new-password`, `refresh` and `logout` answer failures with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compatibility {
     /// The sidecar's own: 401 for bad credentials and a missing bearer, 400 for validation.
@@ -182,54 +219,71 @@ pub enum Compatibility {
 }
 
 /// Token verification.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {
-    /// Defaults to `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    /// Expected `iss` of tokens; default `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
     pub issuer: Option<String>,
-    /// Defaults to `<issuer>/.well-known/jwks.json`.
+    /// Where the signing keys are fetched; default `<issuer>/.well-known/jwks.json`. (moto:
+    /// `http://127.0.0.1:5000/<pool id>/.well-known/jwks.json`)
     pub jwks_url: Option<String>,
-    /// The only signature algorithm accepted (RS256, RS384 or RS512); the token header must agree.
+    /// The only signature algorithm accepted (RS256, RS384 or RS512); the token header and the JWK
+    /// must agree.
     pub algorithm: String,
-    /// Accepted `token_use` values: `access`, `id`.
+    /// Accepted token_use values: "access", "id".
     pub token_use: Vec<String>,
-    /// Accepted app clients (`client_id` of access tokens, `aud` of id tokens); defaults to
-    /// `cognito.client_id`.
+    /// Accepted app clients (client_id of access tokens, aud of id tokens); empty =
+    /// cognito.client_id.
     pub client_ids: Vec<String>,
+    /// Clock skew allowed when checking the token's times.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub leeway: Duration,
+    /// Longest bearer token accepted, in bytes.
     pub max_token_bytes: usize,
+    /// How often the JWKS is fetched again.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub jwks_refresh_interval: Duration,
-    /// Minimum time between two fetches caused by unknown `kid`s. Start-up retries are not
-    /// spaced by it: until the first keys arrive the fetch is retried every second (or every
-    /// cooldown, if shorter, at least 100 ms): protected requests fail until then.
+    /// Minimum time between two fetches caused by unknown kids. Start-up retries are not spaced by
+    /// it: until the first keys arrive the fetch is retried every second (or every `jwks_cooldown`,
+    /// if that is shorter). Those retries are at least 100 ms apart; protected requests fail until
+    /// then.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub jwks_cooldown: Duration,
+    /// Deadline of one JWKS fetch.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub jwks_timeout: Duration,
+    /// Largest JWKS document accepted, in bytes.
     pub jwks_max_bytes: usize,
-    /// Verified tokens kept so they are not verified again; 0 turns the cache off.
+    /// Verified tokens remembered so they are not verified again; 0 turns the cache off.
     pub cache_max_entries: u64,
-    /// How long a logout is remembered: at least the longest token lifetime of the pool.
+    /// How long a logout is remembered: at least the pool's longest token lifetime.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub revocation_ttl: Duration,
-    /// The name of the first pool (`cognito.user_pool_id`, the one the auth API serves), for
-    /// routes' `pools` rules and the metrics.
+    /// The name of the first pool (`cognito.user_pool_id`, the auth API's), for routes' `pools`
+    /// rules and the metrics' `pool` label.
     pub pool_name: String,
-    /// Regions of the first pool's multi-region replicas: each issues tokens under its own
-    /// `iss` (`https://cognito-idp.<region>.amazonaws.com/<pool id>`), signed with the pool's keys.
+    /// Regions of the first pool's multi-region replicas: one more trusted issuer each
+    /// (`https://cognito-idp.<region>.amazonaws.com/<pool id>`), the same keys.
     pub replica_regions: Vec<String>,
-    /// More user pools whose tokens the gate accepts (`[[verify.pools]]`).
+    /// More trusted user pools, `[[verify.pools]]` tables of `name`, `user_pool_id`, `region`,
+    /// `client_ids` (required), `issuer`, `jwks_url`, `replica_regions` (see
+    /// [Callers](callers.md#callers)); in the environment
+    /// `[{name="staff",user_pool_id="eu-west-1_AbC",client_ids=["…"]}]`.
     pub pools: Vec<TrustedPool>,
 }
 
 /// Another user pool whose tokens the gate accepts (the auth API serves only the first).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedPool {
     /// Its name, for routes' `pools` rules and the metrics.
     pub name: String,
+    /// Its pool id (`eu-west-1_AbC`).
     pub user_pool_id: String,
     /// Defaults to the prefix of the pool id.
     #[serde(default)]
@@ -249,35 +303,42 @@ pub struct TrustedPool {
 }
 
 /// The protected app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// `http://host:port` with an optional path prefix.
+    /// The protected app: http://host:port, optionally with a path prefix; no query.
     pub url: String,
+    /// Deadline to connect to the app.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub connect_timeout: Duration,
-    /// Time to the response head, counted from the last request-body bytes the app read (a
+    /// Deadline for the app's response head, counted from the last request-body bytes it read (a
     /// slow upload is not cut); the response body then streams without a deadline.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub response_timeout: Duration,
-    /// Below the app's keep-alive, so the pool never reuses a connection the app closed.
+    /// Idle pooled connections are closed after this; keep it below the app's keep-alive timeout.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept at most (past it, the one idle longest is closed).
     pub pool_max_idle: usize,
-    /// Keep the client's `Host` (true) or send the upstream's authority (false).
+    /// true: send the client's Host to the app; false: send the upstream url's authority.
     pub preserve_host: bool,
-    /// Pass the client's `Authorization` header to the app when its token verified.
+    /// Pass the client's Authorization header on to the app when its token verified.
     pub forward_authorization: bool,
-    /// On public routes, also pass an `Authorization` header that did not verify (or is not a
-    /// bearer token). Off: an app that decodes JWTs without verifying them never sees a
-    /// forged one.
+    /// On public routes, also pass an Authorization header that did not verify (or is not a bearer
+    /// token); off, an app that decodes JWTs without verifying them never sees a forged one.
     pub forward_unverified_authorization: bool,
-    /// Match route paths case-sensitively. Only if the app is case-sensitive too: Express,
-    /// ASP.NET and IIS route `/ADMIN` like `/admin`.
+    /// Match route paths case-sensitively; only if the app routes case-sensitively too (Express,
+    /// ASP.NET and IIS route /ADMIN like /admin).
     pub case_sensitive_paths: bool,
-    /// Protocols a client may upgrade to (`Upgrade:`), only on a `GET` without a body; any
-    /// other upgrade request is forwarded as plain HTTP with its upgrade headers removed.
+    /// Protocols a client may upgrade to, only on a GET without a body; any other upgrade request
+    /// goes on as plain HTTP without its upgrade headers.
     pub upgrades: Vec<String>,
+    /// Request headers the app never receives from a client, in any spelling (case folded, "_" and
+    /// "." read as "-"). Setting it replaces the whole list.
+    ///
     /// Request headers the app never receives from a client, matched like the identity
     /// namespace (case folded, `_` and `.` read as `-`): headers that re-route, re-method or
     /// re-address a request in some app server.
@@ -285,10 +346,12 @@ pub struct UpstreamConfig {
 }
 
 /// One identity header: its name and the claims it is filled from (first present wins).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderClaim {
+    /// The header's name (`X-Auth-Sub`).
     pub name: String,
+    /// The claims it is filled from; the first one the token has wins.
     pub claims: Vec<String>,
     /// Whose tokens produce the header: `user`, `client` (machines) or both. A header
     /// added to the configuration is a user's unless it says so.
@@ -297,7 +360,7 @@ pub struct HeaderClaim {
 }
 
 /// A kind of caller, as the identity map and route rules name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     User,
@@ -308,41 +371,37 @@ fn users_only() -> Vec<PrincipalKind> {
     vec![PrincipalKind::User]
 }
 
-/// How a route's `scopes` are matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScopeMatch {
-    /// One of the scopes is enough.
-    Any,
-    /// Every scope is needed.
-    All,
-}
-
 /// The identity headers added to proxied requests.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
-    /// Every inbound header whose name starts with one of these (case folded, `_` and `.`
-    /// read as `-`) is removed from every request, public routes included.
+    /// Every inbound header whose name starts with one of these (case folded, "_" and "." read as
+    /// "-") is removed from every request, public routes included, so clients cannot spoof
+    /// identity.
     pub strip_prefixes: Vec<String>,
+    /// The identity map: each header, the claims it is filled from (first present wins) and whose
+    /// tokens produce it (see [Identity headers](gate.md#identity-headers)); setting it replaces
+    /// the whole map.
     pub headers: Vec<HeaderClaim>,
     /// Optional header carrying all verified claims as base64url JSON.
     pub claims_header: Option<String>,
-    /// The header naming the kind of caller, `user` or `client` (always set on a verified
-    /// request; `""` turns it off).
+    /// The header naming the kind of caller on every verified request, `user` or `client` (a
+    /// machine); `""` turns it off.
     pub principal_header: String,
 }
 
 /// The sidecar's own health endpoints.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
+    /// Liveness endpoint (the sidecar itself is up).
     pub live_path: String,
+    /// Readiness endpoint, for the load balancer / ECS health check.
     pub ready_path: String,
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -350,98 +409,109 @@ pub enum LogFormat {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// "text" or "json" (one JSON object per line, for CloudWatch).
     pub format: LogFormat,
-    /// A `tracing` filter: `info`, `debug`, `cognito_sidecar=debug,info`, ...
+    /// A tracing filter: "info", "debug", "cognito_sidecar=debug,info", ...
     pub level: String,
-    /// One line per request (method, path, status, latency, sub, request id).
+    /// One access log line per request (request_id, method, path, status, latency_ms, sub).
     pub access: bool,
 }
 
 /// The admin listener (metrics); keep it off the ALB.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// false turns the admin listener off (`SIDECAR_ADMIN__ENABLED=false`).
+    /// Serve `GET /metrics` on a second listener; `false` turns it off.
     pub enabled: bool,
-    /// Where `/metrics` is served when enabled.
+    /// Where the admin listener listens; keep it on loopback, off the ALB.
     pub listen: SocketAddr,
 }
 
 /// Rate limits on the auth API (0 turns a limit off).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Sustained auth API requests per minute from one client address.
+    /// Auth API requests per minute from one client address, sustained; 0 turns the limit off.
     pub address_per_minute: u32,
-    /// Requests one address may make at once.
+    /// Auth API requests one address may make at once.
     pub address_burst: u32,
-    /// Sustained login / new-password attempts per minute for one username (email).
+    /// Login / new-password attempts per minute for one username (email), sustained; 0 turns the
+    /// limit off.
     pub username_per_minute: u32,
     /// Attempts one username may get at once.
     pub username_burst: u32,
-    /// Sustained forgot-password and confirm-forgot-password requests per hour for one
-    /// username (each endpoint counted on its own).
+    /// forgot-password and confirm-forgot-password requests per hour for one username, sustained,
+    /// each endpoint counted on its own (known and unknown users alike); 0 turns the limit off.
     pub recovery_username_per_hour: u32,
     /// Recovery requests one username may make at once.
     pub recovery_username_burst: u32,
-    /// Sustained recovery requests per hour from one client address.
+    /// Recovery requests per hour from one client address, sustained (on top of `address_*`); 0
+    /// turns the limit off.
     pub recovery_address_per_hour: u32,
     /// Recovery requests one address may make at once.
     pub recovery_address_burst: u32,
-    /// Addresses and usernames tracked at most (least recently used are forgotten).
+    /// Addresses and usernames tracked at most (each); the least recently used are forgotten.
     pub max_tracked: u64,
 }
 
 /// Browser sessions: the sidecar's own sign-in pages and a session cookie, for apps used
 /// from a browser that never sends `Authorization`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
-    /// Off by default; bearer tokens work either way.
+    /// Browser sessions: the sidecar's own sign-in pages and a session cookie (see [Browser
+    /// sessions](browser-sessions.md#browser-sessions)). Bearer tokens work either way.
     pub enabled: bool,
     /// Path prefix of the sign-in, new-password and sign-out pages.
     pub prefix: String,
     /// A session ends after this long without a request.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub idle_timeout: Duration,
-    /// A session ends this long after sign-in, whatever happens.
+    /// A session ends this long after sign-in (also the cookie's `Max-Age`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub absolute_timeout: Duration,
     /// The access token is refreshed when it expires within this margin.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub refresh_margin: Duration,
-    /// Sessions kept at most in memory (the least recently used go first).
+    /// Sessions kept in memory at most (least recently used first out).
     pub max_sessions: u64,
-    /// Where the browser goes after signing out.
+    /// Where the browser goes after signing out (a path on this host).
     pub after_sign_out: String,
-    /// Origins (`https://host[:port]`) besides the request's own that may send
-    /// state-changing requests and open WebSockets with the session cookie.
+    /// Origins (`https://host[:port]`) besides the request's own that may send state-changing
+    /// requests and open WebSockets with the session cookie.
     pub allowed_origins: Vec<String>,
     /// Send the session's access token to the app as `Authorization: Bearer`.
     pub forward_access_token: bool,
     /// The pages' title.
     pub title: String,
-    /// An image URL shown above the form (`https:`, or a path on this host).
+    /// An image (`https://` or a path) shown above the form.
     pub logo_url: Option<String>,
     /// A directory whose `sign-in.html`, `new-password.html`, `mfa.html`, `sign-out.html`,
-    /// `forgot-password.html`, `reset-password.html`, `mfa-setup.html` and `select-mfa.html`
-    /// replace the built-in pages (see the README for their placeholders).
+    /// `forgot-password.html`, `reset-password.html`, `mfa-setup.html`, `select-mfa.html` replace
+    /// the built-in pages. Their placeholders: [Browser
+    /// sessions](browser-sessions.md#browser-sessions).
     pub templates_dir: Option<String>,
-    /// The password rules the password forms show, e.g. "At least 12 characters, with a
-    /// number". When unset, read once from the pool (`read_password_policy`).
+    /// The password rules the new-password and reset forms show (text), e.g. "At least 12
+    /// characters, with a number". Unset: read from the pool (`session.read_password_policy`).
     pub password_policy: Option<String>,
-    /// Read the pool's password policy with DescribeUserPool for the password forms (the task
-    /// role needs `cognito-idp:DescribeUserPool`; refused, the forms show none).
+    /// Read the pool's password policy once with DescribeUserPool for the forms. Needs
+    /// `cognito-idp:DescribeUserPool`, which the shipped task-role policy does not grant (least
+    /// privilege): add it, or set `session.password_policy`; refused, the forms show no policy and
+    /// the log says so once.
     pub read_password_policy: bool,
     /// With `cognito.choice_based_sign_in`: the one-time codes the sign-in page offers
     /// instead of a password (`EMAIL_OTP`, `SMS_OTP`). Unset: the pool's allowed first
     /// factors, read with the password policy (`read_password_policy`).
     pub sign_in_codes: Option<Vec<SignInCode>>,
     /// Load Cognito's device-fingerprint script on the sign-in steps' pages and send what it
-    /// collects as `EncodedData` (threat protection). The pages then allow that one script.
+    /// collects as `EncodedData` (see [Security](security.md#the-users-context-for-threat-protection)).
+    /// The pages then allow that one script.
     pub device_fingerprint: bool,
     /// Sign-in with identity providers through the pool's managed login (off without a
     /// domain).
@@ -449,7 +519,7 @@ pub struct SessionConfig {
 }
 
 /// Which front proxy asks the forward-auth check, and so where the original request is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Convention {
     /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, the original `Host`.
@@ -463,21 +533,28 @@ pub enum Convention {
 
 /// Forward-auth: the gate's decision as an authorizer for a front proxy (nginx, Traefik,
 /// Envoy) that is already in the data path; the check never proxies anything.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardAuthConfig {
-    /// Off by default.
+    /// Serve the forward-auth check for a front proxy (see
+    /// [Forward-auth](forward-auth.md#forward-auth-nginx-traefik-envoy)); needs
+    /// `server.trusted_proxies`.
     pub enabled: bool,
-    /// The check's path; with the `envoy` convention a prefix the original path follows.
+    /// The check's path; with the `envoy` convention the prefix the original path follows
+    /// (ext_authz `path_prefix`). Canonical, not overlapping the auth API, health paths or session
+    /// pages.
     pub path: String,
-    /// The front proxy's conventions: `nginx`, `traefik` or `envoy`.
+    /// Where the original request is read: `nginx` (`X-Original-Method`, `X-Original-URI`, `Host`),
+    /// `traefik` (`X-Forwarded-Method`, `-Uri`, `-Host`), `envoy` (the check's method, the path
+    /// after `path`, `Host`).
     pub convention: Convention,
-    /// A listener of its own for the check; when set, the check is served only there.
+    /// A listener of its own for the check (keep it on loopback); when set the check is served only
+    /// there.
     pub listen: Option<SocketAddr>,
 }
 
 /// Where logouts and auth API rate limits are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SharedBackend {
     /// In this process only (one sidecar).
@@ -487,29 +564,35 @@ pub enum SharedBackend {
 }
 
 /// State shared by a fleet of sidecars: logouts and auth API rate limits.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SharedConfig {
+    /// Where logouts and auth API rate limits are kept: `memory` (this process) or `redis` (the
+    /// fleet, through Redis / ElastiCache).
     pub backend: SharedBackend,
-    /// `redis://host:port[/db]` or `rediss://` (TLS; ElastiCache Serverless requires it).
+    /// `redis://host:port[/db]`, or `rediss://` for TLS (ElastiCache Serverless requires it). A
+    /// password in it is redacted in every output.
     pub url: String,
-    /// An ACL user (ElastiCache RBAC), with `password`.
+    /// An ACL (RBAC) user, with `password`; never logged.
     pub username: Option<String>,
-    /// The user's password or the AUTH token; from the environment, never logged.
+    /// The ACL user's password, or only a password (AUTH token); never logged. Set it from the
+    /// environment.
     pub password: Option<String>,
-    /// A PEM file of CA certificates to trust for `rediss://` instead of the public roots.
+    /// A PEM file of CA certificates trusted for `rediss://` instead of the public roots.
     pub tls_ca_file: Option<String>,
     /// Prefix of every key and channel, so several apps can share one cache.
     pub key_prefix: String,
     /// Deadline to connect to Redis.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub connect_timeout: Duration,
-    /// Deadline of one command (a rate-limit check falls back to the local limiter after it).
+    /// Deadline of one command; a rate-limit check falls back to the local limiter after it.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "reference::DurationText")]
     pub command_timeout: Duration,
-    /// Logouts waiting for Redis at most; the oldest are dropped beyond it.
+    /// Logouts waiting for Redis at most; beyond it the oldest are dropped (error log, metric).
     pub queue_max: usize,
-    /// `/readyz` answers 503 while Redis is unreachable or the logout list is catching up.
+    /// `true`: `/readyz` answers 503 while Redis is unreachable or the list is catching up.
     pub require_for_ready: bool,
 }
 
@@ -544,140 +627,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Who may use a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Access {
-    /// No token needed (identity headers are still stripped).
-    Public,
-    /// A valid token; with `groups`, also membership in one of them.
-    Authenticated,
-}
-
-/// One authorization rule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteRule {
-    /// `/exact/path`, or `/prefix/*` for the prefix itself and everything under it.
-    pub path: String,
-    /// Methods the rule applies to; empty means all.
-    #[serde(default)]
-    pub methods: Vec<String>,
-    #[serde(default = "default_access")]
-    pub access: Access,
-    /// With `access = "authenticated"`: the token's `cognito:groups` must hold one of these.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// With `access = "authenticated"`: scopes the token's `scope` must hold, matched as
-    /// `scopes_match` says (required with `scopes`).
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub scopes_match: Option<ScopeMatch>,
-    /// With `access = "authenticated"`: claim → accepted values; each claim must equal one
-    /// of its values (an array claim: hold one of them).
-    #[serde(default)]
-    pub claims: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
-    /// With `access = "authenticated"`: the token must come from one of these pools (by
-    /// name: `verify.pool_name` or a `[[verify.pools]]` name).
-    #[serde(default)]
-    pub pools: Vec<String>,
-}
-
-fn default_access() -> Access {
-    Access::Authenticated
-}
-
-impl Config {
-    /// Loads defaults, then the TOML file (if it exists), then the environment.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = Self::figment(path)
-            .extract()
-            .map_err(|e| figment_error(&e))?;
-        // The seed treats an empty `COGNITO_APP_CLIENT_SECRET` as "no secret".
-        if config.cognito.client_secret.as_deref() == Some("") {
-            config.cognito.client_secret = None;
-        }
-        Ok(config)
-    }
-
-    /// The provider stack, exposed so tests can use `figment::Jail`.
-    pub fn figment(path: &Path) -> Figment {
-        Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(path))
-            .merge(seed_env())
-            .merge(Env::prefixed("SIDECAR_").split("__"))
-    }
-
-    /// The effective configuration as JSON, with the client secret redacted.
-    pub fn redacted_json(&self) -> String {
-        let mut copy = self.clone();
-        if copy.cognito.client_secret.is_some() {
-            copy.cognito.client_secret = Some("<redacted>".into());
-        }
-        if copy.shared.password.is_some() {
-            copy.shared.password = Some("<redacted>".into());
-        }
-        copy.shared.url = redact_url(&copy.shared.url);
-        serde_json::to_string_pretty(&copy).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-    }
-}
-
-/// The seed's variable names, so an existing ECS task definition keeps working.
-fn seed_env() -> Env {
-    Env::raw()
-        .only(&[
-            "AWS_REGION",
-            "COGNITO_USER_POOL_ID",
-            "COGNITO_APP_CLIENT_ID",
-            "COGNITO_APP_CLIENT_SECRET",
-        ])
-        .map(|k| match k.as_str().to_ascii_uppercase().as_str() {
-            "AWS_REGION" => "cognito.region".into(),
-            "COGNITO_USER_POOL_ID" => "cognito.user_pool_id".into(),
-            "COGNITO_APP_CLIENT_ID" => "cognito.client_id".into(),
-            _ => "cognito.client_secret".into(),
-        })
-}
-
-fn figment_error(e: &figment::Error) -> ConfigError {
-    let key = if e.path.is_empty() {
-        "config".to_string()
-    } else {
-        e.path.join(".")
-    };
-    let problem = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => {
-            let key = if e.path.last() == Some(field) || e.path.is_empty() && key == *field {
-                key
-            } else if e.path.is_empty() {
-                field.clone()
-            } else {
-                format!("{key}.{field}")
-            };
-            return ConfigError::new(key, "unknown key");
-        }
-        figment::error::Kind::UnknownVariant(found, expected) => {
-            let expected: Vec<String> = expected.iter().map(|v| format!("{v:?}")).collect();
-            format!(
-                "unknown value {found:?}; expected {}",
-                expected.join(" or ")
-            )
-        }
-        other => other.to_string(),
-    };
-    let source = e
-        .metadata
-        .as_ref()
-        .map(|m| format!(" (from {})", m.name))
-        .unwrap_or_default();
-    ConfigError::new(key, format!("{problem}{source}"))
-}
-
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn base() -> Config {
         let mut c = Config::default();

@@ -110,7 +110,7 @@ fn step_by_error_matrix() {
     }
 }
 
-/// Every code and its status, written out (by status, as the README's Errors table).
+/// Every code and its status, written out (by status, as the book's Errors table, docs/src/auth-api.md).
 #[test]
 fn every_code_and_its_status() {
     let by_status: &[(u16, &[&str])] = &[

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-browser tests of the browser sessions (README "Browser sessions"): Debian's chromium,
+# Real-browser tests of the browser sessions (docs/src/browser-sessions.md): Debian's chromium,
 # driven through chromedriver (WebDriver, Python selenium), against the real binary, moto and
 # the demo app (deploy/local/upstream.py).
 #
@@ -27,7 +27,7 @@
 # provider) and its sign-out through the provider's /logout; a cancel and a replayed callback.
 #
 # Tunables (environment): BROWSER_TIMEOUT seconds for everything after the build (300),
-# BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/ (sign-in.png, new-password.png,
+# BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/src/images/ (sign-in.png, new-password.png,
 # forgot-password.png, reset-password.png, sign-in-providers.png),
 # BROWSER_KEEP=1 keeps the work dir (logs, screenshots, a failed page's source) and prints it.
 #
@@ -311,10 +311,10 @@ test_pid=$!
 test_status=0
 wait "$test_pid" || test_status=$?
 if ((test_status == 0)) && [[ "${BROWSER_UPDATE_DOCS:-0}" == 1 ]]; then
-    mkdir -p "$REPO/docs"
+    mkdir -p "$REPO/docs/src/images"
     cp "$shots/sign-in.png" "$shots/new-password.png" "$shots/forgot-password.png" \
-        "$shots/reset-password.png" "$shots/sign-in-providers.png" "$REPO/docs/"
-    echo "browser/run.sh: docs/sign-in.png, new-password.png, forgot-password.png," \
+        "$shots/reset-password.png" "$shots/sign-in-providers.png" "$REPO/docs/src/images/"
+    echo "browser/run.sh: docs/src/images/sign-in.png, new-password.png, forgot-password.png," \
         "reset-password.png and sign-in-providers.png updated" >&2
 fi
 status=$test_status
