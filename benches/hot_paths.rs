@@ -369,6 +369,7 @@ fn bench_headers(c: &mut Criterion) {
                     peer,
                     request_id: &rid,
                     authorization: None,
+                    trace: None,
                 };
                 black_box(to_upstream(parts, &d, &policy).is_ok())
             },

@@ -37,6 +37,7 @@ use tokio::time::{sleep, timeout, Instant};
 use crate::config::SharedConfig;
 use crate::gate::revocation::{Revocation, RevocationList};
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace;
 
 /// Where the fleet state is, as `/readyz` and the metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +267,15 @@ impl Shared {
             .arg(u64::try_from(interval.as_micros()).unwrap_or(u64::MAX))
             .arg(u64::try_from(tolerance.as_micros()).unwrap_or(u64::MAX));
         let call = invocation.invoke_async::<i64>(&mut conn);
-        match timeout(inner.command_timeout, call).await {
+        let answered = trace::in_span(
+            "redis",
+            trace::Kind::Client,
+            || span_attributes("EVALSHA"),
+            timeout(inner.command_timeout, call),
+            outcome,
+        )
+        .await;
+        match answered {
             Ok(Ok(0)) => Some(Ok(())),
             Ok(Ok(wait)) => Some(Err(Duration::from_micros(wait.unsigned_abs()))),
             Ok(Err(e)) => {
@@ -369,7 +378,19 @@ impl Shared {
             .ok()
             .and_then(|m| m.clone())
             .ok_or(())?;
-        match timeout(inner.command_timeout, cmd.query_async::<T>(&mut conn)).await {
+        let name = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(b)) => std::str::from_utf8(b).unwrap_or("?"),
+            _ => "?",
+        };
+        let answered = trace::in_span(
+            "redis",
+            trace::Kind::Client,
+            || span_attributes(&name.to_ascii_uppercase()),
+            timeout(inner.command_timeout, cmd.query_async::<T>(&mut conn)),
+            outcome,
+        )
+        .await;
+        match answered {
             Ok(Ok(v)) => Ok(v),
             _ => Err(()),
         }
@@ -608,5 +629,24 @@ impl From<RedisError> for SyncError {
     fn from(e: RedisError) -> Self {
         // The kind and code only: a message could quote a command's arguments.
         SyncError::Redis(format!("{:?} {}", e.kind(), e.code().unwrap_or("")))
+    }
+}
+
+/// A Redis command's span attributes: the command's name, never its keys or values.
+fn span_attributes(command: &str) -> Vec<trace::Attribute> {
+    vec![
+        trace::Attribute::new("db.system.name", "redis"),
+        trace::Attribute::new("db.operation.name", command.to_string()),
+    ]
+}
+
+/// A Redis round trip's outcome class for its span.
+fn outcome<T>(
+    r: &Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> Option<&'static str> {
+    match r {
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some("error"),
+        Err(_) => Some("timeout"),
     }
 }

@@ -253,11 +253,14 @@ fn run(config: Config, derived: Derived) -> ExitCode {
             auth_flow = ?config.cognito.auth_flow,
             "cognito-sidecar listening"
         );
+        let exiting = app.clone();
         server::serve(listener, app, &config.server, server::shutdown_signal()).await;
         let _ = stop_check.send(true);
         if let Some(t) = check_task {
             let _ = t.await;
         }
+        // The last spans (the exporter's thread waits on its HTTP client: not on a worker).
+        let _ = tokio::task::spawn_blocking(move || exiting.shutdown_traces()).await;
         let _ = stop_admin.send(());
         ExitCode::SUCCESS
     })

@@ -32,6 +32,7 @@ use regex::Regex;
 use serde_json::{json, Value as Json};
 
 const GRAFANA: &str = "deploy/grafana/cognito-sidecar.json";
+const OPERATIONS: &str = "docs/src/operations.md";
 
 // === /metrics ===
 
@@ -154,6 +155,51 @@ fn grafana_exprs(dash: &Json) -> Vec<(String, String)> {
 }
 
 /// What is wrong with a Grafana dashboard given the exposed families.
+/// The book's metrics table (`| \`name\` | type | labels |` rows) against the families
+/// `/metrics` declares: the same names (a counter's row spelled with `_total`), the same types.
+fn check_metrics_table(page: &str, families: &BTreeMap<String, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut documented = BTreeMap::new();
+    for row in page.lines().filter(|l| l.starts_with("| `sidecar_")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (Some(name), Some(kind)) = (cells.get(1), cells.get(2)) else {
+            problems.push(format!("a row without a type: {row}"));
+            continue;
+        };
+        let name = name.trim_matches('`');
+        let family = match *kind {
+            "counter" => match name.strip_suffix("_total") {
+                Some(f) => f,
+                None => {
+                    problems.push(format!("the counter {name} is spelled without _total"));
+                    name
+                }
+            },
+            _ => name,
+        };
+        documented.insert(family.to_string(), (name.to_string(), kind.to_string()));
+    }
+    for (family, (name, kind)) in &documented {
+        match families.get(family) {
+            None => problems.push(format!(
+                "{name} is documented but /metrics has no such family"
+            )),
+            Some(k) if k != kind => problems.push(format!(
+                "{name} is documented as a {kind}, /metrics says {k}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (family, kind) in families {
+        if !documented.contains_key(family) {
+            problems.push(format!(
+                "/metrics declares {family} ({kind}), the table does not"
+            ));
+        }
+    }
+    problems
+}
+
 fn check_grafana(dash: &Json, families: &BTreeMap<String, String>) -> Vec<String> {
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
@@ -574,6 +620,13 @@ async fn dashboards_and_alarms_use_only_what_the_sidecar_writes() {
 
     let problems = check_grafana(&read_json(GRAFANA), &families);
     assert!(problems.is_empty(), "{GRAFANA}:\n{}", problems.join("\n"));
+    let page = std::fs::read_to_string(OPERATIONS).expect("operations page");
+    let problems = check_metrics_table(&page, &families);
+    assert!(
+        problems.is_empty(),
+        "{OPERATIONS}:\n{}",
+        problems.join("\n")
+    );
 
     let lines: Vec<Json> = capture
         .text()
@@ -628,6 +681,41 @@ fn some_families() -> BTreeMap<String, String> {
          # TYPE sidecar_upstream_response_duration_seconds histogram\n\
          # TYPE sidecar_open_connections gauge\n",
     )
+}
+
+#[test]
+fn the_metrics_table_is_checked_against_the_families() {
+    let f = some_families();
+    let rows: Vec<String> = f
+        .iter()
+        .map(|(name, kind)| {
+            let shown = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.clone()
+            };
+            format!("| `{shown}` | {kind} | — |")
+        })
+        .collect();
+    let page = rows.join("\n");
+    assert_eq!(check_metrics_table(&page, &f), Vec::<String>::new());
+    // A row missing, a row for nothing, a wrong type, a counter without _total.
+    let missing = rows[1..].join("\n");
+    assert_eq!(check_metrics_table(&missing, &f).len(), 1, "{missing}");
+    let extra = format!("{page}\n| `sidecar_gone_total` | counter | — |");
+    assert_eq!(check_metrics_table(&extra, &f).len(), 1);
+    let retyped = page.replacen("| counter |", "| gauge |", 1);
+    assert!(!check_metrics_table(&retyped, &f).is_empty());
+    let first_counter = f
+        .iter()
+        .find(|(_, k)| k.as_str() == "counter")
+        .expect("a counter")
+        .0;
+    let unsuffixed = page.replace(
+        &format!("`{first_counter}_total`"),
+        &format!("`{first_counter}`"),
+    );
+    assert!(!check_metrics_table(&unsuffixed, &f).is_empty());
 }
 
 #[test]

@@ -959,6 +959,7 @@ proptest! {
             peer: "203.0.113.7".parse().expect("ip"),
             request_id: &request_id,
             authorization: None,
+            trace: None,
         };
         let Ok(out) = to_upstream(parts, &decision, &policy) else {
             return Ok(());

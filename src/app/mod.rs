@@ -30,6 +30,7 @@ use crate::idp::{Cognito, CognitoSettings};
 use crate::limit::{Limiter, Quota, RecoveryLimits};
 use crate::request::{Listener, Service};
 use crate::telemetry::metrics::{JwksStats, Metrics, SharedMetrics};
+use crate::telemetry::trace::Traces;
 use crate::upstream::tunnel::Tunnels;
 use crate::upstream::Upstream;
 use settings::Derived;
@@ -49,6 +50,8 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error("could not build the HTTP client: {0}")]
     Client(String),
+    #[error("could not build the trace exporter: {0}")]
+    Traces(String),
 }
 
 impl App {
@@ -69,6 +72,9 @@ impl App {
         clock: Clock,
     ) -> Result<App, BuildError> {
         let metrics: SharedMetrics = Arc::new(Metrics::new());
+        let traces = Traces::new(&config.traces)
+            .map_err(BuildError::Traces)?
+            .map(Arc::new);
         let c = &config.cognito;
         let idp = Arc::new(Cognito::new(
             sdk,
@@ -245,6 +251,7 @@ impl App {
                 by_address,
                 openapi: openapi_document(config),
                 forward_auth: config.forward_auth.clone(),
+                traces,
                 answer_warned: std::sync::Mutex::new(None),
             }),
             listener: Listener::Main,
@@ -260,7 +267,11 @@ impl App {
             .gate
             .verifier()
             .pools()
-            .map(|(_, jwks)| jwks.spawn_refresher())
+            .map(|(_, jwks)| {
+                // With traces on, each fetch is a root span.
+                let cx = self.inner.traces.as_ref().map(|t| t.background());
+                jwks.spawn_refresher(cx)
+            })
             .collect();
         if let Some(shared) = &self.inner.shared {
             tasks.extend(shared.start());
@@ -272,6 +283,20 @@ impl App {
     /// list is caught up (or Redis is unreachable and `shared.require_for_ready` is off).
     pub fn is_ready(&self) -> bool {
         self.inner.is_ready()
+    }
+
+    /// Sends the finished spans now (`traces.otlp_endpoint`); a no-op with traces off.
+    pub fn flush_traces(&self) {
+        if let Some(t) = &self.inner.traces {
+            t.flush();
+        }
+    }
+
+    /// Sends the finished spans and stops the exporter (at exit).
+    pub fn shutdown_traces(&self) {
+        if let Some(t) = &self.inner.traces {
+            t.shutdown();
+        }
     }
 
     /// The fleet backend, when `shared.backend = "redis"`.

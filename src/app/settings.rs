@@ -115,6 +115,25 @@ impl Config {
             ));
         }
 
+        let t = &self.traces;
+        if let Some(url) = &t.otlp_endpoint {
+            if !t.enabled {
+                return Err(ConfigError::new(
+                    "traces.otlp_endpoint",
+                    "set, but traces.enabled is false",
+                ));
+            }
+            http_url(url, "traces.otlp_endpoint")?;
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(ConfigError::new(
+                "traces.sample_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+        positive(t.export_interval, "traces.export_interval")?;
+        positive(t.export_timeout, "traces.export_timeout")?;
+
         let prefix = &self.api.prefix;
         if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
             return Err(ConfigError::new(

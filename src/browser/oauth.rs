@@ -16,6 +16,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::idp::Tokens;
+use crate::telemetry::trace;
 
 /// The validated `session.managed_login` settings (built by `Config::validate`).
 #[derive(Debug, Clone)]
@@ -185,7 +186,24 @@ impl Domain {
             let basic = STANDARD.encode(format!("{}:{secret}", self.client_id));
             req = req.header(AUTHORIZATION, format!("Basic {basic}"));
         }
-        req.send().await.map_err(|_| DomainError::Unavailable)
+        let sent = trace::in_span(
+            path.to_string(),
+            trace::Kind::Client,
+            || {
+                vec![trace::Attribute::new(
+                    "server.address",
+                    self.s.domain.clone(),
+                )]
+            },
+            req.send(),
+            |r| match r {
+                Ok(resp) if resp.status().is_success() => None,
+                Ok(_) => Some("refused"),
+                Err(_) => Some("unavailable"),
+            },
+        )
+        .await;
+        sent.map_err(|_| DomainError::Unavailable)
     }
 }
 

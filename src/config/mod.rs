@@ -16,11 +16,13 @@ mod load;
 pub mod reference;
 mod routes;
 mod sign_in;
+mod traces;
 
 pub use defaults::NEVER_FORWARD;
 pub use load::SEED_ENV;
 pub use routes::{Access, RouteRule, ScopeMatch};
 pub use sign_in::{ManagedLoginConfig, SignInCode};
+pub use traces::TracesConfig;
 
 /// A configuration problem found at start-up: names the key and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,7 @@ pub struct Config {
     pub shared: SharedConfig,
     pub session: SessionConfig,
     pub forward_auth: ForwardAuthConfig,
+    pub traces: TracesConfig,
     /// Authorization rules, first match wins; a path no rule matches needs a valid token.
     pub routes: Vec<RouteRule>,
 }

@@ -1,7 +1,7 @@
 //! Pure header rules: hop-by-hop removal (RFC 9110 §7.6.1), aliases of framing headers, the
 //! folding that matches a header name in every spelling (case, `_`, `.`), header value
 //! encoding, and the names of the headers the sidecar writes itself (`X-Forwarded-*`,
-//! `X-Request-Id`). Imports nothing of the crate.
+//! `X-Request-Id`, `traceparent`). Imports nothing of the crate.
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use http::HeaderMap;
@@ -12,6 +12,19 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// The load balancer's `X-Amzn-Trace-Id` for the access line: the first one, if it is 1 to
+/// 256 visible ASCII characters (`Root=1-…;Self=…`), else none.
+pub fn amzn_trace_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(&X_AMZN_TRACE_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
 
 /// The forwarded headers the sidecar owns; `server.trusted_forwarded_headers` picks from these.
 pub const FORWARDED_FAMILY: [&str; 4] = [

@@ -26,6 +26,7 @@ use sha2::Sha256;
 
 use crate::config::AuthFlow;
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace;
 
 mod context;
 mod error;
@@ -587,7 +588,20 @@ where
 {
     async fn timed(self, metrics: &SharedMetrics, op: &'static str) -> Result<T, IdpError> {
         let started = tokio::time::Instant::now();
-        let result = self.await.map_err(|e| classify(op, e));
+        let result = trace::in_span(
+            op,
+            trace::Kind::Client,
+            || {
+                vec![
+                    trace::Attribute::new("rpc.system", "aws-api"),
+                    trace::Attribute::new("rpc.service", "CognitoIdentityProvider"),
+                    trace::Attribute::new("rpc.method", op),
+                ]
+            },
+            async { self.await.map_err(|e| classify(op, e)) },
+            |r| r.as_ref().err().map(IdpError::class),
+        )
+        .await;
         metrics.cognito(
             op,
             started.elapsed(),

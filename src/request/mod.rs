@@ -20,6 +20,7 @@ use crate::http::body::Body;
 use crate::http::headers::X_REQUEST_ID;
 use crate::limit::Limiter;
 use crate::telemetry::metrics::SharedMetrics;
+use crate::telemetry::trace::{self, Traces};
 use crate::upstream::tunnel::Tunnels;
 use crate::upstream::{self, Upstream};
 
@@ -44,6 +45,8 @@ pub enum Listener {
 struct RequestCtx {
     peer: SocketAddr,
     request_id: HeaderValue,
+    /// The request's trace (`traces.enabled`).
+    trace: Option<opentelemetry::Context>,
     /// The verified caller, for the access line.
     sub: Option<String>,
     /// A cookie change for the answer (an ended session's cookie is cleared).
@@ -75,6 +78,8 @@ pub(crate) struct Service {
     pub(crate) by_address: Limiter<std::net::IpAddr>,
     pub(crate) openapi: bytes::Bytes,
     pub(crate) forward_auth: crate::config::ForwardAuthConfig,
+    /// `traces.enabled`: the tracer; `None` leaves trace headers alone.
+    pub(crate) traces: Option<Arc<Traces>>,
     /// When `removed_from_answer` last warned.
     pub(crate) answer_warned: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -90,12 +95,43 @@ impl Service {
     }
 
     /// Serves one request that came in on `listener` from `peer`. Never fails: errors
-    /// become JSON answers, and the request is logged once here.
+    /// become JSON answers, and the request is logged once here. With traces on, the request
+    /// runs in its span's context (the parent of every span below it).
     pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: Listener,
+    ) -> Response<Body> {
+        let Some(traces) = &self.traces else {
+            return self.serve(req, peer, listener, None).await;
+        };
+        let trusted = self.policy.is_trusted(peer.ip());
+        let cx = traces.request(
+            req.headers(),
+            trusted,
+            req.method().as_str(),
+            req.uri().path(),
+        );
+        use opentelemetry::context::FutureExt as _;
+        // Boxed: the traced future is the untraced one plus its context, not twice its size.
+        let resp = Box::pin(self.serve(req, peer, listener, Some(cx.clone())))
+            .with_context(cx.clone())
+            .await;
+        let id = resp
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok());
+        trace::end_request(&cx, resp.status().as_u16(), id.unwrap_or("-"));
+        resp
+    }
+
+    async fn serve(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
         listener: Listener,
+        trace: Option<opentelemetry::Context>,
     ) -> Response<Body> {
         let inner = self;
         let start = tokio::time::Instant::now();
@@ -106,9 +142,11 @@ impl Service {
         // The URI's parts are shared bytes: a clone for the access line copies no path.
         let uri = req.uri().clone();
         let path = uri.path();
+        let amzn_trace_id = crate::http::headers::amzn_trace_id(req.headers());
         let mut ctx = RequestCtx {
             peer,
             request_id,
+            trace,
             sub: None,
             set_cookie: None,
         };
@@ -219,6 +257,8 @@ impl Service {
                 status: resp.status().as_u16(),
                 latency: start.elapsed(),
                 sub: ctx.sub.as_deref().unwrap_or("-"),
+                trace_id: ctx.trace.as_ref().map(trace::trace_id).as_deref(),
+                amzn_trace_id: amzn_trace_id.as_deref(),
             });
         }
         if let Some(c) = ctx.set_cookie {
@@ -247,26 +287,43 @@ impl Service {
     ) -> Result<Response<Body>, ApiError> {
         let inner = self;
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        // Not a parent: running `decide` in the span's context would wrap the hot path's
+        // future (what it calls out to is under the request span instead).
+        let verify = trace::Span::start("verify", trace::Kind::Internal, Vec::new);
+        let decided = self
+            .decide(&rule, req.method(), req.headers(), target, ctx)
+            .await;
+        verify.end(decided.as_ref().err().map(|e| e.code.as_str()));
         let Admitted {
             identity,
             session_token,
-        } = self
-            .decide(&rule, req.method(), req.headers(), target, ctx)
-            .await?;
+        } = decided?;
         let (parts, body) = req.into_parts();
+        let app_span = trace::Span::start("upstream", trace::Kind::Client, Vec::new);
+        let trace_headers = app_span.headers();
         let decision = Decision {
             identity: identity.as_deref().map(|id| id.headers.as_slice()),
             peer: ctx.peer.ip(),
             request_id: &ctx.request_id,
             authorization: session_token.as_ref(),
+            trace: trace_headers.as_ref(),
         };
         let out = outbound::to_upstream(parts, &decision, &inner.policy)?;
         let started = tokio::time::Instant::now();
-        match inner
+        let forwarded = inner
             .upstream
             .forward(Request::from_parts(out.parts, body), out.upgrade)
-            .await
-        {
+            .await;
+        app_span.set(|| {
+            trace::Attribute::new(
+                "http.response.status_code",
+                forwarded
+                    .as_ref()
+                    .map_or(0, |r| i64::from(r.status().as_u16())),
+            )
+        });
+        app_span.end(forwarded.as_ref().err().map(upstream::ProxyError::class));
+        match forwarded {
             Ok(mut resp) => {
                 inner.metrics.upstream(started.elapsed());
                 let removed = outbound::from_upstream(resp.headers_mut(), &inner.policy);

@@ -29,6 +29,8 @@
 //! 10. **Cookies**: the sidecar's own (`__Host-sidecar-session`, `-csrf`, `-oauth`) are
 //!     removed from `Cookie`, the others pass; several `Cookie` headers (HTTP/2) become one.
 //! 11. **Request id**: the sanitized `X-Request-Id`; the version is HTTP/1.1.
+//! 12. **Trace context** (`traces.enabled`): `traceparent`/`tracestate` are the sidecar's
+//!     (its upstream span as the parent); the client's are removed. Off: left as they came.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,9 +48,10 @@ use crate::config::{ServerConfig, UpstreamConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::gate::identity::IdentityHeaders;
 use crate::http::headers::{
-    self, fold_name, FORWARDED_FAMILY, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
-    X_FORWARDED_PROTO, X_REQUEST_ID,
+    self, fold_name, FORWARDED_FAMILY, TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
+use crate::telemetry::trace::TraceHeaders;
 
 /// Where the app is and what it may receive, compiled once from the configuration.
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ pub struct Decision<'a> {
     pub request_id: &'a HeaderValue,
     /// An `Authorization` the sidecar adds (a browser session's access token).
     pub authorization: Option<&'a HeaderValue>,
+    /// The trace context the app receives (`traces.enabled`).
+    pub trace: Option<&'a TraceHeaders>,
 }
 
 /// The request head to send to the app.
@@ -322,6 +327,15 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     };
     h.insert(HOST, host);
     h.insert(X_REQUEST_ID.clone(), d.request_id.clone());
+
+    // 12. Trace context.
+    if let Some(t) = d.trace {
+        h.remove(&TRACESTATE);
+        h.insert(TRACEPARENT.clone(), t.traceparent.clone());
+        if let Some(state) = &t.tracestate {
+            h.insert(TRACESTATE.clone(), state.clone());
+        }
+    }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     Ok(Outbound { parts, upgrade })

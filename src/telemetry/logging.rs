@@ -227,6 +227,10 @@ pub struct Access<'a> {
     pub status: u16,
     pub latency: Duration,
     pub sub: &'a str,
+    /// The request's trace (`traces.enabled`).
+    pub trace_id: Option<&'a str>,
+    /// The load balancer's `X-Amzn-Trace-Id`, when the request had one.
+    pub amzn_trace_id: Option<&'a str>,
 }
 
 /// Logs one access line: with the JSON format, written straight into the sink (the same
@@ -244,6 +248,8 @@ pub fn access(line: &Access<'_>) {
             status = line.status,
             latency_ms = line.latency.as_secs_f64() * 1000.0,
             sub = line.sub,
+            trace_id = line.trace_id,
+            amzn_trace_id = line.amzn_trace_id,
         ),
     }
 }
@@ -270,6 +276,14 @@ impl Access<'_> {
         push_thousandths(buf, (us % 1000) as u32);
         buf.extend_from_slice(b",\"sub\":");
         push_json_bytes(buf, self.sub);
+        if let Some(t) = self.trace_id {
+            buf.extend_from_slice(b",\"trace_id\":");
+            push_json_bytes(buf, t);
+        }
+        if let Some(t) = self.amzn_trace_id {
+            buf.extend_from_slice(b",\"amzn_trace_id\":");
+            push_json_bytes(buf, t);
+        }
         buf.extend_from_slice(b"}\n");
     }
 }
@@ -489,6 +503,8 @@ mod tests {
             status: 404,
             latency: Duration::from_micros(12_345),
             sub: "-",
+            trace_id: None,
+            amzn_trace_id: None,
         };
         line.write_json(&mut p, at);
         // Same second: the cached stamp; the next second: a new one.
@@ -533,6 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_follow_sub_when_there_are_some() {
+        let mut p = Pending::default();
+        let line = Access {
+            request_id: "r",
+            method: "GET",
+            path: "/",
+            status: 200,
+            latency: Duration::from_micros(1),
+            sub: "s",
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c"),
+            amzn_trace_id: Some("Root=1-67891233-abcdef012345678912345678;x=\"y\""),
+        };
+        line.write_json(&mut p, UNIX_EPOCH);
+        let text = String::from_utf8(p.buf).expect("utf-8");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("JSON");
+        assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            v["amzn_trace_id"],
+            "Root=1-67891233-abcdef012345678912345678;x=\"y\""
+        );
+        let at = |k: &str| text.find(&format!("\"{k}\":")).expect(k);
+        assert!(
+            at("sub") < at("trace_id") && at("trace_id") < at("amzn_trace_id"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn latency_keeps_microseconds_and_large_values() {
         for (us, want) in [
             (0, "0.000"),
@@ -549,6 +593,8 @@ mod tests {
                 status: 200,
                 latency: Duration::from_micros(us),
                 sub: "s",
+                trace_id: None,
+                amzn_trace_id: None,
             };
             line.write_json(&mut p, UNIX_EPOCH);
             let text = String::from_utf8(p.buf).expect("utf-8");

@@ -43,6 +43,18 @@ pub enum ProxyError {
     ClientBody,
 }
 
+impl ProxyError {
+    /// The failure's class, for a trace span's `error.type`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProxyError::Timeout => "timeout",
+            ProxyError::Unavailable => "unavailable",
+            ProxyError::TooManyTunnels => "too_many_tunnels",
+            ProxyError::ClientBody => "client_body",
+        }
+    }
+}
+
 /// The protected app.
 #[derive(Clone)]
 pub struct Upstream {

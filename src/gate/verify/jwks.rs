@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::VerifyError;
+use crate::telemetry::trace;
 
 /// Why a JWKS fetch failed (logged, never shown to clients).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,19 @@ pub enum JwksError {
     Malformed,
     #[error("no usable signing key")]
     NoUsableKey,
+}
+
+impl JwksError {
+    /// The failure's class, for a trace span's `error.type`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            JwksError::Request(_) => "request",
+            JwksError::Status(_) => "status",
+            JwksError::TooLarge(_) => "too_large",
+            JwksError::Malformed => "malformed",
+            JwksError::NoUsableKey => "no_usable_key",
+        }
+    }
 }
 
 /// Settings for `JwksCache::new`.
@@ -183,7 +197,14 @@ impl JwksCache {
     #[tracing::instrument(skip_all, fields(url = %self.inner.s.url))]
     async fn fetch_locked(&self) -> Result<usize, JwksError> {
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
-        let result = self.fetch_keys().await;
+        let result = trace::in_span(
+            "jwks.fetch",
+            trace::Kind::Client,
+            || vec![trace::Attribute::new("url.full", self.inner.s.url.clone())],
+            self.fetch_keys(),
+            |r| r.as_ref().err().map(JwksError::class),
+        )
+        .await;
         self.inner.generation.fetch_add(1, Ordering::Release);
         match result {
             Ok(keys) => {
@@ -246,12 +267,16 @@ impl JwksCache {
     /// The start-up retries are deliberately not spaced by `cooldown`: that limit is against
     /// clients forcing fetches with forged kids, while until the first keys arrive every
     /// protected request fails, and one fetch a second from one task is no load on Cognito.
-    pub fn spawn_refresher(&self) -> tokio::task::JoinHandle<()> {
+    /// `trace`: the context the fetches run in (with traces on, each is a root span).
+    pub fn spawn_refresher(
+        &self,
+        trace: Option<opentelemetry::Context>,
+    ) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let retry =
             Duration::from_secs(1).min(self.inner.s.cooldown.max(Duration::from_millis(100)));
         let interval = self.inner.s.refresh_interval;
-        tokio::spawn(async move {
+        tokio::spawn(crate::telemetry::trace::within(trace, async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let cache = JwksCache { inner };
@@ -266,7 +291,7 @@ impl JwksCache {
                 drop(cache);
                 tokio::time::sleep(wait).await;
             }
-        })
+        }))
     }
 }
 

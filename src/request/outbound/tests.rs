@@ -66,6 +66,7 @@ fn run(i: &In<'_>, p: &Policy) -> Out {
         peer: i.peer.parse().expect("ip"),
         request_id: &rid,
         authorization: None,
+        trace: None,
     };
     let out = to_upstream(parts, &d, p).map_err(|e| e.code.as_str())?;
     let mut head: Head = out
