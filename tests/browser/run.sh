@@ -27,7 +27,8 @@
 # authenticator app set up from the key the MFA_SETUP page shows (a fourth sidecar, D, on a pool
 # of its own with MFA ON; a wrong code first); sign-in with an identity provider (a third
 # sidecar, C, whose pool's domain is tests/oidc/'s OpenID provider) and its sign-out through the
-# provider's /logout; a cancel and a replayed callback.
+# provider's /logout; a cancel and a replayed callback; a forged state, and a callback whose
+# flow-binding cookie is gone or another flow's, refused without a code exchange.
 #
 # Tunables (environment): BROWSER_TIMEOUT seconds for everything after the build (300),
 # BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/src/images/ (sign-in.png, new-password.png,

@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import struct
 import sys
 import threading
@@ -47,10 +48,12 @@ UPSTREAM_LOG = os.environ["BROWSER_UPSTREAM_LOG"]
 CLIENT_ID = os.environ["COGNITO_APP_CLIENT_ID"]
 # Sign-in with identity providers: sidecar C, whose pool's domain is the OpenID provider.
 C = os.environ["BROWSER_SIDECAR_C"]
+ADMIN_C = os.environ["BROWSER_ADMIN_C"]
 OIDC = os.environ["BROWSER_OIDC"]
 FED_CLIENT = os.environ["BROWSER_FED_CLIENT"]
 FED_PASSWORD = "Fed3rated!pass"  # tests/oidc/provider.mjs
 NOT_COMPLETED = "Sign-in with your identity provider did not complete. Please try again."
+FLOW_COOKIE = "__Host-sidecar-oauth"  # src/browser/session.rs: binds a federated sign-in to its browser
 # MFA setup: sidecar D, on a pool of its own with MFA ON (its new@example.com sets up TOTP).
 D = os.environ["BROWSER_SIDECAR_D"]
 MFA_CLIENT_ID = os.environ["BROWSER_MFA_CLIENT"]
@@ -780,6 +783,97 @@ def federated_cancel_and_a_replayed_callback_are_refused(b):
     check(b.cookie() is None, "no session from a replayed callback")
 
 
+def federated_sign_ins_refused():
+    return metric(ADMIN_C, 'sidecar_session_federated_sign_ins_total{outcome="state_invalid"}')
+
+
+def federated_forged_state_is_refused(b):
+    """A callback with a state the sidecar never issued: the sign-in page saying the sign-in
+    expired, no session, and the provider's token endpoint never called."""
+    b.clear_cookies()
+    http("POST", f"{OIDC}/_test/reset")
+    refused = federated_sign_ins_refused()
+    forged = f"{C}/_auth/callback?code=x&state={secrets.token_urlsafe(32)}"
+    b.go(forged)
+    b.expect_hops([("GET", forged, 400)])
+    eq(b.text("h1"), "Sign in", "the sign-in page")
+    eq(b.text("#error"), EXPIRED, "a forged state is refused")
+    eq(b.el("input[name=return]").get_attribute("value"), "/", "no return path from a forged state")
+    check(b.cookie() is None, "no session from a forged state")
+    eq(provider_events("token"), [], "no code exchange at the provider")
+    eq(federated_sign_ins_refused() - refused, 1, "counted as state_invalid")
+
+
+def federated_callback_from_another_browsers_flow_is_refused(b):
+    """The flow-binding cookie of the browser that started the sign-in is missing at the
+    callback (another browser follows the callback URL), or is another flow's: the state is
+    refused (and spent), no session, no code exchange."""
+    target = "/reports/other"
+
+    def start_at_the_provider():
+        b.go(sign_in_url(C, target))
+        b.submit({}, button="a.provider[href*='provider=Okta']")
+        check(b.url().startswith(OIDC + "/login/"), "at the provider's sign-in page", b.url())
+        got = b.d.execute_cdp_cmd("Network.getCookies", {"urls": [C + "/"]})["cookies"]
+        binding = next((c for c in got if c["name"] == FLOW_COOKIE), None)
+        check(binding is not None, "the flow's binding cookie is set", got)
+        eq((binding["secure"], binding["httpOnly"], binding["sameSite"]), (True, True, "Lax"), "its attributes")
+        return binding["value"]
+
+    def sign_in_at_the_provider_and_expect_a_refusal(what):
+        refused = federated_sign_ins_refused()
+        b.submit({"#username": "carol@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+        check(b.url().startswith(C + "/_auth/callback?"), f"{what}: back at the callback", b.url())
+        hop = [h for h in b.hops() if h["url"].startswith(C + "/_auth/callback?")]
+        eq([h["status"] for h in hop], [400], f"{what}: the callback's status")
+        eq(b.text("#error"), EXPIRED, f"{what}: refused")
+        check(b.cookie() is None, f"{what}: no session")
+        eq(provider_events("token"), [], f"{what}: no code exchange at the provider")
+        eq(federated_sign_ins_refused() - refused, 1, f"{what}: counted as state_invalid")
+        return hop[0]["url"]
+
+    def plant(value):
+        b.d.execute_cdp_cmd(
+            "Network.setCookie",
+            {
+                "name": FLOW_COOKIE,
+                "value": value,
+                "url": C + "/",
+                "path": "/",
+                "secure": True,
+                "httpOnly": True,
+                "sameSite": "Lax",
+            },
+        )
+
+    # The callback reaches a browser without the binding cookie.
+    b.clear_cookies()
+    http("POST", f"{OIDC}/_test/reset")
+    own = start_at_the_provider()
+    b.d.execute_cdp_cmd("Network.deleteCookies", {"name": FLOW_COOKIE, "url": C + "/"})
+    callback = sign_in_at_the_provider_and_expect_a_refusal("without the binding cookie")
+    # Refused, and spent: with the browser's own cookie back, the same callback is refused too.
+    plant(own)
+    b.go(callback)
+    eq(b.text("#error"), EXPIRED, "the refused callback's state is spent")
+    eq(provider_events("token"), [], "still no code exchange")
+
+    # The binding cookie of another flow (an attacker's own, planted): refused as well.
+    b.clear_cookies()
+    other = start_at_the_provider()
+    b.clear_cookies()
+    start_at_the_provider()
+    plant(other)
+    sign_in_at_the_provider_and_expect_a_refusal("with another flow's binding cookie")
+
+    # Control: the same steps with the browser's own cookie sign in.
+    b.clear_cookies()
+    start_at_the_provider()
+    b.submit({"#username": "carol@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+    eq(b.url(), C + target, "with its own binding cookie the flow signs in")
+    eq(b.echo()["identity"].get("x-auth-username"), "Okta_carol@example.com", "the identity at the app")
+
+
 SCENARIOS = [
     sign_in_lands_on_the_original_page,
     temporary_password_goes_through_the_new_password_page,
@@ -791,6 +885,8 @@ SCENARIOS = [
     mfa_setup_from_the_key_on_the_page,
     federated_sign_in_and_sign_out_through_the_provider,
     federated_cancel_and_a_replayed_callback_are_refused,
+    federated_forged_state_is_refused,
+    federated_callback_from_another_browsers_flow_is_refused,
 ]
 
 
