@@ -13,11 +13,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use cognito_sidecar::config::reference;
 use cognito_sidecar::config::{AuthFlow, LogFormat, SharedBackend};
 use cognito_sidecar::idp::iam_actions;
+use cognito_sidecar::idp::PasswordPolicy;
 use cognito_sidecar::Config;
 use common::cfn::{
-    condition_holds, intrinsic, lower_first, read, read_json, repo, template, template_with,
+    condition_holds, eval_condition, intrinsic, lower_first, read, read_json, repo, template,
+    template_with, Params,
 };
 use figment::providers::{Format, Toml};
 use serde_json::{json, Value as Json};
@@ -233,10 +236,11 @@ fn check_task_definition(task: &Json, what: &str, secret: bool) {
             );
         }
         // The secrets (the client secret, the shared cache's password) never sit in plain
-        // environment, in any container.
+        // environment, in any container. (The password forms' policy text is no secret.)
         for (name, _) in env_of(c) {
             assert!(
-                !name.contains("SECRET") && !name.contains("PASSWORD"),
+                name == "SIDECAR_SESSION__PASSWORD_POLICY"
+                    || (!name.contains("SECRET") && !name.contains("PASSWORD")),
                 "{what}: {name} in {}'s environment",
                 c["name"]
             );
@@ -554,6 +558,13 @@ fn cloudformation_shared_cache_is_optional_and_reachable_only_from_the_tasks() {
         let name = match intrinsic(entry) {
             Some(("If", Json::Array(a))) => {
                 assert_eq!(a.len(), 3, "{entry}");
+                if a[0] == json!("ManagedLoginOn") {
+                    // Federated sign-in's entries (cloudformation_managed_login_*).
+                    let name = a[1]["name"].as_str().unwrap_or("");
+                    assert!(name.starts_with("SIDECAR_SESSION__"), "{entry}");
+                    assert_eq!(ref_of(&a[2]), Some("AWS::NoValue"), "{entry}");
+                    continue;
+                }
                 if a[0] == json!("ExtraTrustedPoolsOn") {
                     // The other conditional entry: the extra trusted pools, when given.
                     assert_eq!(a[1]["name"], "SIDECAR_VERIFY__POOLS", "{entry}");
@@ -642,15 +653,43 @@ fn sample(name: &str) -> &'static str {
 /// An environment value of the template with its intrinsics evaluated over `SAMPLES`
 /// (`Ref`, `GetAtt`, `Sub` without a variable map, `Join`); a list parameter is one sample.
 fn render(v: &Json) -> Json {
-    match (intrinsic(v), v) {
-        (_, Json::String(_)) => v.clone(),
-        (Some(("Ref", Json::String(r))), _) => {
-            if r == "TrustedProxyCidrs" {
-                json!([sample(r)])
-            } else {
-                json!(sample(r))
+    render_with(&template(), &[], v)
+}
+
+/// A value of the template (its `If`s resolved) with its intrinsics evaluated: `Ref` to a
+/// parameter given in `params` or with a default (a `CommaDelimitedList` as a list), to an
+/// identity provider (its provider name, as CloudFormation answers), else to `SAMPLES`;
+/// `GetAtt`, `Sub` without a variable map, `Join`, `Split`, `Select`.
+fn render_with(t: &Json, params: &Params, v: &Json) -> Json {
+    let value = |name: &str| -> Json {
+        let param = &t["parameters"][lower_first(name)];
+        let given = params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let resource = &t["resources"][lower_first(name)];
+        let text = match (given, &param["default"]) {
+            (Some(v), _) => v.to_owned(),
+            (None, Json::String(d)) if !param.is_null() => d.clone(),
+            _ if resource["type"] == "AWS::Cognito::UserPoolIdentityProvider" => {
+                return render_with(t, params, &resource["properties"]["providerName"]);
             }
+            _ => sample(name).to_owned(),
+        };
+        if param["type"] == "CommaDelimitedList" {
+            json!(text.split(',').collect::<Vec<_>>())
+        } else {
+            json!(text)
         }
+    };
+    let string = |v: &Json| match render_with(t, params, v) {
+        Json::String(s) => s,
+        other => panic!("expected a string, got {other}"),
+    };
+    let list = |v: &Json| match render_with(t, params, v) {
+        Json::Array(items) => items,
+        other => panic!("expected a list, got {other}"),
+    };
+    match (intrinsic(v), v) {
+        (_, Json::String(_) | Json::Bool(_) | Json::Number(_)) => v.clone(),
+        (Some(("Ref", Json::String(r))), _) => value(r),
         (Some(("GetAtt", Json::String(a))), _) => json!(sample(a)),
         (Some(("GetAtt", Json::Array(a))), _) => {
             let a: Vec<&str> = a.iter().filter_map(Json::as_str).collect();
@@ -662,7 +701,7 @@ fn render(v: &Json) -> Json {
             while let Some(start) = rest.find("${") {
                 let end = rest[start..].find('}').expect("a closed ${") + start;
                 out.push_str(&rest[..start]);
-                out.push_str(sample(&rest[start + 2..end]));
+                out.push_str(&string(&json!({"!Ref": &rest[start + 2..end]})));
                 rest = &rest[end + 1..];
             }
             out.push_str(rest);
@@ -670,20 +709,20 @@ fn render(v: &Json) -> Json {
         }
         (Some(("Join", Json::Array(a))), _) => {
             let sep = a[0].as_str().expect("Join's delimiter");
-            let items = match render(&a[1]) {
-                Json::Array(items) => items,
-                other => panic!("Join over {other}"),
-            };
-            let items: Vec<String> = items
-                .iter()
-                .map(|i| match render(i) {
-                    Json::String(s) => s,
-                    other => panic!("Join item {other}"),
-                })
-                .collect();
+            let items: Vec<String> = list(&a[1]).iter().map(string).collect();
             json!(items.join(sep))
         }
-        (_, Json::Array(items)) => Json::Array(items.iter().map(render).collect()),
+        (Some(("Split", Json::Array(a))), _) => {
+            let sep = a[0].as_str().expect("Split's delimiter");
+            json!(string(&a[1]).split(sep).collect::<Vec<_>>())
+        }
+        (Some(("Select", Json::Array(a))), _) => {
+            let i = a[0].as_u64().expect("Select's index") as usize;
+            list(&a[1])[i].clone()
+        }
+        (_, Json::Array(items)) => {
+            Json::Array(items.iter().map(|i| render_with(t, params, i)).collect())
+        }
         _ => panic!("cannot evaluate {v}"),
     }
 }
@@ -744,6 +783,405 @@ fn template_environment_is_a_valid_configuration_over_proxy_toml_with_and_withou
             Ok(())
         });
     }
+}
+
+/// One deployment of the template with federated sign-in on, and what the sidecar and the
+/// app client must then agree on.
+struct ManagedLogin {
+    params: &'static [(&'static str, &'static str)],
+    /// `session.managed_login.domain`.
+    domain: &'static str,
+    /// `session.managed_login.sign_out_url`, and the app client's one sign-out URL.
+    sign_out_url: &'static str,
+    /// The sign-in page's buttons, in order.
+    buttons: &'static [&'static str],
+    other_ways: bool,
+    oidc: bool,
+    custom_domain: bool,
+}
+
+const CALLBACK: &str = "https://app.example.com/_auth/callback";
+
+const MANAGED_LOGIN: [ManagedLogin; 4] = [
+    // Staff sign in with Okta over OIDC, from the stack alone; and Google, added to the pool.
+    ManagedLogin {
+        params: &[
+            ("ManagedLoginDomain", "legacy-app-login"),
+            ("ManagedLoginCallbackUrl", CALLBACK),
+            ("ManagedLoginIdentityProviders", "Google"),
+            ("OidcProviderName", "Okta"),
+            ("OidcIssuer", "https://example.okta.com"),
+            ("OidcClientId", "0oa1example"),
+            ("OidcClientSecret", "provider-secret"),
+            ("SharedCache", "valkey"),
+        ],
+        domain: "https://legacy-app-login.auth.eu-west-1.amazoncognito.com",
+        sign_out_url: "https://app.example.com/_auth/sign-in",
+        buttons: &["Okta", "Google"],
+        other_ways: false,
+        oidc: true,
+        custom_domain: false,
+    },
+    // A custom domain, providers of the pool only, a sign-out URL of its own.
+    ManagedLogin {
+        params: &[
+            ("ManagedLoginDomain", "login.example.com"),
+            (
+                "ManagedLoginCertificateArn",
+                "arn:aws:acm:us-east-1:123456789012:certificate/0123abcd-0123-abcd-0123-0123456789ab",
+            ),
+            ("ManagedLoginCallbackUrl", CALLBACK),
+            ("ManagedLoginSignOutUrl", "https://app.example.com/goodbye"),
+            ("ManagedLoginIdentityProviders", "Entra,SignInWithApple"),
+            ("DesiredCount", "1"),
+        ],
+        domain: "https://login.example.com",
+        sign_out_url: "https://app.example.com/goodbye",
+        buttons: &["Entra", "SignInWithApple"],
+        other_ways: false,
+        oidc: false,
+        custom_domain: true,
+    },
+    // The OIDC provider alone.
+    ManagedLogin {
+        params: &[
+            ("ManagedLoginDomain", "legacy-app-login"),
+            ("ManagedLoginCallbackUrl", CALLBACK),
+            ("OidcProviderName", "Okta"),
+            ("OidcIssuer", "https://example.okta.com"),
+            ("OidcClientId", "0oa1example"),
+            ("OidcClientSecret", "provider-secret"),
+            ("SharedCache", "redis"),
+        ],
+        domain: "https://legacy-app-login.auth.eu-west-1.amazoncognito.com",
+        sign_out_url: "https://app.example.com/_auth/sign-in",
+        buttons: &["Okta"],
+        other_ways: false,
+        oidc: true,
+        custom_domain: false,
+    },
+    // No button: the managed login page itself ("Use another way to sign in").
+    ManagedLogin {
+        params: &[
+            ("ManagedLoginDomain", "legacy-app-login"),
+            ("ManagedLoginCallbackUrl", CALLBACK),
+            ("ManagedLoginOtherWays", "true"),
+            ("DesiredCount", "1"),
+        ],
+        domain: "https://legacy-app-login.auth.eu-west-1.amazoncognito.com",
+        sign_out_url: "https://app.example.com/_auth/sign-in",
+        buttons: &[],
+        other_ways: true,
+        oidc: false,
+        custom_domain: false,
+    },
+];
+
+/// Whether the template's rules (`Rules`: an assertion must hold when its rule's condition
+/// does) accept these parameters; the first refusal's description otherwise.
+fn rules_accept(t: &Json, params: &Params) -> Result<(), String> {
+    for (name, rule) in t["rules"].as_object().expect("Rules") {
+        let applies = rule
+            .get("ruleCondition")
+            .is_none_or(|c| eval_condition(t, params, c));
+        if !applies {
+            continue;
+        }
+        for a in rule["assertions"].as_array().expect("Assertions") {
+            if !eval_condition(t, params, &a["assert"]) {
+                return Err(format!("{name}: {}", a["assertDescription"]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every `Ref` and `GetAtt` target named anywhere in `v`.
+fn references(v: &Json, out: &mut BTreeSet<String>) {
+    match (intrinsic(v), v) {
+        (Some(("Ref", Json::String(r))), _) => {
+            out.insert(r.clone());
+        }
+        (Some(("GetAtt", Json::String(a))), _) => {
+            out.insert(a.split('.').next().unwrap_or("").to_owned());
+        }
+        (Some(("Sub", Json::String(s))), _) => {
+            for part in s.split("${").skip(1) {
+                let name = part.split('}').next().unwrap_or("");
+                out.insert(name.split('.').next().unwrap_or("").to_owned());
+            }
+        }
+        (_, Json::Array(items)) => items.iter().for_each(|i| references(i, out)),
+        (_, Json::Object(m)) => m.values().for_each(|i| references(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn cloudformation_managed_login_is_off_by_default() {
+    let t = template();
+    for name in [
+        "ManagedLoginDomain",
+        "ManagedLoginCertificateArn",
+        "ManagedLoginCallbackUrl",
+        "ManagedLoginSignOutUrl",
+        "ManagedLoginIdentityProviders",
+        "OidcProviderName",
+        "OidcIssuer",
+        "OidcClientId",
+        "OidcClientSecret",
+    ] {
+        let p = &t["parameters"][lower_first(name)];
+        assert_eq!(p["type"], "String", "{name}");
+        assert_eq!(p["default"], "", "{name}: empty, off");
+    }
+    assert_eq!(t["parameters"]["oidcClientSecret"]["noEcho"], true);
+    rules_accept(&t, &[]).expect("the defaults pass the rules");
+
+    let t = template_with(&[]);
+    let r = &t["resources"];
+    for ty in [
+        "AWS::Cognito::UserPoolDomain",
+        "AWS::Cognito::UserPoolIdentityProvider",
+    ] {
+        assert!(
+            r.as_object()
+                .expect("resources")
+                .values()
+                .all(|x| x["type"] != ty),
+            "no {ty} by default"
+        );
+    }
+    let client = &r["userPoolClient"]["properties"];
+    for key in [
+        "allowedOAuthFlowsUserPoolClient",
+        "allowedOAuthFlows",
+        "allowedOAuthScopes",
+        "callbackURLs",
+        "logoutURLs",
+        "supportedIdentityProviders",
+    ] {
+        assert!(client.get(key).is_none(), "{key} by default");
+    }
+    let env = env_of(container(
+        &r["taskDefinition"]["properties"],
+        SIDECAR,
+        "cloudformation.yaml",
+    ));
+    assert!(
+        env.iter().all(|(n, _)| !n.starts_with("SIDECAR_SESSION__")),
+        "no browser sessions by default: {env:?}"
+    );
+}
+
+#[test]
+fn cloudformation_managed_login_client_and_sidecar_agree() {
+    let raw = template();
+    let toml = repo("proxy.toml");
+    let defaults = Config::default().session.managed_login;
+    for case in &MANAGED_LOGIN {
+        let what = format!("{:?}", case.params);
+        rules_accept(&raw, case.params).unwrap_or_else(|e| panic!("{what}: refused by {e}"));
+        let t = template_with(case.params);
+        let r = &t["resources"];
+        let eval = |v: &Json| render_with(&raw, case.params, v);
+
+        // The pool's domain, and the provider the stack adds.
+        let domain = &r["userPoolDomain"];
+        assert_eq!(domain["type"], "AWS::Cognito::UserPoolDomain", "{what}");
+        let dp = &domain["properties"];
+        assert_eq!(ref_of(&dp["userPoolId"]), Some("UserPool"), "{what}");
+        assert_eq!(ref_of(&dp["domain"]), Some("ManagedLoginDomain"), "{what}");
+        assert_eq!(
+            dp.get("customDomainConfig")
+                .map(|c| ref_of(&c["certificateArn"])),
+            case.custom_domain
+                .then_some(Some("ManagedLoginCertificateArn")),
+            "{what}"
+        );
+        assert_eq!(
+            t["outputs"].get("managedLoginCloudFrontDomain").is_some(),
+            case.custom_domain
+        );
+        let idp = &r["oidcIdentityProvider"];
+        assert_eq!(!idp.is_null(), case.oidc, "{what}: the OIDC provider");
+        if case.oidc {
+            assert_eq!(idp["type"], "AWS::Cognito::UserPoolIdentityProvider");
+            let ip = &idp["properties"];
+            assert_eq!(ip["providerType"], "OIDC");
+            assert_eq!(ref_of(&ip["userPoolId"]), Some("UserPool"));
+            assert_eq!(ref_of(&ip["providerName"]), Some("OidcProviderName"));
+            let d = &ip["providerDetails"];
+            for (key, param) in [
+                ("client_id", "OidcClientId"),
+                ("client_secret", "OidcClientSecret"),
+                ("oidc_issuer", "OidcIssuer"),
+            ] {
+                assert_eq!(ref_of(&d[key]), Some(param), "ProviderDetails.{key}");
+            }
+            assert!(strings(&d["authorize_scopes"])[0]
+                .split(' ')
+                .any(|s| s == "openid"));
+            assert_eq!(ip["attributeMapping"]["email"], "email");
+        }
+
+        // The app client: the code grant with the sidecar's scopes, its URLs, the providers.
+        let client = &r["userPoolClient"]["properties"];
+        if case.oidc {
+            let mut refs = BTreeSet::new();
+            references(client, &mut refs);
+            assert!(
+                refs.contains("OidcIdentityProvider"),
+                "{what}: the client must name the provider through a Ref, so that it is created after it"
+            );
+        }
+        assert_eq!(client["allowedOAuthFlowsUserPoolClient"], true, "{what}");
+        assert_eq!(client["allowedOAuthFlows"], json!(["code"]), "{what}");
+        assert_eq!(
+            client["allowedOAuthScopes"],
+            json!(defaults.scopes),
+            "{what}"
+        );
+        assert_eq!(eval(&client["callbackURLs"]), json!([CALLBACK]), "{what}");
+        assert_eq!(
+            eval(&client["logoutURLs"]),
+            json!([case.sign_out_url]),
+            "{what}"
+        );
+        let supported: Vec<String> = strings(&eval(&client["supportedIdentityProviders"]));
+        let mut want = vec!["COGNITO".to_owned()];
+        want.extend(case.buttons.iter().map(|b| (*b).to_owned()));
+        assert_eq!(supported, want, "{what}: SupportedIdentityProviders");
+
+        // The sidecar: its environment loads, and says the same.
+        let task = &r["taskDefinition"]["properties"];
+        check_task_definition(task, &what, false);
+        let env: Vec<(String, String)> = env_of(container(task, SIDECAR, &what))
+            .into_iter()
+            .map(|(k, v)| match eval(&v) {
+                Json::String(s) => (k, s),
+                other => panic!("{what}: {k}: {other} is not a string"),
+            })
+            .collect();
+        let pool_policy = &r["userPool"]["properties"]["policies"]["passwordPolicy"];
+        let policy = PasswordPolicy {
+            min_length: pool_policy["minimumLength"].as_u64().map(|n| n as u32),
+            uppercase: pool_policy["requireUppercase"] == true,
+            lowercase: pool_policy["requireLowercase"] == true,
+            numbers: pool_policy["requireNumbers"] == true,
+            symbols: pool_policy["requireSymbols"] == true,
+        };
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in &env {
+                jail.set_env(k, v);
+            }
+            let config = Config::load(&toml).map_err(|e| format!("{what}: {e}"))?;
+            let derived = config.validate().map_err(|e| format!("{what}: {e}"))?;
+            assert!(config.session.enabled, "{what}: browser sessions");
+            // The forms show the pool's policy without DescribeUserPool (not in the task role).
+            assert_eq!(
+                config.session.password_policy.as_deref(),
+                Some(policy.describe().as_str()),
+                "{what}: session.password_policy is the pool's PasswordPolicy"
+            );
+            let m = derived.managed_login.expect("federated sign-in on");
+            assert_eq!(m.domain, case.domain, "{what}");
+            assert_eq!(m.callback_url, CALLBACK, "{what}");
+            assert_eq!(m.sign_out_url, case.sign_out_url, "{what}");
+            assert_eq!(m.identity_providers, case.buttons, "{what}");
+            assert_eq!(m.other_ways, case.other_ways, "{what}");
+            assert_eq!(
+                m.scopes,
+                defaults.scopes.join(" "),
+                "{what}: the client's scopes"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn cloudformation_rules_refuse_an_incomplete_managed_login() {
+    let t = template();
+    let ok: &Params = &[
+        ("ManagedLoginDomain", "legacy-app-login"),
+        ("ManagedLoginCallbackUrl", CALLBACK),
+        ("ManagedLoginIdentityProviders", "Google"),
+        ("DesiredCount", "1"),
+    ];
+    rules_accept(&t, ok).expect("complete");
+    let with = |change: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        let mut p: Vec<_> = ok
+            .iter()
+            .filter(|(k, _)| change.iter().all(|(c, _)| c != k))
+            .copied()
+            .collect();
+        p.extend_from_slice(change);
+        p
+    };
+    for (change, refused_by) in [
+        (
+            with(&[("ManagedLoginCallbackUrl", "")]),
+            "ManagedLoginIsComplete",
+        ),
+        (
+            with(&[("ManagedLoginIdentityProviders", "")]),
+            "ManagedLoginIsComplete",
+        ),
+        // Two tasks keep their sessions apart without the shared cache.
+        (with(&[("DesiredCount", "2")]), "ManagedLoginIsComplete"),
+        (
+            vec![(
+                "ManagedLoginCertificateArn",
+                "arn:aws:acm:us-east-1:123456789012:certificate/0123abcd",
+            )],
+            "ManagedLoginCertificateNeedsADomain",
+        ),
+        (
+            with(&[("OidcProviderName", "Okta")]),
+            "OidcProviderIsComplete",
+        ),
+        (vec![("OidcProviderName", "Okta")], "OidcProviderIsComplete"),
+    ] {
+        let err = rules_accept(&t, &change).expect_err(&format!("{change:?} must be refused"));
+        assert!(
+            err.starts_with(&lower_first(refused_by)),
+            "{change:?}: {err}"
+        );
+    }
+    rules_accept(
+        &t,
+        &with(&[("DesiredCount", "2"), ("SharedCache", "valkey")]),
+    )
+    .expect("two tasks sharing the sessions");
+}
+
+/// Every `SIDECAR_*` name the deployment files set is a configuration key's variable (the
+/// generated reference's), in any branch of the template.
+#[test]
+fn every_sidecar_variable_of_the_deployment_files_is_a_configuration_key() {
+    let known: BTreeSet<String> = reference::rows().into_iter().flat_map(|r| r.env).collect();
+    let mut names = Vec::new();
+    let mut text = Vec::new();
+    all_strings(&template(), &mut text);
+    all_strings(&read_json("deploy/ecs/task-definition.json"), &mut text);
+    for s in text {
+        if s.starts_with("SIDECAR_")
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            names.push(s);
+        }
+    }
+    assert!(names
+        .iter()
+        .any(|n| n == "SIDECAR_SESSION__MANAGED_LOGIN__CALLBACK_URL"));
+    let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
+    assert!(
+        unknown.is_empty(),
+        "not a configuration key's variable: {unknown:?}"
+    );
 }
 
 /// Placeholder → a sample value, for loading the task definition's environment.

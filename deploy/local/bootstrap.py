@@ -16,6 +16,8 @@ What it creates (moto keeps state in memory, so this runs once per moto start):
     moto.sh starts moto with MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP=true, so codes are checked.
   - each --user EMAIL:PASSWORD (repeatable): a confirmed user in no group, for tests that need
     users of their own (a sign-out ends every session of its user)
+  - with --mfa on, the pool's MFA is then ON (software tokens): new@example.com, after its new
+    password, must set up an authenticator app (MFA_SETUP); the others are asked for a code
 
 stdout gets only the env file (COGNITO_USER_POOL_ID, COGNITO_APP_CLIENT_ID, AWS_REGION).
 """
@@ -65,6 +67,12 @@ def main() -> int:
         default=[],
         metavar="EMAIL:PASSWORD",
         help="another confirmed user (no group); repeatable",
+    )
+    parser.add_argument(
+        "--mfa",
+        choices=("optional", "on"),
+        default="optional",
+        help="the pool's MFA once the users exist (on: a new user sets up TOTP at first sign-in)",
     )
     args = parser.parse_args()
     extra = []
@@ -161,6 +169,13 @@ def main() -> int:
             UserPoolId=pool_id, Username=email, Password=password, Permanent=True
         )
 
+    if args.mfa == "on":
+        idp.set_user_pool_mfa_config(
+            UserPoolId=pool_id,
+            SoftwareTokenMfaConfiguration={"Enabled": True},
+            MfaConfiguration="ON",
+        )
+
     print("# written by deploy/local/bootstrap.py for the moto at " + args.endpoint)
     for name, value in (
         ("COGNITO_USER_POOL_ID", pool_id),
@@ -171,7 +186,8 @@ def main() -> int:
     print(
         f"bootstrap.py: pool {pool_id}, client {client_id}; users {DEMO_USER} (group "
         f"{ADMIN_GROUP}), {NEW_USER} (must set a new password), {MFA_USER} (TOTP MFA)"
-        + "".join(f", {email}" for email, _ in extra),
+        + "".join(f", {email}" for email, _ in extra)
+        + ("; MFA on" if args.mfa == "on" else ""),
         file=sys.stderr,
     )
     return 0

@@ -11,7 +11,8 @@
 # Redis (sessions on, `session.refresh_margin = 3598s` so that a request 3 s after sign-in
 # refreshes the access token: moto's tokens live 3600 s). A fresh pool per run
 # (deploy/local/bootstrap.py, with a user of its own per scenario: a sign-out ends every
-# session of its user). Then tests/browser/test_sessions.py runs the scenarios in headless
+# session of its user); a fourth sidecar, D, on the same Redis, signs in to a second pool with
+# MFA ON (bootstrap.py --mfa on). Then tests/browser/test_sessions.py runs the scenarios in headless
 # Chromium with a fresh profile; everything is stopped on exit.
 #
 # Needs: /usr/bin/chromium and /usr/bin/chromedriver (deploy/system-packages.sh installs them),
@@ -22,13 +23,16 @@
 # Scenarios (test_sessions.py; `tests/browser/run.sh NAME...` runs only those): sign in and land
 # on the original page; a temporary password through the new-password page; a reload after the
 # refresh margin refreshes once; sign-out ends the session on both sidecars; a cross-site form
-# POST is refused; a return path to another site lands on /; a forgotten password; sign-in with
-# an identity provider (a third sidecar, C, whose pool's domain is tests/oidc/'s OpenID
-# provider) and its sign-out through the provider's /logout; a cancel and a replayed callback.
+# POST is refused; a return path to another site lands on /; a forgotten password; an
+# authenticator app set up from the key the MFA_SETUP page shows (a fourth sidecar, D, on a pool
+# of its own with MFA ON; a wrong code first); sign-in with an identity provider (a third
+# sidecar, C, whose pool's domain is tests/oidc/'s OpenID provider) and its sign-out through the
+# provider's /logout; a cancel and a replayed callback; a forged state, and a callback whose
+# flow-binding cookie is gone or another flow's, refused without a code exchange.
 #
 # Tunables (environment): BROWSER_TIMEOUT seconds for everything after the build (300),
 # BROWSER_UPDATE_DOCS=1 also writes the screenshots to docs/src/images/ (sign-in.png, new-password.png,
-# forgot-password.png, reset-password.png, sign-in-providers.png),
+# forgot-password.png, reset-password.png, mfa-setup.png, sign-in-providers.png),
 # BROWSER_KEEP=1 keeps the work dir (logs, screenshots, a failed page's source) and prints it.
 #
 # Exit status: 0 when every scenario passed; 1 when one failed (the logs' last lines are
@@ -136,8 +140,8 @@ cleanup() {
     stop_pid "$redis_pid"
     stop_pid "$moto_pid"
     if ((status != 0)); then
-        for f in sidecar-a.log sidecar-b.log sidecar-c.log oidc.log upstream.log redis.log moto.log \
-            chromedriver.log; do
+        for f in sidecar-a.log sidecar-b.log sidecar-c.log sidecar-d.log oidc.log upstream.log \
+            redis.log moto.log chromedriver.log; do
             [[ -s "$work/$f" ]] || continue
             echo "---- last lines of $f (debug lines left out) ----" >&2
             grep -v '^[^ ]* *DEBUG ' "$work/$f" | tail -n 25 >&2 || true
@@ -178,11 +182,12 @@ while True:
 PY
 }
 
-# Ten distinct free loopback ports, held together while chosen.
-read -r p_moto p_redis p_upstream p_a p_b p_admin_a p_admin_b p_oidc p_c p_admin_c < <("$PY" - <<'PY'
+# Twelve distinct free loopback ports, held together while chosen.
+read -r p_moto p_redis p_upstream p_a p_b p_admin_a p_admin_b p_oidc p_c p_admin_c p_d p_admin_d \
+    < <("$PY" - <<'PY'
 import socket
 socks = []
-for _ in range(10):
+for _ in range(12):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -241,11 +246,14 @@ while True:
     time.sleep(0.1)
 PY
 
+# start_sidecar NAME PORT ADMIN_PORT [POOL_ID CLIENT_ID]: the run's pool unless told another.
 start_sidecar() {
     local name="$1" port="$2" admin="$3"
+    local pool="${4:-$COGNITO_USER_POOL_ID}" client="${5:-$COGNITO_APP_CLIENT_ID}"
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+        SIDECAR_COGNITO__USER_POOL_ID="$pool" SIDECAR_COGNITO__CLIENT_ID="$client" \
         SIDECAR_COGNITO__ENDPOINT_URL="$MOTO_URL" \
-        SIDECAR_VERIFY__JWKS_URL="$MOTO_URL/$COGNITO_USER_POOL_ID/.well-known/jwks.json" \
+        SIDECAR_VERIFY__JWKS_URL="$MOTO_URL/$pool/.well-known/jwks.json" \
         SIDECAR_UPSTREAM__URL="http://127.0.0.1:$p_upstream" \
         SIDECAR_SERVER__LISTEN="127.0.0.1:$port" \
         SIDECAR_ADMIN__LISTEN="127.0.0.1:$admin" \
@@ -261,6 +269,15 @@ start_sidecar() {
 }
 start_sidecar a "$p_a" "$p_admin_a" || exit
 start_sidecar b "$p_b" "$p_admin_b" || exit
+
+# MFA setup: MFA ON would change the other scenarios' sign-ins, so sidecar D has a pool of its
+# own, where new@example.com (temporary password) must set up an authenticator app.
+"$PY" deploy/local/bootstrap.py --endpoint "$MOTO_URL" --pool-name "browser-mfa-$$-$RANDOM" \
+    --mfa on >"$work/mfa-pool.env"
+mfa_pool="$(sed -n 's/^COGNITO_USER_POOL_ID=//p' "$work/mfa-pool.env")"
+mfa_client="$(sed -n 's/^COGNITO_APP_CLIENT_ID=//p' "$work/mfa-pool.env")"
+[[ -n "$mfa_pool" && -n "$mfa_client" ]] || { echo "browser/run.sh: no MFA pool" >&2; exit; }
+start_sidecar d "$p_d" "$p_admin_d" "$mfa_pool" "$mfa_client" || exit
 
 # Sign-in with identity providers: the OpenID provider of tests/oidc/ plays the pool's
 # managed-login domain (its own pool, us-east-1_Federated, and app client); sidecar C trusts
@@ -301,6 +318,7 @@ mkdir -p "$shots"
 export BROWSER_SIDECAR_A="http://127.0.0.1:$p_a" BROWSER_SIDECAR_B="http://127.0.0.1:$p_b"
 export BROWSER_ADMIN_A="http://127.0.0.1:$p_admin_a" BROWSER_ADMIN_B="http://127.0.0.1:$p_admin_b"
 export BROWSER_SIDECAR_C="http://127.0.0.1:$p_c" BROWSER_ADMIN_C="http://127.0.0.1:$p_admin_c"
+export BROWSER_SIDECAR_D="http://127.0.0.1:$p_d" BROWSER_MFA_CLIENT="$mfa_client"
 export BROWSER_OIDC="http://127.0.0.1:$p_oidc" BROWSER_FED_CLIENT="$fed_client"
 export BROWSER_PASSWORD="$password" BROWSER_WORK="$work" BROWSER_SCREENSHOTS="$shots"
 export BROWSER_UPSTREAM_LOG="$work/upstream.log"
@@ -313,9 +331,10 @@ wait "$test_pid" || test_status=$?
 if ((test_status == 0)) && [[ "${BROWSER_UPDATE_DOCS:-0}" == 1 ]]; then
     mkdir -p "$REPO/docs/src/images"
     cp "$shots/sign-in.png" "$shots/new-password.png" "$shots/forgot-password.png" \
-        "$shots/reset-password.png" "$shots/sign-in-providers.png" "$REPO/docs/src/images/"
+        "$shots/reset-password.png" "$shots/mfa-setup.png" "$shots/sign-in-providers.png" \
+        "$REPO/docs/src/images/"
     echo "browser/run.sh: docs/src/images/sign-in.png, new-password.png, forgot-password.png," \
-        "reset-password.png and sign-in-providers.png updated" >&2
+        "reset-password.png, mfa-setup.png and sign-in-providers.png updated" >&2
 fi
 status=$test_status
 exit "$status"

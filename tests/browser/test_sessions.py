@@ -14,9 +14,13 @@ Exit status 0 when every scenario passed. A failing scenario leaves a screenshot
 source in BROWSER_WORK (kept with BROWSER_KEEP=1).
 """
 
+import base64
+import hmac
 import json
 import os
 import re
+import secrets
+import struct
 import sys
 import threading
 import time
@@ -44,10 +48,15 @@ UPSTREAM_LOG = os.environ["BROWSER_UPSTREAM_LOG"]
 CLIENT_ID = os.environ["COGNITO_APP_CLIENT_ID"]
 # Sign-in with identity providers: sidecar C, whose pool's domain is the OpenID provider.
 C = os.environ["BROWSER_SIDECAR_C"]
+ADMIN_C = os.environ["BROWSER_ADMIN_C"]
 OIDC = os.environ["BROWSER_OIDC"]
 FED_CLIENT = os.environ["BROWSER_FED_CLIENT"]
 FED_PASSWORD = "Fed3rated!pass"  # tests/oidc/provider.mjs
 NOT_COMPLETED = "Sign-in with your identity provider did not complete. Please try again."
+FLOW_COOKIE = "__Host-sidecar-oauth"  # src/browser/session.rs: binds a federated sign-in to its browser
+# MFA setup: sidecar D, on a pool of its own with MFA ON (its new@example.com sets up TOTP).
+D = os.environ["BROWSER_SIDECAR_D"]
+MFA_CLIENT_ID = os.environ["BROWSER_MFA_CLIENT"]
 EXPIRED = "This sign-in has expired or was already used. Please sign in again."
 
 DEMO = ("demo@example.com", "Demo-Passw0rd!")  # deploy/local/bootstrap.py, group admin
@@ -314,11 +323,11 @@ def sign_in_url(base, ret):
     return f"{base}/_auth/sign-in?return=" + urllib.parse.quote(ret, safe="")
 
 
-def identity_of(doc, username, groups=None):
+def identity_of(doc, username, groups=None, client_id=CLIENT_ID):
     """Asserts the identity the app received for `username`; returns its sub."""
     ident = doc["identity"]
     eq(ident.get("x-auth-username"), username, "X-Auth-Username the app received")
-    eq(ident.get("x-auth-client-id"), CLIENT_ID, "X-Auth-Client-Id the app received")
+    eq(ident.get("x-auth-client-id"), client_id, "X-Auth-Client-Id the app received")
     eq(ident.get("x-auth-token-use"), "access", "X-Auth-Token-Use the app received")
     eq(ident.get("x-auth-groups"), groups, "X-Auth-Groups the app received")
     sub = ident.get("x-auth-sub", "")
@@ -628,6 +637,71 @@ def forgotten_password_is_reset_and_signs_in(b):
     eq(b.text("#error"), "Incorrect email or password", "the old password no longer works")
 
 
+def totp(key, at=None):
+    """The RFC 6238 code of an authenticator key (base32, as the page shows it): HMAC-SHA1,
+    30 s steps, 6 digits."""
+    raw = base64.b32decode(key.replace(" ", "").upper() + "=" * (-len(key.replace(" ", "")) % 8))
+    step = int(time.time() if at is None else at) // 30
+    digest = hmac.new(raw, struct.pack(">Q", step), "sha1").digest()
+    offset = digest[-1] & 15
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
+
+
+def mfa_setup_from_the_key_on_the_page(b):
+    """A temporary password in a pool with MFA ON: the new password, then the MFA_SETUP page
+    with the key as a QR code and as text; a wrong code is refused on the same page with the
+    same key; the code computed from the key on the page signs in, back on the original page."""
+    b.clear_cookies()
+    target = "/settings/security?tab=mfa"
+    b.go(D + target)
+    eq(b.url(), sign_in_url(D, target), "sign-in first")
+    b.sign_in(*NEW)
+    eq(b.text("h1"), "Choose a new password", "a temporary password: the new-password page")
+    chosen = "Enrolled-Passw0rd!"
+    b.submit({"#new_password": chosen, "#confirm_password": chosen})
+    b.expect_hops([("POST", D + "/_auth/new-password", 200)])
+    eq(b.text("h1"), "Set up your authenticator app", "MFA_SETUP's page")
+    eq(b.d.title, "Set up your authenticator app · Sign in", "its title")
+    qr = b.el(".qr svg")
+    eq(qr.get_attribute("role"), "img", "the QR code is an inline SVG image")
+    check(qr.size["width"] >= 100, "the QR code is drawn", qr.size)
+    key = b.text("#secret")
+    check(re.fullmatch(r"[A-Za-z2-7 ]{8,}", key), "the key is base32 text", key)
+    eq(b.el("input[name=secret]").get_attribute("value"), key, "the form carries the same key")
+    eq(b.el("input[name=return]").get_attribute("value"), target, "return is carried on")
+    check(b.cookie() is None, "no session before the first code")
+    # The page is taller than the others: the whole of it, from the top, in a taller window.
+    size = b.d.get_window_size()
+    b.d.set_window_size(size["width"], size["height"] + 300)
+    b.d.execute_script("window.scrollTo(0, 0)")
+    b.screenshot("mfa-setup.png")
+    b.d.set_window_size(size["width"], size["height"])
+
+    # A code no authenticator shows now: refused here, with the same key.
+    now = totp(key)
+    wrong = next(c for c in ("000000", "111111", "222222") if c not in (now, totp(key, time.time() + 30)))
+    b.submit({"#code": wrong})
+    b.expect_hops([("POST", D + "/_auth/mfa-setup", 400)])
+    eq(b.text("h1"), "Set up your authenticator app", "still the setup page")
+    eq(b.el("#error").get_attribute("role"), "alert", "the refusal is announced")
+    check(b.text("#error"), "the refusal says why")
+    eq(b.text("#secret"), key, "the same key after a wrong code")
+    check(b.cookie() is None, "no session after a wrong code")
+
+    # The code an authenticator app would show for that key (not in a step's last seconds,
+    # so that moto checks it in the same step).
+    if time.time() % 30 > 26:
+        time.sleep(30.2 - time.time() % 30)
+    b.submit({"#code": totp(key)})
+    eq(b.url(), D + target, "signed in, back on the original page")
+    b.expect_hops([("POST", D + "/_auth/mfa-setup", 303, target), ("GET", D + target, 200)])
+    doc = b.echo()
+    eq((doc["method"], doc["path"]), ("GET", target), "the request the app received")
+    identity_of(doc, NEW[0], client_id=MFA_CLIENT_ID)
+    check(b.cookie() is not None, "the session cookie is set")
+
+
 def provider_events(name):
     status, _, text = http("GET", f"{OIDC}/_test/events")
     eq(status, 200, "the provider's events")
@@ -709,6 +783,97 @@ def federated_cancel_and_a_replayed_callback_are_refused(b):
     check(b.cookie() is None, "no session from a replayed callback")
 
 
+def federated_sign_ins_refused():
+    return metric(ADMIN_C, 'sidecar_session_federated_sign_ins_total{outcome="state_invalid"}')
+
+
+def federated_forged_state_is_refused(b):
+    """A callback with a state the sidecar never issued: the sign-in page saying the sign-in
+    expired, no session, and the provider's token endpoint never called."""
+    b.clear_cookies()
+    http("POST", f"{OIDC}/_test/reset")
+    refused = federated_sign_ins_refused()
+    forged = f"{C}/_auth/callback?code=x&state={secrets.token_urlsafe(32)}"
+    b.go(forged)
+    b.expect_hops([("GET", forged, 400)])
+    eq(b.text("h1"), "Sign in", "the sign-in page")
+    eq(b.text("#error"), EXPIRED, "a forged state is refused")
+    eq(b.el("input[name=return]").get_attribute("value"), "/", "no return path from a forged state")
+    check(b.cookie() is None, "no session from a forged state")
+    eq(provider_events("token"), [], "no code exchange at the provider")
+    eq(federated_sign_ins_refused() - refused, 1, "counted as state_invalid")
+
+
+def federated_callback_from_another_browsers_flow_is_refused(b):
+    """The flow-binding cookie of the browser that started the sign-in is missing at the
+    callback (another browser follows the callback URL), or is another flow's: the state is
+    refused (and spent), no session, no code exchange."""
+    target = "/reports/other"
+
+    def start_at_the_provider():
+        b.go(sign_in_url(C, target))
+        b.submit({}, button="a.provider[href*='provider=Okta']")
+        check(b.url().startswith(OIDC + "/login/"), "at the provider's sign-in page", b.url())
+        got = b.d.execute_cdp_cmd("Network.getCookies", {"urls": [C + "/"]})["cookies"]
+        binding = next((c for c in got if c["name"] == FLOW_COOKIE), None)
+        check(binding is not None, "the flow's binding cookie is set", got)
+        eq((binding["secure"], binding["httpOnly"], binding["sameSite"]), (True, True, "Lax"), "its attributes")
+        return binding["value"]
+
+    def sign_in_at_the_provider_and_expect_a_refusal(what):
+        refused = federated_sign_ins_refused()
+        b.submit({"#username": "carol@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+        check(b.url().startswith(C + "/_auth/callback?"), f"{what}: back at the callback", b.url())
+        hop = [h for h in b.hops() if h["url"].startswith(C + "/_auth/callback?")]
+        eq([h["status"] for h in hop], [400], f"{what}: the callback's status")
+        eq(b.text("#error"), EXPIRED, f"{what}: refused")
+        check(b.cookie() is None, f"{what}: no session")
+        eq(provider_events("token"), [], f"{what}: no code exchange at the provider")
+        eq(federated_sign_ins_refused() - refused, 1, f"{what}: counted as state_invalid")
+        return hop[0]["url"]
+
+    def plant(value):
+        b.d.execute_cdp_cmd(
+            "Network.setCookie",
+            {
+                "name": FLOW_COOKIE,
+                "value": value,
+                "url": C + "/",
+                "path": "/",
+                "secure": True,
+                "httpOnly": True,
+                "sameSite": "Lax",
+            },
+        )
+
+    # The callback reaches a browser without the binding cookie.
+    b.clear_cookies()
+    http("POST", f"{OIDC}/_test/reset")
+    own = start_at_the_provider()
+    b.d.execute_cdp_cmd("Network.deleteCookies", {"name": FLOW_COOKIE, "url": C + "/"})
+    callback = sign_in_at_the_provider_and_expect_a_refusal("without the binding cookie")
+    # Refused, and spent: with the browser's own cookie back, the same callback is refused too.
+    plant(own)
+    b.go(callback)
+    eq(b.text("#error"), EXPIRED, "the refused callback's state is spent")
+    eq(provider_events("token"), [], "still no code exchange")
+
+    # The binding cookie of another flow (an attacker's own, planted): refused as well.
+    b.clear_cookies()
+    other = start_at_the_provider()
+    b.clear_cookies()
+    start_at_the_provider()
+    plant(other)
+    sign_in_at_the_provider_and_expect_a_refusal("with another flow's binding cookie")
+
+    # Control: the same steps with the browser's own cookie sign in.
+    b.clear_cookies()
+    start_at_the_provider()
+    b.submit({"#username": "carol@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+    eq(b.url(), C + target, "with its own binding cookie the flow signs in")
+    eq(b.echo()["identity"].get("x-auth-username"), "Okta_carol@example.com", "the identity at the app")
+
+
 SCENARIOS = [
     sign_in_lands_on_the_original_page,
     temporary_password_goes_through_the_new_password_page,
@@ -717,8 +882,11 @@ SCENARIOS = [
     cross_site_form_post_is_refused,
     return_path_to_another_site_lands_on_root,
     forgotten_password_is_reset_and_signs_in,
+    mfa_setup_from_the_key_on_the_page,
     federated_sign_in_and_sign_out_through_the_provider,
     federated_cancel_and_a_replayed_callback_are_refused,
+    federated_forged_state_is_refused,
+    federated_callback_from_another_browsers_flow_is_refused,
 ]
 
 
