@@ -21,6 +21,8 @@
 #   CHECK=1 deploy/bench.sh                  # the forward-auth check instead of the gated path
 #   BASELINE_BIN=/path deploy/bench.sh       # A/B: this build vs another binary, interleaved
 #                                            # rounds in one harness session (+ HAProxy plain)
+#   FLOOR=1 deploy/bench.sh                  # A/B against the floor: this build vs the bare
+#                                            # hyper proxy of the same commit (built here)
 #   BARE=1 deploy/bench.sh                   # the floor: a bare hyper pass-through proxy
 #                                            # (benches/bare_proxy.rs) instead of the sidecar
 #   SERVE=1 deploy/bench.sh                  # no load: the harness's servers and this sidecar,
@@ -209,11 +211,11 @@ BENCH_DIR="${BENCH_DIR:-$REPO/../shared/bench}"
 [[ -x $BENCH_DIR/run.sh ]] || die "no harness at $BENCH_DIR/run.sh (set BENCH_DIR)"
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
 
-if [[ ${BARE:-0} == 1 ]]; then
-    # The floor: benches/bare_proxy.rs (hyper server + hyper-util's pooled client, the
-    # sidecar's runtime and allocator, nothing else) as the harness's extra target, with only
-    # the harness's plain 200 check (it verifies nothing).
+# The floor: benches/bare_proxy.rs (hyper server + hyper-util's pooled client, the sidecar's
+# runtime and allocator, nothing else), built from this checkout; prints its path.
+build_floor() {
     log "building: cargo build --profile bench --bench bare_proxy"
+    local bare
     bare="$(cd "$REPO" && cargo build --profile bench --bench bare_proxy --locked --message-format=json |
         python3 -c 'import json,sys
 for l in sys.stdin:
@@ -221,6 +223,21 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bare_proxy" and m.get("executable"):
         print(m["executable"])')"
     [[ -x $bare ]] || die "bare_proxy did not build"
+    printf '%s\n' "$bare"
+}
+
+floor=0
+if [[ ${FLOOR:-0} == 1 ]]; then
+    # The A/B against the floor (below): the baseline is the bare proxy of this same commit.
+    [[ -z ${BASELINE_BIN:-} ]] || die "FLOOR=1 builds its own baseline (the bare proxy); unset BASELINE_BIN"
+    BASELINE_BIN="$(build_floor)"
+    floor=1
+fi
+
+if [[ ${BARE:-0} == 1 ]]; then
+    # The floor as the harness's extra target, with only the harness's plain 200 check (it
+    # verifies nothing).
+    bare="$(build_floor)"
     EXTRA_NAME=bare-hyper EXTRA_TARGET="${EXTRA_TARGET:-http://127.0.0.1:18090}" \
         EXTRA_CMD="$(printf '%q' "$bare")" EXTRA_CHECK=none EXTRA_STRICT=0 \
         "$BENCH_DIR/run.sh"
@@ -361,6 +378,11 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
     base_target="http://127.0.0.1:$base_port"
     # shellcheck disable=SC1091
     source "$keys/claims.env"
+    if ((floor)); then
+        # The bare proxy reads only these two variables and forwards everything, /readyz too.
+        env BENCH_EXTRA_LISTEN="127.0.0.1:$base_port" BENCH_UPSTREAM="http://127.0.0.1:${UP_PORT:-18080}" \
+            taskset -c "$server_cpu" "$BASELINE_BIN" >"$run_dir/baseline.out" 2>&1 &
+    else
     env BENCH_EXTRA_LISTEN="127.0.0.1:$base_port" BENCH_UPSTREAM="http://127.0.0.1:${UP_PORT:-18080}" \
         BENCH_JWKS_URL="http://127.0.0.1:${UP_PORT:-18080}/.well-known/jwks.json" \
         BENCH_ISS="$BENCH_ISS" BENCH_CLIENT_ID="$BENCH_CLIENT_ID" BENCH_POOL_ID="$BENCH_POOL_ID" \
@@ -368,9 +390,14 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
         CS_BENCH_ADMIN_LISTEN="127.0.0.1:$(free_port)" CS_BENCH_CACHE_ENTRIES="$cache_entries" \
         CS_BENCH_ACCESS_LOG="$access" CS_BENCH_LOG_FORMAT="$log_format" \
         taskset -c "$server_cpu" bash "$SELF" __sidecar >"$run_dir/baseline.out" 2>&1 &
+    fi
     base_pid=$!
     for _ in $(seq 100); do
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_target/readyz")" == 200 ]] && break
+        if ((floor)); then
+            [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_target/")" != 000 ]] && break
+        else
+            [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base_target/readyz")" == 200 ]] && break
+        fi
         sleep 0.1
     done
     token="$(head -1 "$keys/tokens_valid.txt")"
@@ -415,7 +442,11 @@ per = lambda a, b: statistics.median(x[1] / y[1] for x, y in zip(rows[a], rows[b
 print(f"new / baseline = {per('new', 'baseline'):.3f} (median of per-round ratios)")
 print(f"new / haproxy-plain = {per('new', 'haproxy-plain'):.3f}, baseline / haproxy-plain = {per('baseline', 'haproxy-plain'):.3f}")
 PY
-    echo "new: $bin; baseline: $BASELINE_BIN; rounds: $out_file"
+    if ((floor)); then
+        echo "new: $bin; baseline: the bare-hyper floor $BASELINE_BIN (FLOOR=1); rounds: $out_file"
+    else
+        echo "new: $bin; baseline: $BASELINE_BIN; rounds: $out_file"
+    fi
     trap - EXIT
     kill "$base_pid" 2>/dev/null || true
     stop_serve
