@@ -26,8 +26,8 @@
 # POST is refused; a return path to another site lands on /; a forgotten password; an
 # authenticator app set up from the key the MFA_SETUP page shows (a fourth sidecar, D, on a pool
 # of its own with MFA ON; a wrong code first); sign-in with an identity provider (a third
-# sidecar, C, whose pool's domain is tests/oidc/'s OpenID provider) and its sign-out through the
-# provider's /logout; a cancel and a replayed callback; a forged state, and a callback whose
+# sidecar, C, whose pool's domain is tests/oidc/'s OpenID provider; the same refresh margin),
+# a reload that refreshes at the provider, and its sign-out through the provider's /logout; a cancel and a replayed callback; a forged state, and a callback whose
 # flow-binding cookie is gone or another flow's, refused without a code exchange.
 #
 # Tunables (environment): BROWSER_TIMEOUT seconds for everything after the build (300),
@@ -306,6 +306,7 @@ env -u COGNITO_APP_CLIENT_SECRET \
     SIDECAR_SESSION__MANAGED_LOGIN__CALLBACK_URL="http://127.0.0.1:$p_c/_auth/callback" \
     SIDECAR_SESSION__MANAGED_LOGIN__IDENTITY_PROVIDERS='["Okta","Google"]' \
     SIDECAR_SESSION__MANAGED_LOGIN__OTHER_WAYS=true \
+    SIDECAR_SESSION__REFRESH_MARGIN=3598s \
     SIDECAR_LOG__LEVEL=debug NO_COLOR=1 \
     "$BIN" --config proxy.toml </dev/null >"$work/sidecar-c.log" 2>&1 &
 sidecar_pids+=($!)

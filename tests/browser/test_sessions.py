@@ -710,7 +710,8 @@ def provider_events(name):
 
 def federated_sign_in_and_sign_out_through_the_provider(b):
     """Protected page -> sign-in page with the providers -> "Continue with Okta" -> the
-    provider's sign-in -> back on the original page as Okta_alice@example.com; sign-out goes
+    provider's sign-in -> back on the original page as Okta_alice@example.com; a reload after
+    the refresh margin refreshes at the provider's token endpoint; sign-out goes
     on through the provider's /logout and back, and the next sign-in asks the provider again."""
     b.clear_cookies()
     http("POST", f"{OIDC}/_test/reset")
@@ -724,6 +725,7 @@ def federated_sign_in_and_sign_out_through_the_provider(b):
     check(b.url().startswith(OIDC + "/login/"), "at the provider's sign-in page", b.url())
     eq(b.text("#title"), "Sign in with Okta", "the provider's page")
     b.submit({"#username": "alice@example.com", "#password": FED_PASSWORD}, button="#sign-in")
+    signed_in = time.monotonic()
     eq(b.url(), C + target, "back on the original page")
     chain = [(h["method"], h["url"].split("?")[0], h["status"]) for h in b.hops()]
     eq(chain[-2:], [("GET", C + "/_auth/callback", 303), ("GET", C + "/orders/7", 200)], "the callback, then the page")
@@ -739,6 +741,15 @@ def federated_sign_in_and_sign_out_through_the_provider(b):
     authz = provider_events("authorize")
     eq([(e["identity_provider"], e["code_challenge_method"], e["has_nonce"]) for e in authz], [("Okta", "S256", True)], "what the provider was asked")
     eq([(e["grant_type"], e["has_code_verifier"]) for e in provider_events("token")], [("authorization_code", True)], "the code exchange")
+
+    # Transparent refresh: C's session.refresh_margin is 3598 s of the provider's 3600 s
+    # tokens, so from 2 s after the sign-in the next request refreshes at /oauth2/token first.
+    time.sleep(max(0.0, signed_in + 3.0 - time.monotonic()))
+    b.hops()
+    b.d.refresh()
+    b.expect_hops([("GET", C + target, 200)])
+    eq(b.echo()["identity"].get("x-auth-username"), "Okta_alice@example.com", "still signed in after the refresh")
+    eq([e["grant_type"] for e in provider_events("token")], ["authorization_code", "refresh_token"], "the reload refreshed the session at the provider's token endpoint")
 
     # Sign-out: the session ends here and at the provider, back on the sign-in page.
     b.go(C + "/_auth/sign-out")
