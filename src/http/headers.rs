@@ -17,13 +17,15 @@ pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 pub static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 /// The load balancer's `X-Amzn-Trace-Id` for the access line: the first one, if it is 1 to
-/// 256 visible ASCII characters (`Root=1-…;Self=…`), else none.
-pub fn amzn_trace_id(headers: &HeaderMap) -> Option<String> {
+/// 256 visible ASCII characters (`Root=1-…;Self=…`), else none. A clone of the parsed value
+/// (shared bytes, no copy): the ALB sends it on every request.
+pub fn amzn_trace_id(headers: &HeaderMap) -> Option<HeaderValue> {
     headers
         .get(&X_AMZN_TRACE_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 256 && v.as_bytes().iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
 }
 
 /// The forwarded headers the sidecar owns; `server.trusted_forwarded_headers` picks from these.

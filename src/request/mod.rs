@@ -142,7 +142,10 @@ impl Service {
         // The URI's parts are shared bytes: a clone for the access line copies no path.
         let uri = req.uri().clone();
         let path = uri.path();
-        let amzn_trace_id = crate::http::headers::amzn_trace_id(req.headers());
+        let amzn_trace_id = inner
+            .access_log
+            .then(|| crate::http::headers::amzn_trace_id(req.headers()))
+            .flatten();
         let mut ctx = RequestCtx {
             peer,
             request_id,
@@ -258,7 +261,7 @@ impl Service {
                 latency: start.elapsed(),
                 sub: ctx.sub.as_deref().unwrap_or("-"),
                 trace_id: ctx.trace.as_ref().map(trace::trace_id).as_deref(),
-                amzn_trace_id: amzn_trace_id.as_deref(),
+                amzn_trace_id: amzn_trace_id.as_ref().and_then(|v| v.to_str().ok()),
             });
         }
         if let Some(c) = ctx.set_cookie {

@@ -246,6 +246,8 @@ pub async fn within<F: Future>(cx: Option<Context>, work: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The header tables' one builder.
+    use crate::http::headers::tests::map as headers;
 
     fn traces(ratio: f64) -> Traces {
         let cfg = TracesConfig {
@@ -254,17 +256,6 @@ mod tests {
             ..TracesConfig::default()
         };
         Traces::new(&cfg).expect("ok").expect("ok")
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("ok"),
-                HeaderValue::from_str(v).expect("ok"),
-            );
-        }
-        h
     }
 
     const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";

@@ -97,3 +97,26 @@ fn upgrade_kept_only_when_asked() {
     assert_eq!(h["upgrade"], "websocket");
     assert_eq!(h["connection"], "upgrade");
 }
+
+#[test]
+fn amzn_trace_id_is_kept_only_when_it_is_visible_ascii_of_sane_length() {
+    let long = format!("Root=1-{}", "a".repeat(250));
+    for (value, want) in [
+        (Some("Root=1-67891233-abcdef012345678912345678"), true),
+        (Some("Root=1-6789;Self=1-abc;Parent=x;Sampled=1"), true),
+        (Some("has space"), false),
+        (Some(""), false),
+        (Some(long.as_str()), false),
+        (None, false),
+    ] {
+        let mut h = HeaderMap::new();
+        if let Some(v) = value {
+            h.insert(&X_AMZN_TRACE_ID, HeaderValue::from_str(v).expect("value"));
+        }
+        let got = amzn_trace_id(&h);
+        assert_eq!(got.is_some(), want, "{value:?}");
+        if want {
+            assert_eq!(got.expect("kept").to_str().ok(), value);
+        }
+    }
+}
