@@ -758,6 +758,47 @@ async fn cached_tokens_still_expire_and_the_cache_can_be_off() {
 }
 
 #[tokio::test]
+async fn a_cached_tokens_signature_on_another_token_is_not_a_hit() {
+    // The cache hashes only a token's tail (signature bytes) but a hit is the whole token:
+    // a cached token's signature under another payload, or another header, is verified as
+    // the new token it is (and fails), and the app never sees it.
+    let e = env().await;
+    let token = valid_token("u-15c");
+    assert_eq!(get(&e.sc, "/x", Some(&token)).await.0, 200);
+    assert_eq!(get(&e.sc, "/x", Some(&token)).await.0, 200);
+    let (header, rest) = token.split_once('.').expect("header");
+    let (_, sig) = rest.split_once('.').expect("payload");
+    let payload = b64(&with(access_claims("admin"), |m| {
+        m.insert("username".into(), json!("admin"));
+    }));
+    let other_header = b64(&json!({"alg": "RS256", "kid": "k1", "typ": "JWT"}));
+    assert_ne!(format!("{other_header}."), format!("{header}."));
+    for forged in [
+        format!("{header}.{payload}.{sig}"),
+        format!("{other_header}.{}", rest),
+    ] {
+        let (s, v, _) = get(&e.sc, "/x", Some(&forged)).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (401, Some("bad_signature")),
+            "{forged}"
+        );
+    }
+    assert_eq!(
+        e.echo.count(),
+        2,
+        "only the real token's two requests reached the app"
+    );
+    let text = e.sc.app.render_metrics();
+    for line in [
+        "sidecar_token_cache_total{outcome=\"miss\"} 3",
+        "sidecar_token_cache_total{outcome=\"hit\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn health_endpoints_are_the_sidecars_and_configurable() {
     let e = env_with(|c| {
         c.health.live_path = "/__sidecar/live".into();
@@ -821,7 +862,9 @@ async fn request_ids_are_kept_or_made_and_passed_both_ways() {
             .to_str()
             .expect("ascii")
             .to_string();
-        assert_eq!(id.len(), 36, "{id}");
+        let made = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(made.get_version_num(), 4, "{id}");
+        assert_eq!(id, made.hyphenated().to_string(), "hyphenated, lower case");
         assert_eq!(e.echo.last().header("x-request-id"), Some(id.as_str()));
     }
     // Refusals carry one too.

@@ -262,6 +262,9 @@ pub struct VerifyConfig {
     /// Largest JWKS document accepted, in bytes.
     pub jwks_max_bytes: usize,
     /// Verified tokens remembered so they are not verified again; 0 turns the cache off.
+    ///
+    /// Each entry holds the token itself (about 1 KB for a Cognito access token) with its
+    /// claims and identity headers.
     pub cache_max_entries: u64,
     /// How long a logout is remembered: at least the pool's longest token lifetime.
     #[serde(with = "humantime_serde")]

@@ -1,21 +1,22 @@
 //! The gate in front of the app: a token goes in, an `Identity` (claims plus the identity
 //! headers they produce) comes out, or a `VerifyError`.
 //!
-//! Owns the verified-token cache (keyed by a SHA-256 of the whole token, never kept past the
-//! token's `exp`) and the logout revocation list, which is checked on every request, cached
-//! tokens included.
+//! Owns the verified-token cache (keyed by the whole token, never kept past the token's
+//! `exp`) and the logout revocation list, which is checked on every request, cached tokens
+//! included.
 
 pub mod authorize;
 pub mod identity;
 pub mod revocation;
 pub mod verify;
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use equivalent::Equivalent;
 use http::header::{HeaderName, HeaderValue};
 use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::gate::identity::IdentityHeaders;
@@ -36,18 +37,59 @@ pub struct Identity {
 pub struct Gate {
     verifier: Verifier,
     identity: Arc<IdentityHeaders>,
-    cache: Option<Cache<[u8; 32], Arc<Identity>>>,
+    cache: Option<Cache<TokenKey, Arc<Identity>>>,
     revocations: RevocationList,
     metrics: SharedMetrics,
     clock: Clock,
 }
 
+/// The verified-token cache's key: the whole token, so a hit is a token equal to one that
+/// verified, byte for byte. Hashed (by moka's keyed SipHash) from its last `HASHED_TAIL`
+/// bytes only, which are signature bytes: hashing the whole token cost as much as the
+/// SHA-256 this replaced. A digest as the key would trust the digest; comparing only the
+/// signature would let `other-header.other-payload.<a cached signature>` through with the
+/// cached identity while the app, given that `Authorization`, may read the other payload.
+/// Only verified tokens are inserted, so a client cannot fill a bucket with tails of its
+/// choosing; one that sends many tokens with a cached token's tail costs itself a full
+/// comparison each before its own (failing) verification.
+#[derive(Clone, PartialEq, Eq)]
+struct TokenKey(Arc<str>);
+
+/// How many trailing bytes of a token are hashed (192 bits of an RSA signature's base64url).
+const HASHED_TAIL: usize = 32;
+
+fn tail(token: &str) -> &[u8] {
+    let b = token.as_bytes();
+    &b[b.len().saturating_sub(HASHED_TAIL)..]
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Lookup(&self.0).hash(state);
+    }
+}
+
+/// A request's token, looked up without copying it into a `TokenKey`.
+struct Lookup<'a>(&'a str);
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(tail(self.0));
+    }
+}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        self.0 == &*key.0
+    }
+}
+
 struct UntilExp(Clock);
 
-impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
+impl moka::Expiry<TokenKey, Arc<Identity>> for UntilExp {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &TokenKey,
         value: &Arc<Identity>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -114,16 +156,12 @@ impl Gate {
     pub async fn check(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
         let now = self.clock.now_secs();
         let leeway = self.verifier.leeway_secs();
-        let key: Option<[u8; 32]> = self
-            .cache
-            .as_ref()
-            .map(|_| Sha256::digest(token.as_bytes()).into());
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            let hit = cache.get(key);
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&Lookup(token));
             self.metrics.token_cache(hit.is_some());
             if let Some(id) = hit {
                 if now >= id.claims.exp.saturating_add(leeway) {
-                    cache.invalidate(key);
+                    cache.invalidate(&Lookup(token));
                     return Err(VerifyError::Expired);
                 }
                 self.revocations.check(&id.claims)?;
@@ -134,8 +172,8 @@ impl Gate {
         self.revocations.check(&claims)?;
         let headers = self.identity.values(&claims.map, claims.principal);
         let id = Arc::new(Identity { claims, headers });
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert(key, Arc::clone(&id));
+        if let Some(cache) = &self.cache {
+            cache.insert(TokenKey(Arc::from(token)), Arc::clone(&id));
         }
         Ok(id)
     }
@@ -188,5 +226,35 @@ impl Gate {
     /// The logout list (the shared backend applies other sidecars' logouts to it).
     pub fn revocations(&self) -> &RevocationList {
         &self.revocations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn the_cache_key_hashes_the_tail_and_compares_the_whole_token() {
+        let s = std::collections::hash_map::RandomState::new();
+        let sig = "S".repeat(40);
+        let token = format!("aaa.bbb.{sig}");
+        let key = TokenKey(Arc::from(token.as_str()));
+        // (token, same hash as the key, a hit)
+        let cases = [
+            (token.clone(), true, true),
+            (format!("aaa.evil.{sig}"), true, false),
+            (format!("x{token}"), true, false),
+            (format!("aaa.bbb.{sig}T"), false, false),
+            ("short".to_owned(), false, false),
+        ];
+        for (t, same_hash, hit) in cases {
+            let lookup = Lookup(&t);
+            assert_eq!(s.hash_one(&lookup) == s.hash_one(&key), same_hash, "{t}");
+            assert_eq!(lookup.equivalent(&key), hit, "{t}");
+        }
+        let short = TokenKey(Arc::from("short"));
+        assert_eq!(s.hash_one(Lookup("short")), s.hash_one(&short));
+        assert!(Lookup("short").equivalent(&short));
     }
 }

@@ -47,7 +47,10 @@ struct RequestCtx {
     request_id: HeaderValue,
     /// The request's trace (`traces.enabled`).
     trace: Option<opentelemetry::Context>,
-    /// The verified caller, for the access line.
+    /// The verified token's or session's identity, for the access line's `sub` (shared with
+    /// the cache entry: nothing is copied per request).
+    identity: Option<Arc<Identity>>,
+    /// The auth API's signed-in user, for the access line.
     sub: Option<String>,
     /// A cookie change for the answer (an ended session's cookie is cleared).
     set_cookie: Option<HeaderValue>,
@@ -150,6 +153,7 @@ impl Service {
             peer,
             request_id,
             trace,
+            identity: None,
             sub: None,
             set_cookie: None,
         };
@@ -259,7 +263,11 @@ impl Service {
                 path,
                 status: resp.status().as_u16(),
                 latency: start.elapsed(),
-                sub: ctx.sub.as_deref().unwrap_or("-"),
+                sub: match (&ctx.identity, &ctx.sub) {
+                    (Some(id), _) => &id.claims.sub,
+                    (None, Some(sub)) => sub,
+                    (None, None) => "-",
+                },
                 trace_id: ctx.trace.as_ref().map(trace::trace_id).as_deref(),
                 amzn_trace_id: amzn_trace_id.as_ref().and_then(|v| v.to_str().ok()),
             });
@@ -379,7 +387,7 @@ impl Service {
     /// (`check`) take: authenticate (optional on public routes) by bearer token or, with
     /// browser sessions on and no `Authorization`, by the session cookie (CSRF and WebSocket
     /// origin rules included); then authorize by `rule`. `target` is the request's path and
-    /// query (the return path of a sign-in redirect). Sets `ctx.sub` for the access line and
+    /// query (the return path of a sign-in redirect). Sets `ctx.identity` for the access line and
     /// `ctx.set_cookie` when a session ended.
     async fn decide(
         &self,
@@ -445,9 +453,7 @@ impl Service {
             }
             (None, false) => None,
         };
-        if let Some(id) = &identity {
-            ctx.sub = Some(id.claims.sub.clone());
-        }
+        ctx.identity.clone_from(&identity);
         match (rule, &identity) {
             (Rule::Public, _) => {}
             (_, None) => return Err(self.unauthenticated(method, headers, target)),

@@ -516,8 +516,12 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         {
             v.clone()
         }
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        _ => {
+            // Hyphenated lower case written into a stack buffer: no `fmt`, one copy.
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        }
     }
 }
 
