@@ -7,6 +7,9 @@
 #   CACHE=off deploy/bench.sh                # verified-token cache off: RSA verify per request
 #   SHARED=redis deploy/bench.sh             # the fleet backend: a redis-server of its own
 #   SESSIONS=1 deploy/bench.sh               # bearer vs browser-session cookie on one sidecar
+#   POOLS=2 SIDECAR_BIN=/b BASELINE_BIN=/b deploy/bench.sh
+#                                            # two trusted pools vs one: the A/B's new side
+#                                            # (only) has a second [[verify.pools]] entry
 #
 # SESSIONS=1 (implies SHARED=redis) does not run the harness's comparison: it starts the
 # harness's servers (`run.sh serve`: the nginx upstream, the sidecar pinned like every proxy),
@@ -22,7 +25,8 @@
 #   BASELINE_BIN=/path deploy/bench.sh       # A/B: this build vs another binary, interleaved
 #                                            # rounds in one harness session (+ HAProxy plain)
 #   FLOOR=1 deploy/bench.sh                  # A/B against the floor: this build vs the bare
-#                                            # hyper proxy of the same commit (built here)
+#                                            # hyper proxy of the same commit (built here;
+#                                            # BASELINE_BIN=/path: a bare proxy built before)
 #   BARE=1 deploy/bench.sh                   # the floor: a bare hyper pass-through proxy
 #                                            # (benches/bare_proxy.rs) instead of the sidecar
 #   SERVE=1 deploy/bench.sh                  # no load: the harness's servers and this sidecar,
@@ -63,7 +67,7 @@
 #       check.)
 #  4. prints where the summary is and copies sidecar.toml next to it.
 #
-# Environment: CACHE=on|off, SHARED=memory|redis, CHECK=0|1, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
+# Environment: CACHE=on|off, SHARED=memory|redis, CHECK=0|1, POOLS=1|2, ACCESS_LOG=1|0 (same as --no-access-log), LOG_FORMAT=text|json,
 # EXTRA_TARGET (default http://127.0.0.1:18090), SIDECAR_BIN, BENCH_DIR, and the harness's
 # own knobs (DURATION ROUNDS WARMUP CONNS THREADS TARGETS SERVER_CPU LOAD_CPU QUIET_WAIT ...).
 # All traffic stays on 127.0.0.1; every load run is bounded by DURATION (wrk under timeout).
@@ -139,6 +143,12 @@ EOF
     if [[ ${CS_BENCH_SESSIONS:-0} == 1 ]]; then
         printf '\n[session]\nenabled = true\n' >>"$CS_BENCH_CONFIG"
     fi
+    if [[ ${CS_BENCH_POOLS:-1} == 2 ]]; then
+        # A second pool (its own issuer and app client; the harness's JWKS, so /readyz waits
+        # for both): the harness's tokens still come from the first.
+        printf '\n[[verify.pools]]\nname = "second"\nuser_pool_id = "%s_SecondPool1"\nclient_ids = ["second-pool-client"]\njwks_url = %s\n' \
+            "$BENCH_REGION" "$(toml_str "$BENCH_JWKS_URL")" >>"$CS_BENCH_CONFIG"
+    fi
     if [[ ${CS_BENCH_CHECK:-0} == 1 ]]; then
         # The check at /_auth/check/<original path> (envoy convention), trusting wrk.
         printf '\n[forward_auth]\nenabled = true\nconvention = "envoy"\npath = "/_auth/check"\n' \
@@ -178,6 +188,9 @@ case $access_log in
     *) die "ACCESS_LOG must be 1 or 0 (got '$access_log')" ;;
 esac
 sessions=${SESSIONS:-0}
+pools=${POOLS:-1}
+[[ $pools == 1 || $pools == 2 ]] || die "POOLS must be 1 or 2 (got '$pools')"
+[[ $pools == 1 || -n ${BASELINE_BIN:-} ]] || die "POOLS=2 is an A/B mode: set BASELINE_BIN (the same binary for two pools vs one)"
 [[ $sessions == 1 ]] && SHARED=redis
 case ${SHARED:-memory} in
     memory) shared_url="" ;;
@@ -228,9 +241,9 @@ for l in sys.stdin:
 
 floor=0
 if [[ ${FLOOR:-0} == 1 ]]; then
-    # The A/B against the floor (below): the baseline is the bare proxy of this same commit.
-    [[ -z ${BASELINE_BIN:-} ]] || die "FLOOR=1 builds its own baseline (the bare proxy); unset BASELINE_BIN"
-    BASELINE_BIN="$(build_floor)"
+    # The A/B against the floor (below): the baseline is the bare proxy of this same commit,
+    # or BASELINE_BIN if set (a bare proxy built before: it does not link the sidecar's code).
+    [[ -n ${BASELINE_BIN:-} ]] || BASELINE_BIN="$(build_floor)"
     floor=1
 fi
 
@@ -320,6 +333,7 @@ run_harness() {
     CS_BENCH_LOG_FORMAT="$log_format" \
     CS_BENCH_SHARED_URL="$shared_url" \
     CS_BENCH_SESSIONS="$sessions" \
+    CS_BENCH_POOLS="$pools" \
     CS_BENCH_CHECK="$check" \
         "$BENCH_DIR/run.sh" "${@:2}"
 }
@@ -445,7 +459,7 @@ PY
     if ((floor)); then
         echo "new: $bin; baseline: the bare-hyper floor $BASELINE_BIN (FLOOR=1); rounds: $out_file"
     else
-        echo "new: $bin; baseline: $BASELINE_BIN; rounds: $out_file"
+        echo "new: $bin$( ((pools == 2)) && echo ' (two pools)'); baseline: $BASELINE_BIN (one pool); rounds: $out_file"
     fi
     trap - EXIT
     kill "$base_pid" 2>/dev/null || true

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{IdentityConfig, PrincipalKind};
 use crate::gate::verify::Principal;
-use crate::http::headers::{encode_value, fold_name, folded_eq, folded_starts_with, VALUE_ESCAPES};
+use crate::http::headers::{encode_value, FoldedNames, VALUE_ESCAPES};
 
 /// Inside a joined array, `,` is the separator, so elements escape it too.
 const ELEMENT_ESCAPES: &AsciiSet = &VALUE_ESCAPES.add(b',');
@@ -23,18 +23,18 @@ pub struct IdentityHeaders {
     mappings: Vec<(HeaderName, Vec<String>, (bool, bool))>,
     claims_header: Option<HeaderName>,
     principal_header: Option<HeaderName>,
-    strip_prefixes: Vec<Vec<u8>>,
-    strip_names: Vec<Vec<u8>>,
+    /// `identity.strip_prefixes` and every identity header's own name.
+    namespace: FoldedNames,
 }
 
 impl IdentityHeaders {
     /// Compiles the rules; names were checked by `Config::validate`.
     pub fn new(cfg: &IdentityConfig) -> Result<Self, http::header::InvalidHeaderName> {
         let mut mappings = Vec::with_capacity(cfg.headers.len());
-        let mut strip_names = Vec::new();
+        let mut own_names = Vec::new();
         for h in &cfg.headers {
             let name = HeaderName::try_from(h.name.as_str())?;
-            strip_names.push(fold_name(name.as_str()).into_bytes());
+            own_names.push(name.clone());
             let whose = (
                 h.principals.contains(&PrincipalKind::User),
                 h.principals.contains(&PrincipalKind::Client),
@@ -45,14 +45,14 @@ impl IdentityHeaders {
             "" => None,
             n => {
                 let name = HeaderName::try_from(n)?;
-                strip_names.push(fold_name(name.as_str()).into_bytes());
+                own_names.push(name.clone());
                 Some(name)
             }
         };
         let claims_header = match &cfg.claims_header {
             Some(n) => {
                 let name = HeaderName::try_from(n.as_str())?;
-                strip_names.push(fold_name(name.as_str()).into_bytes());
+                own_names.push(name.clone());
                 Some(name)
             }
             None => None,
@@ -61,13 +61,13 @@ impl IdentityHeaders {
             mappings,
             claims_header,
             principal_header,
-            strip_prefixes: cfg
-                .strip_prefixes
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| fold_name(p).into_bytes())
-                .collect(),
-            strip_names,
+            namespace: FoldedNames::new(
+                own_names.iter().map(HeaderName::as_str),
+                cfg.strip_prefixes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| !p.is_empty()),
+            ),
         })
     }
 
@@ -82,9 +82,7 @@ impl IdentityHeaders {
 
     /// Whether `name` is in the identity namespace (any spelling).
     pub fn is_identity(&self, name: &str) -> bool {
-        let n = name.as_bytes();
-        self.strip_prefixes.iter().any(|p| folded_starts_with(n, p))
-            || self.strip_names.iter().any(|s| folded_eq(n, s))
+        self.namespace.matches(name.as_bytes())
     }
 
     /// Removes every inbound header in the identity namespace; returns how many names went.

@@ -142,6 +142,59 @@ pub fn is_framing_alias(name: &HeaderName) -> bool {
     n.iter().any(|b| matches!(b, b'_' | b'.')) && FRAMING.iter().any(|f| folded_eq(n, f))
 }
 
+/// A set of header names and name prefixes, each matched in every spelling (`fold_name`): the
+/// names a request may not carry to the app. Most names checked are none of them and already
+/// differ at the first byte, so a bitmap of the entries' first bytes answers those with one
+/// lookup; the others are compared with each entry (none allocates).
+#[derive(Debug, Clone, Default)]
+pub struct FoldedNames {
+    /// Bit `b` set: some entry starts with byte `b` (every bit, with an empty prefix).
+    first: [u64; 4],
+    /// Folded.
+    names: Vec<Vec<u8>>,
+    /// Folded.
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl FoldedNames {
+    /// The set of `names` (exact, any spelling) and of every name starting with one of
+    /// `prefixes` (any spelling).
+    pub fn new<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        prefixes: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut set = FoldedNames::default();
+        for n in names {
+            let n = fold_name(n).into_bytes();
+            if let Some(&b) = n.first() {
+                set.first[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            set.names.push(n);
+        }
+        for p in prefixes {
+            let p = fold_name(p).into_bytes();
+            match p.first() {
+                Some(&b) => set.first[usize::from(b >> 6)] |= 1 << (b & 63),
+                None => set.first = [u64::MAX; 4],
+            }
+            set.prefixes.push(p);
+        }
+        set
+    }
+
+    /// Whether `name`, in any spelling, is one of the names or starts with one of the prefixes.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        if let Some(&b) = name.first() {
+            let b = fold_byte(b);
+            if self.first[usize::from(b >> 6)] & (1 << (b & 63)) == 0 {
+                return false;
+            }
+        }
+        self.prefixes.iter().any(|p| folded_starts_with(name, p))
+            || self.names.iter().any(|n| folded_eq(name, n))
+    }
+}
+
 /// Folds a header name the way spoofing attempts are matched: ASCII lower case, `_` and `.`
 /// read as `-` (servers such as Django/WSGI and some proxies treat them alike).
 pub fn fold_name(name: &str) -> String {

@@ -20,9 +20,10 @@
 //!    headers), in every spelling (case, `_`, `.`).
 //! 7. **Forwarded headers**: every spelling of `X-Forwarded-For/-Proto/-Host/-Port` and
 //!    `Forwarded` is removed; from a trusted proxy the canonical values listed in
-//!    `server.trusted_forwarded_headers` are kept, the rest written by the sidecar.
+//!    `server.trusted_forwarded_headers` are kept, the rest written by the sidecar (none
+//!    that the identity namespace covers).
 //! 8. **Identity**: every header in the identity namespace is removed, then the verified
-//!    token's headers are added.
+//!    token's headers are added. (6, 7 and 8 remove in one pass over the names.)
 //! 9. **Authorization**: kept when its token verified (`upstream.forward_authorization`),
 //!    else removed unless `upstream.forward_unverified_authorization`; for a browser session,
 //!    the session's access token only with `session.forward_access_token`.
@@ -48,8 +49,8 @@ use crate::config::{ServerConfig, UpstreamConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::gate::identity::IdentityHeaders;
 use crate::http::headers::{
-    self, fold_name, FORWARDED_FAMILY, TRACEPARENT, TRACESTATE, X_FORWARDED_FOR, X_FORWARDED_HOST,
-    X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REQUEST_ID,
+    self, FoldedNames, FORWARDED_FAMILY, TRACEPARENT, TRACESTATE, X_FORWARDED_FOR,
+    X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::telemetry::trace::TraceHeaders;
 
@@ -64,8 +65,13 @@ pub struct Policy {
     forward_unverified_authorization: bool,
     /// Lower case.
     upgrades: Vec<String>,
-    /// Folded (`headers::fold_name`).
-    never_forward: Vec<Vec<u8>>,
+    /// `upstream.never_forward`, `Forwarded` and the forwarded family (`FORWARDED_FAMILY`),
+    /// in every spelling: removed from every request.
+    removed: FoldedNames,
+    /// Which of the forwarded family the sidecar writes (`FORWARDED_FAMILY` order): not one
+    /// the identity namespace covers (`identity.strip_prefixes = ["x-"]`), as the namespace
+    /// is the sidecar's token headers' alone.
+    write_forwarded: [bool; 4],
     trusted_proxies: Vec<IpNet>,
     /// For, Proto, Host, Port: kept from a trusted proxy.
     trust: [bool; 4],
@@ -130,11 +136,15 @@ impl Policy {
             forward_authorization: u.forward_authorization,
             forward_unverified_authorization: u.forward_unverified_authorization,
             upgrades: u.upgrades.iter().map(|p| p.to_ascii_lowercase()).collect(),
-            never_forward: u
-                .never_forward
-                .iter()
-                .map(|h| fold_name(h).into_bytes())
-                .collect(),
+            removed: FoldedNames::new(
+                u.never_forward
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["forwarded"])
+                    .chain(FORWARDED_FAMILY),
+                [],
+            ),
+            write_forwarded: FORWARDED_FAMILY.map(|f| !identity.is_identity(f)),
             trusted_proxies: server.trusted_proxies.clone(),
             trust: FORWARDED_FAMILY.map(trusted),
             identity,
@@ -158,11 +168,6 @@ impl Policy {
         } else {
             peer
         }
-    }
-
-    fn never_forward(&self, name: &str) -> bool {
-        let n = name.as_bytes();
-        self.never_forward.iter().any(|f| headers::folded_eq(n, f))
     }
 }
 
@@ -221,64 +226,70 @@ pub fn to_upstream(mut parts: Parts, d: &Decision<'_>, p: &Policy) -> Result<Out
     // 5. Hop-by-hop.
     headers::strip_hop_by_hop(h, upgrade);
 
-    // 6 + 7 (removal). One pass: never-forward names, every spelling of the forwarded
-    // family, and `Forwarded`; trusted canonical values are read first.
+    // 6, 7 (removal) and 8 (removal). One pass over the names: the never-forward names,
+    // every spelling of the forwarded family and `Forwarded`, and the identity namespace;
+    // trusted canonical values are read first.
     let trusted = p.is_trusted(d.peer);
     let kept: [Option<String>; 4] = std::array::from_fn(|i| {
         (trusted && p.trust[i])
             .then(|| joined(h, FORWARDED_FAMILY[i]))
             .flatten()
     });
+    let mut stripped = 0usize;
     let doomed: Vec<HeaderName> = h
         .keys()
         .filter(|k| {
-            let n = k.as_str();
-            p.never_forward(n)
-                || n.eq_ignore_ascii_case("forwarded")
-                || FORWARDED_FAMILY
-                    .iter()
-                    .any(|f| headers::folded_eq(n.as_bytes(), f.as_bytes()))
+            let n = k.as_str().as_bytes();
+            let identity = p.identity.is_identity(k.as_str());
+            stripped += usize::from(identity);
+            identity || p.removed.matches(n)
         })
         .cloned()
         .collect();
     for name in &doomed {
         h.remove(name);
     }
+    if stripped > 0 {
+        tracing::debug!(stripped, "removed client-sent identity headers");
+    }
 
-    // 7 (writing).
+    // 7 (writing), but none the identity namespace covers (`write_forwarded`).
     let [prev_for, proto, fwd_host, port] = kept;
-    let mut xff = String::with_capacity(prev_for.as_ref().map_or(0, |p| p.len() + 2) + 39);
-    if let Some(prev) = prev_for {
-        xff.push_str(&prev);
-        xff.push_str(", ");
+    let [write_for, write_proto, write_host, write_port] = p.write_forwarded;
+    if write_for {
+        let mut xff = String::with_capacity(prev_for.as_ref().map_or(0, |p| p.len() + 2) + 39);
+        if let Some(prev) = prev_for {
+            xff.push_str(&prev);
+            xff.push_str(", ");
+        }
+        push_ip(&mut xff, d.peer);
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
     }
-    push_ip(&mut xff, d.peer);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+    if write_proto {
+        let proto = match proto.as_deref().map(str::trim) {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        };
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
-    let proto = match proto.as_deref().map(str::trim) {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        _ => "http",
-    };
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(v) = fwd_host
         .and_then(|v| HeaderValue::from_str(&v).ok())
         .or_else(|| client_host.clone())
+        .filter(|_| write_host)
     {
         h.insert(X_FORWARDED_HOST.clone(), v);
     }
     if let Some(v) = port
         .filter(|v| !v.is_empty() && v.len() <= 5 && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| HeaderValue::from_str(&v).ok())
+        .filter(|_| write_port)
     {
         h.insert(X_FORWARDED_PORT.clone(), v);
     }
 
-    // 8. Identity.
-    let stripped = p.identity.strip(h);
-    if stripped > 0 {
-        tracing::debug!(stripped, "removed client-sent identity headers");
-    }
+    // 8. Identity (the client's were removed above).
     if let Some(identity) = d.identity {
         for (name, value) in identity {
             h.insert(name.clone(), value.clone());

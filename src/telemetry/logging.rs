@@ -361,6 +361,12 @@ fn push_json_bytes(out: &mut Vec<u8>, s: &str) {
 /// escapes; everything else (any UTF-8) passes unchanged.
 fn json_escape(s: &str, mut emit: impl FnMut(&str)) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Most strings (paths, ids, addresses) need no escape: one branch-free pass over the bytes
+    // (a `fold`, which the compiler vectorizes, not a short-circuiting `any`), then one copy.
+    if !s.bytes().fold(false, |any, b| any | needs_escape(b)) {
+        emit(s);
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let mut unicode = [b'\\', b'u', b'0', b'0', 0, 0];
@@ -382,6 +388,11 @@ fn json_escape(s: &str, mut emit: impl FnMut(&str)) {
         start = i + 1;
     }
     emit(&s[start..]);
+}
+
+/// Whether JSON needs `b` escaped: `"`, `\\`, the C0 controls and DEL.
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f
 }
 
 /// The event's fields: `message` apart, the others already rendered as `,"name":value`.
@@ -454,12 +465,41 @@ mod tests {
             "日本語 é",
             "</script>",
         ];
-        for s in cases {
+        // Long strings too, with the one byte to escape first, in the middle or last (the
+        // pre-check reads the whole string before the first copy).
+        let long = "/api/orders/0123456789abcdef/items?page=2&sort=created_at".repeat(3);
+        let mut long_cases = vec![long.clone()];
+        for at in [0, long.len() / 2, long.len()] {
+            for esc in ['"', '\\', '\n', '\u{1f}', '\u{7f}'] {
+                let mut s = long.clone();
+                s.insert(at, esc);
+                long_cases.push(s);
+            }
+        }
+        for s in cases
+            .iter()
+            .copied()
+            .chain(long_cases.iter().map(String::as_str))
+        {
             let mut out = String::new();
             push_json_str(&mut out, s);
             let back: String = serde_json::from_str(&out).expect("valid JSON");
             assert_eq!(back, s, "{out}");
-            assert!(!out.bytes().any(|b| b < 0x20), "{out:?}");
+            assert!(!out.bytes().any(|b| b < 0x20 || b == 0x7f), "{out:?}");
+            let mut bytes = Vec::new();
+            push_json_bytes(&mut bytes, s);
+            assert_eq!(bytes, out.as_bytes());
+        }
+        // Every ASCII byte: escaped exactly when `needs_escape` says so.
+        for b in 0u8..0x80 {
+            let s = char::from(b).to_string();
+            let mut out = String::new();
+            push_json_str(&mut out, &s);
+            assert_eq!(
+                out != format!("\"{s}\""),
+                needs_escape(b),
+                "byte {b:#x}: {out}"
+            );
         }
     }
 

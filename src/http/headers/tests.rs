@@ -120,3 +120,39 @@ fn amzn_trace_id_is_kept_only_when_it_is_visible_ascii_of_sane_length() {
         }
     }
 }
+
+#[test]
+fn folded_names_match_every_spelling_and_nothing_else() {
+    let set = FoldedNames::new(["x-real-ip", "Forwarded", "x_http.method"], ["X-Auth-"]);
+    let cases = [
+        ("x-real-ip", true),
+        ("X_Real.IP", true),
+        ("forwarded", true),
+        ("FORWARDED", true),
+        ("x-http-method", true),
+        ("X.HTTP_Method", true),
+        ("x-auth-sub", true),
+        ("x_auth.anything", true),
+        ("X-AUTH-", true),
+        ("x-auth", false),
+        ("x-real-ips", false),
+        ("x-real-i", false),
+        ("forwarded-for", false),
+        ("-real-ip", false),
+        ("_auth-sub", false),
+        ("host", false),
+        ("authorization", false),
+        ("", false),
+    ];
+    for (name, hit) in cases {
+        assert_eq!(set.matches(name.as_bytes()), hit, "{name:?}");
+    }
+    // An empty prefix is every name; no entries, none.
+    let all = FoldedNames::new([], [""]);
+    assert!(all.matches(b"host") && all.matches(b""));
+    let none = FoldedNames::new([], []);
+    assert!(!none.matches(b"host") && !none.matches(b""));
+    // A name starting with `_` or `.` folds to one starting with `-`.
+    let dash = FoldedNames::new(["-x"], []);
+    assert!(dash.matches(b"_x") && dash.matches(b".X") && !dash.matches(b"x"));
+}

@@ -601,3 +601,46 @@ fn client_address_table() {
         ip("10.0.1.5")
     );
 }
+
+#[test]
+fn an_identity_namespace_covering_forwarded_headers_leaves_them_unwritten() {
+    // `strip_prefixes = ["x-"]` makes the whole `X-` space the token headers' own: the
+    // client's spoofs go, and the sidecar writes no X-Forwarded-* there either (as before
+    // the removals became one pass); the verified token's headers and the request id stay.
+    let p = policy(|c| c.identity.strip_prefixes = vec!["x-".into()]);
+    let req = In {
+        verified: true,
+        ..get(
+            "/a",
+            &[
+                HOST,
+                ("x-forwarded-for", "198.51.100.1"),
+                ("X_Auth_Sub", "forged"),
+                ("x-custom", "1"),
+                ("accept", "*/*"),
+            ],
+        )
+    };
+    let (_, _, h, _) = run(&req, &p).expect("ok");
+    let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "accept",
+            "host",
+            "x-auth-groups",
+            "x-auth-sub",
+            "x-request-id"
+        ],
+        "{h:?}"
+    );
+    assert!(h.contains(&("x-auth-sub".into(), "sub-1".into())));
+    // The default namespace (`x-auth-`) leaves them to the sidecar.
+    let (_, _, h, _) = run(&req, &policy(|_| {})).expect("ok");
+    assert!(
+        h.contains(&("x-forwarded-for".into(), "203.0.113.7".into())),
+        "{h:?}"
+    );
+    assert!(h.contains(&("x-forwarded-proto".into(), "http".into())));
+    assert!(h.contains(&("x-custom".into(), "1".into())));
+}
